@@ -1,0 +1,74 @@
+"""Comm-MT: the common multi-task baseline (Fig. 6 of the paper).
+
+Convolutions, two 2x2 max-pools, a shared FC trunk, then one linear branch
+regressing the 2K landmark coordinates and one branch per class head.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from landmark_ssl.models import layers
+
+
+class CommMT(nn.Module):
+  """Common multi-tasking model.
+
+  Attributes:
+    num_landmarks: K.
+    heads: ``((name, num_classes), ...)``.
+    kernel_size: kernel of every conv ("half" convs: stride 1, SAME padding).
+    features: maps per conv layer.
+    convs_before_pool: convs at full resolution (Fig. 6: 1 + 4 = 5).
+    convs_after_pool: convs between the two pools (Fig. 6: 1).
+    hidden: widths of the shared FC trunk (ReLU + dropout).
+    dropout: dropout rate in the trunk.
+    class_activation: ``'sigmoid'`` (the paper's footnote 7: the class output
+      layer has a sigmoid before the softmax) or ``'none'``.
+  """
+  num_landmarks: int
+  heads: Tuple[Tuple[str, int], ...] = ()
+  kernel_size: int = 5
+  features: int = 32
+  convs_before_pool: int = 5
+  convs_after_pool: int = 1
+  hidden: Sequence[int] = (256, 256)
+  dropout: float = 0.25
+  class_activation: str = "sigmoid"
+
+  landmark_cost: ClassVar[str] = "coordinates"
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False):
+    if self.class_activation not in ("sigmoid", "none"):
+      raise ValueError(f"CommMT.class_activation must be 'sigmoid' or 'none', "
+                       f"got {self.class_activation!r}.")
+    n, h, w, _ = images.shape
+    x = images
+    k = (self.kernel_size, self.kernel_size)
+    for i in range(self.convs_before_pool):
+      x = nn.relu(nn.Conv(self.features, k, padding="SAME",
+                          kernel_init=layers.conv_init, name=f"conv{i}")(x))
+    x = nn.max_pool(x, (2, 2), (2, 2))
+    for i in range(self.convs_after_pool):
+      x = nn.relu(nn.Conv(self.features, k, padding="SAME",
+                          kernel_init=layers.conv_init,
+                          name=f"conv{self.convs_before_pool + i}")(x))
+    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = x.reshape(n, -1)
+    for i, width in enumerate(self.hidden):
+      x = nn.relu(nn.Dense(width, kernel_init=layers.conv_init, name=f"fc{i}")(x))
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    coords = nn.Dense(2 * self.num_landmarks, kernel_init=layers.conv_init,
+                      name="landmark_out")(x)
+    landmarks = layers.denormalize_points(
+        coords.reshape(n, self.num_landmarks, 2), h, w)
+    logits = {}
+    for name, classes in self.heads:
+      z = nn.Dense(classes, kernel_init=layers.conv_init, name=f"head_{name}")(x)
+      logits[name] = jax.nn.sigmoid(z) if self.class_activation == "sigmoid" else z
+    return {"landmarks": landmarks, "maps": None, "logits": logits}

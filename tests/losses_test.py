@@ -1,0 +1,124 @@
+"""Properties of landmark_ssl.losses on fresh random inputs."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from landmark_ssl import geometry, losses
+
+
+def test_landmark_loss_known_answer_and_masking():
+  rng = np.random.default_rng(0)
+  n, k = 5, 7
+  pred = rng.normal(size=(n, k, 2)).astype(np.float32) * 5
+  target = rng.normal(size=(n, k, 2)).astype(np.float32) * 5
+  visible = (rng.random((n, k)) > 0.3).astype(np.float32)
+  visible[0] = 1.0
+  has = np.array([1, 0, 1, 1, 0], np.float32)
+  # Hand computation.
+  per = []
+  for b in range(n):
+    if has[b] and visible[b].sum():
+      d = ((pred[b] - target[b]) ** 2).sum(-1)
+      per.append((d * visible[b]).sum() / visible[b].sum())
+  expected = np.mean(per)
+  got = losses.landmark_loss(pred, target, visible, has)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # Masked points are ignored, even when their targets are garbage.
+  target2 = target.copy()
+  target2[visible == 0] = np.nan
+  target2[has == 0] = 1e9
+  np.testing.assert_allclose(losses.landmark_loss(pred, target2, visible, has),
+                             expected, rtol=1e-5)
+  g = jax.grad(lambda p: losses.landmark_loss(p, target2, visible, has))(pred)
+  assert np.all(np.isfinite(g))
+  assert np.all(np.asarray(g)[visible == 0] == 0)
+  assert np.all(np.asarray(g)[has == 0] == 0)
+  # Unmasked default equals the plain mean of squared distances.
+  np.testing.assert_allclose(losses.landmark_loss(pred, target),
+                             ((pred - target) ** 2).sum(-1).mean(), rtol=1e-5)
+
+
+def test_losses_are_zero_without_anything_to_average():
+  pred = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 2))
+  zero = jnp.zeros((3,))
+  assert float(losses.landmark_loss(pred, pred + 1, has_landmarks=zero)) == 0.0
+  g = jax.grad(lambda p: losses.landmark_loss(p, p * 0 + 3, has_landmarks=zero))(pred)
+  assert np.all(np.asarray(g) == 0)
+  a = geometry.identity_affine((3,))
+  assert float(losses.equivariance_loss(pred, pred + 1, a, mask=zero)) == 0.0
+  logits = jax.random.normal(jax.random.PRNGKey(1), (3, 5))
+  assert float(losses.classification_loss(logits, jnp.array([0, 1, 2]), zero)) == 0.0
+
+
+def test_classification_loss_matches_log_softmax_and_mask():
+  logits = jax.random.normal(jax.random.PRNGKey(0), (6, 4)) * 3
+  labels = jnp.array([0, 3, 1, 2, 2, 0])
+  mask = jnp.array([1, 1, 0, 1, 0, 1.0])
+  p = jax.nn.softmax(logits)
+  nll = -jnp.log(p[jnp.arange(6), labels])
+  np.testing.assert_allclose(losses.classification_loss(logits, labels),
+                             nll.mean(), rtol=1e-5)
+  np.testing.assert_allclose(losses.classification_loss(logits, labels, mask),
+                             (nll * mask).sum() / mask.sum(), rtol=1e-5)
+
+
+def test_heatmap_loss_is_pixel_nll_of_the_rounded_target():
+  n, h, w, k = 2, 9, 12, 3
+  maps = jax.random.normal(jax.random.PRNGKey(0), (n, h, w, k))
+  target = jax.random.uniform(jax.random.PRNGKey(1), (n, k, 2)) * jnp.array([w - 1, h - 1])
+  logp = jax.nn.log_softmax(maps.reshape(n, h * w, k), axis=1).reshape(n, h, w, k)
+  r = np.round(np.asarray(target[..., 1])).astype(int)
+  c = np.round(np.asarray(target[..., 0])).astype(int)
+  expected = -np.mean([logp[b, r[b, j], c[b, j], j] for b in range(n) for j in range(k)])
+  np.testing.assert_allclose(losses.heatmap_landmark_loss(maps, target), expected,
+                             rtol=1e-5)
+
+
+def test_equivariance_loss_zero_for_equivariant_function_positive_otherwise():
+  """An exactly equivariant landmark function: the intensity-weighted
+  centroid of each channel, computed on images and on their warps."""
+  h = w = 48
+  key_a, key_q = jax.random.split(jax.random.PRNGKey(11))
+  q = jax.random.uniform(key_q, (4, 3, 2), minval=18.0, maxval=30.0)
+  ii, jj = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij")
+  imgs = jnp.exp(-((jj[None, ..., None] - q[:, None, None, :, 0]) ** 2 +
+                   (ii[None, ..., None] - q[:, None, None, :, 1]) ** 2) / 4.5)
+
+  def centroid(x):
+    s = x.sum((1, 2))
+    return jnp.stack([(x * jj[None, ..., None]).sum((1, 2)) / s,
+                      (x * ii[None, ..., None]).sum((1, 2)) / s], -1)
+
+  a = geometry.random_affine(key_a, 4, dict(rotation=30.0, scale=0.1,
+                                            translation=0.05), (h, w))
+  l0 = centroid(imgs)
+  l1 = centroid(geometry.warp_affine(imgs, a))
+  assert float(losses.equivariance_loss(l0, l1, a)) < 0.02
+  # A non-equivariant function (ignores the image) gives a clear positive cost.
+  const = jnp.broadcast_to(jnp.array([24.0, 24.0]), l0.shape)
+  assert float(losses.equivariance_loss(const, const, a)) > 1.0
+  # Hand computation of the formula.
+  moved = geometry.transform_points(l0, a)
+  np.testing.assert_allclose(losses.equivariance_loss(l0, l1 + 1.0, a),
+                             jnp.mean(jnp.sum((moved - l1 - 1.0) ** 2, -1)),
+                             rtol=1e-5)
+
+
+def test_weight_decay_counts_kernels_only():
+  params = {"conv0": {"kernel": jnp.full((3, 3, 1, 2), 2.0), "bias": jnp.ones(2)},
+            "head": {"out": {"kernel": jnp.full((4, 5), 1.0), "bias": jnp.ones(5)},
+                     "scale": jnp.ones(3)}}
+  np.testing.assert_allclose(losses.weight_decay(params), 18 * 4.0 + 20 * 1.0)
+
+
+def test_importing_losses_loads_no_data_or_checkpoint_library():
+  code = ("import sys, landmark_ssl.losses; "
+          "bad = [m for m in ('tensorflow', 'tensorflow_datasets', 'grain', "
+          "'orbax', 'orbax.checkpoint', 'flax') if m in sys.modules]; "
+          "print(bad); sys.exit(1 if bad else 0)")
+  res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  assert res.returncode == 0, res.stdout + res.stderr
