@@ -11,6 +11,7 @@ Points are ``(x, y)`` pixels, 0-based, pixel centres at integer coordinates.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 
 def grid_points(n: int, center: tuple[float, float], extent: float,
@@ -88,3 +89,30 @@ def dot_centroids(image: np.ndarray, guesses: np.ndarray, radius: int = 2,
       est = np.array([(xs * win).sum() / total, (ys * win).sum() / total])
     out[k] = est
   return out
+
+
+def save_dot_image(path, shape: tuple[int, int], points: np.ndarray,
+                   sigma: float, colour: tuple[int, int, int] | None = None
+                   ) -> None:
+  """Writes ``render_dots`` to ``path`` (format from the suffix).
+
+  Args:
+    path: ``.jpg`` (quality 95) or ``.png`` file.
+    shape: ``(H, W)``.
+    points: ``(K, 2)`` 0-based dot centres.
+    sigma: dot size in pixels.
+    colour: ``(r, g, b)`` of the dots' peak for a colour image (the builders
+      must then convert to grey), or ``None`` for a grey image.
+  """
+  grey = render_dots(shape, points, sigma).astype(np.float64) / 255.0
+  if colour is None:
+    arr = np.round(grey * 255.0).astype(np.uint8)
+  else:
+    arr = np.round(grey[..., None] * np.asarray(colour, np.float64))
+    arr = arr.astype(np.uint8)
+  img = Image.fromarray(arr)
+  suffix = str(path).lower().rsplit(".", 1)[-1]
+  if suffix in ("jpg", "jpeg"):
+    img.save(path, quality=95)
+  else:
+    img.save(path, optimize=True)
