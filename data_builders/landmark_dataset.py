@@ -121,11 +121,16 @@ def make_example(image_path: epath.Path, landmarks: np.ndarray,
       grey, landmarks, visible, config.image_size, config.enlarge)
   vis = np.asarray(visible, np.float32)
   stored = np.where(vis[:, None] > 0, result.landmarks, 0.0).astype(np.float32)
+  norm = normalizer(stored)
+  if not norm > 0:
+    raise manual_data.ManualDataError(
+        f"{image_path}: the error normaliser of its landmarks is {norm} "
+        "(its reference landmarks coincide); fix or remove its annotation.")
   example = {
       "image": result.image[..., None],
       "landmarks": stored,
       "visible": vis,
-      "normalizer": np.float32(normalizer(stored)),
+      "normalizer": np.float32(norm),
       "crop": result.affine,
       "id": example_id,
   }

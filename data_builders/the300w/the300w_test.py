@@ -158,6 +158,27 @@ def test_annotation_without_image_is_an_error(tmp_path):
                 str(image.with_suffix(".pts")), "1 annotation file(s)")
 
 
+def test_unreadable_image_is_named_and_nothing_is_left(tmp_path):
+  manual = _copy_dummy(tmp_path)
+  image = sorted((manual / "lfpw" / "testset").glob("*.png"))[0]
+  image.write_bytes(image.read_bytes()[:100])  # truncated
+  with pytest.warns(manual_data.DataCountWarning):
+    _expect_error(tmp_path, manual, manual_data.ManualDataError, str(image),
+                  "cannot read the image")
+
+
+def test_coinciding_eye_corners_are_an_error(tmp_path):
+  manual = _copy_dummy(tmp_path)
+  pts = sorted((manual / "ibug").glob("*.pts"))[0]
+  points = lib.parse_pts(pts)
+  points[[36, 39, 42, 45]] = points[36]
+  rows = "\n".join(f"{x} {y}" for x, y in points)
+  pts.write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
+  with pytest.warns(manual_data.DataCountWarning):
+    _expect_error(tmp_path, manual, manual_data.ManualDataError,
+                  str(pts.with_suffix(".jpg")), "normaliser")
+
+
 def test_image_without_annotation_is_skipped_with_a_warning(tmp_path):
   manual = _copy_dummy(tmp_path)
   pts = sorted((manual / "ibug").glob("*.pts"))[0]
