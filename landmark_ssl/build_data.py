@@ -120,7 +120,13 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  builder = build(f.dataset, f.data_dir, f.manual_dir)
+  from data_builders.manual_data import ManualDataError  # pylint: disable=g-import-not-at-top
+  try:
+    builder = build(f.dataset, f.data_dir, f.manual_dir)
+  except (ManualDataError, ValueError, ImportError) as e:
+    # Errors a user causes (missing/malformed files, unknown names) get their
+    # message alone, not a traceback.
+    raise SystemExit(f"build_data: {e}") from None
   print(f"{f.dataset}: built in {builder.data_dir}")
   for split, info in builder.info.splits.items():
     print(f"  {split}: {info.num_examples} examples")
