@@ -228,13 +228,15 @@ def predict_split(state, eval_fn, data_config, split: str, mesh
   """Runs ``eval_fn`` over every example of ``split`` once.
 
   Returns host numpy arrays without the padding: ``pred_landmarks``,
-  ``landmarks``, ``visible``, ``normalizer``, ``logits_<head>`` and
-  ``label_<feature>`` (every class feature of the dataset).
+  ``landmarks``, ``visible``, ``normalizer``, ``logits_<head>``,
+  ``label_<feature>`` (every class feature of the dataset) and ``index``
+  (each image's example index in its split, when the pipeline gives it).
   """
   chunks = []
   for local in input_pipeline.eval_batches(
       data_config, split, jax.process_index(), jax.process_count()):
-    batch = steps.global_batch({k: local[k] for k in _EVAL_KEYS}, mesh)
+    batch = steps.global_batch(
+        {k: local[k] for k in _EVAL_KEYS + ("index",) if k in local}, mesh)
     preds = eval_fn(state, batch)
     del batch["image"]
     chunks.append(multihost_utils.process_allgather(
@@ -254,6 +256,8 @@ def predict_split(state, eval_fn, data_config, split: str, mesh
     out[f"logits_{head}"] = logits[keep]
   for feature, labels in full["batch"]["labels"].items():
     out[f"label_{feature}"] = labels[keep]
+  if "index" in full["batch"]:
+    out["index"] = full["batch"]["index"][keep]
   return out
 
 
@@ -361,6 +365,13 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def _close(iterator) -> None:
+  """Stops the prefetch threads of a loader iterator (if it has any)."""
+  close = getattr(iterator, "close", None)
+  if close is not None:
+    close()
+
+
 def _check_finite(host_metrics: list[dict], first_step: int, mngr) -> None:
   for i, metrics in enumerate(host_metrics):
     # Name the specific term first, the total and the gradient norm last.
@@ -405,12 +416,9 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
 
   segment_start = time.time()
   info = input_pipeline.get_dataset_info(config.data)
-  if (workdir / LABEL_SUBSET_FILE).exists():
-    labeled = input_pipeline.load_labeled(workdir)
-  else:
-    labeled = input_pipeline.select_labeled(config.data, config.seed)
-    if is_main:
-      input_pipeline.save_labeled(workdir, labeled, config.data, config.seed)
+  # Loaded from the workdir when a previous segment of the run saved it.
+  labeled = input_pipeline.labeled_subset(config.data, config.seed, workdir,
+                                          write=is_main)
 
   heads = model_heads(config, info)
   model = models.create_model(config.model, info.num_landmarks, heads)
@@ -452,18 +460,20 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
       steps_per_epoch, total_steps, eval_every, len(labeled),
       jax.device_count(), jax.process_count())
 
-  def evaluate_validation(at_step: int) -> dict:
+  def evaluate_validation() -> dict:
     outputs = predict_split(state, eval_fn, config.data, config.data.eval_split,
                             mesh)
     metrics, _ = split_metrics(outputs, config.eval.normalizer, heads)
     return metrics
 
+  batches = None
   try:
     with _Preemption(mngr) as preemption:
       pending: list = []  # device metrics of steps not yet checked
       window: list = []  # host metrics of checked steps not yet logged
       last_time, last_step = time.time(), step
-      batches = iter(loader.iterate(step)) if step < total_steps else iter(())
+      if step < total_steps and not progress["stopped_early"]:
+        batches = loader.iterate(step)
       while step < total_steps and not progress["stopped_early"]:
         batch = steps.global_batch(next(batches), mesh)
         state, metrics = train_fn(state, batch,
@@ -495,7 +505,7 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
 
         ckpt_metrics = None
         if is_eval:
-          val = evaluate_validation(step)
+          val = evaluate_validation()
           value = selection_value(val, terms)
           if not math.isfinite(value):
             raise NonFiniteCostError(step, f"validation {selection_name}", value,
@@ -528,6 +538,8 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
           logging.warning("Preempted: saved the checkpoint of step %d; run the "
                           "same command again to continue.", step)
           return {"status": "preempted", "step": step}
+    _close(batches)
+    batches = None
     mngr.wait_until_finished()
 
     # Final evaluation of the best checkpoint.
@@ -576,5 +588,6 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
     log.write("error", e.step, {}, message=str(e))
     raise
   finally:
+    _close(batches)
     log.close()
     mngr.close()

@@ -57,8 +57,8 @@ def select_labeled(data_config, seed):
   return np.sort(np.random.default_rng(seed).permutation(n)[:count])
 
 
-def save_labeled(workdir, indices, data_config=None, seed=None):
-  del data_config, seed
+def save_labeled(workdir, indices, **metadata):
+  del metadata
   with open(os.path.join(os.fspath(workdir), "label_subset.json"), "w") as f:
     json.dump({"indices": [int(i) for i in indices]}, f)
 
@@ -66,6 +66,15 @@ def save_labeled(workdir, indices, data_config=None, seed=None):
 def load_labeled(workdir):
   with open(os.path.join(os.fspath(workdir), "label_subset.json")) as f:
     return np.asarray(json.load(f)["indices"], np.int64)
+
+
+def labeled_subset(data_config, seed, workdir, write=True):
+  if os.path.exists(os.path.join(os.fspath(workdir), "label_subset.json")):
+    return load_labeled(workdir)
+  indices = select_labeled(data_config, seed)
+  if write:
+    save_labeled(workdir, indices)
+  return indices
 
 
 def _take(data, idx):
@@ -114,5 +123,6 @@ def eval_batches(data_config, split, process_index=None, process_count=None):
     real = idx < n
     batch = _take(data, np.minimum(idx, n - 1))
     batch["has_landmarks"] = np.ones((b,), np.float32)
+    batch["index"] = np.minimum(idx, n - 1).astype(np.int32)
     batch["mask"] = real.astype(np.float32)
     yield batch
