@@ -8,7 +8,6 @@ conftest.py (the environment is inherited).
 """
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
