@@ -123,7 +123,8 @@ def main(argv):
   except train.NonFiniteCostError as e:
     logging.error("%s", e)
     sys.exit(EXIT_NON_FINITE)
-  except (train.ConfigMismatchError, FileNotFoundError, ValueError) as e:
+  except (train.ConfigMismatchError, FileNotFoundError, ImportError,
+          ValueError) as e:
     logging.error("%s", e)
     logging.debug("Traceback:", exc_info=True)
     sys.exit(EXIT_USAGE)

@@ -297,25 +297,37 @@ def write_split_outputs(workdir, split: str, outputs: Mapping[str, np.ndarray],
       "thresholds": thresholds.tolist(), "fraction": fraction.tolist()})
 
 
+def _has_run_state(workdir: epath.Path) -> bool:
+  """Whether ``workdir`` holds a checkpoint or results (not just a config)."""
+  ckpt = workdir / checkpointing.CHECKPOINT_DIR
+  return (workdir / RESULTS_FILE).exists() or (
+      ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir()))
+
+
 def prepare_workdir(config_dict: dict, workdir: epath.Path, overwrite: bool,
                     is_main: bool) -> None:
   """Checks the workdir's stored config against ``config_dict``; saves it.
 
-  A workdir holding a run of another config is refused (the message names
-  the differing keys) unless ``overwrite``, which removes that run's files
-  (only files a run writes; nothing else in the folder).
+  A workdir holding a run (a checkpoint or results) of another config is
+  refused (the message names the differing keys) unless ``overwrite``, which
+  removes that run's files (only files a run writes; nothing else in the
+  folder). A workdir with only the config of a run that never got to its
+  first checkpoint (e.g. one stopped by a mistyped dataset name) is taken
+  over without ``overwrite``.
   """
   stored_path = workdir / CONFIG_FILE
   if stored_path.exists():
     diffs = config_differences(json.loads(stored_path.read_text()), config_dict)
-    if diffs and not overwrite:
+    has_run = _has_run_state(workdir)
+    if diffs and has_run and not overwrite:
       raise ConfigMismatchError(
           f"{workdir} holds a run of a different config:\n  " +
           "\n  ".join(diffs) +
           "\nUse another --workdir, or pass --overwrite to replace that run.")
     if diffs and is_main:
-      logging.warning("--overwrite: replacing the run in %s (%s).", workdir,
-                      "; ".join(diffs))
+      logging.warning("%s: replacing the %s in %s (%s).",
+                      "--overwrite" if has_run else "No checkpoint yet",
+                      "run" if has_run else "config", workdir, "; ".join(diffs))
       for name in _RUN_ARTIFACTS:
         path = workdir / name
         if path.is_dir():

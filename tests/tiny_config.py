@@ -14,7 +14,10 @@ def get_config(arg: str = "fake"):
   c.seed = 0
   c.costs = "L+T+C"
   c.data = ml_collections.ConfigDict(dict(
-      name="fake", data_dir=None, manual_dir=None, labeled_fraction=0.5,
+      # placeholder(str): None, yet overridable with --config.data.data_dir=...
+      name="fake", data_dir=ml_collections.config_dict.placeholder(str),
+      manual_dir=ml_collections.config_dict.placeholder(str),
+      labeled_fraction=0.5,
       labeled_share=0.5, batch_size=16, eval_batch_size=16,
       class_heads=("label",), train_split="train", eval_split="validation",
       test_splits=("test",)))
@@ -29,7 +32,7 @@ def get_config(arg: str = "fake"):
   c.optim = ml_collections.ConfigDict(dict(
       learning_rate=1e-2, schedule="constant", grad_clip_norm=0.0))
   c.train = ml_collections.ConfigDict(dict(
-      max_epochs=8, eval_every_epochs=2, patience=3, log_every_steps=5,
+      max_epochs=8.0, eval_every_epochs=2.0, patience=3, log_every_steps=5,
       checkpoint_every_steps=3))
   c.eval = ml_collections.ConfigDict(dict(normalizer="dataset"))
   if arg == "blocks":
@@ -40,7 +43,7 @@ def get_config(arg: str = "fake"):
                         classifier_hidden=(32,)))
     c.augment.update(dict(rotation=10.0, scale=0.05, translation=0.05))
     c.optim.learning_rate = 3e-3
-    c.train.update(dict(max_epochs=10, eval_every_epochs=2, patience=10,
+    c.train.update(dict(max_epochs=10.0, eval_every_epochs=2.0, patience=10,
                         log_every_steps=10, checkpoint_every_steps=0))
     c.eval.normalizer = "pixels"
   elif arg != "fake":

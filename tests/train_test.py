@@ -275,12 +275,16 @@ def test_config_mismatch_is_refused(fake, tmp_path):
   config = tiny_config.get_config()
   config_dict = train.config_to_dict(config)
   train.prepare_workdir(config_dict, tmp_path, overwrite=False, is_main=True)
-  (tmp_path / "results.json").write_text("{}")
-  (tmp_path / "checkpoints").mkdir()
-  (tmp_path / "notes.txt").write_text("mine")
   other = tiny_config.get_config()
   other.optim.learning_rate = 0.1
   other.model.features = 4
+  # Only a config (the run never reached a checkpoint): taken over silently.
+  train.prepare_workdir(train.config_to_dict(other), tmp_path, overwrite=False,
+                        is_main=True)
+  train.prepare_workdir(config_dict, tmp_path, overwrite=False, is_main=True)
+  (tmp_path / "results.json").write_text("{}")
+  (tmp_path / "checkpoints" / "12").mkdir(parents=True)
+  (tmp_path / "notes.txt").write_text("mine")
   with pytest.raises(train.ConfigMismatchError) as info:
     train.train_and_evaluate(other, tmp_path)
   message = str(info.value)
@@ -302,10 +306,20 @@ def test_cli_errors_are_clear(tmp_path):
   assert typo.returncode == 2
   assert "config.optim has no key 'learning_rat'" in typo.stderr
   assert "learning_rate" in typo.stderr
-  missing = _run(tmp_path / "b", "--config.data.name=nonexistent")
-  assert missing.returncode == 2
-  assert "Dataset 'nonexistent' not found" in missing.stderr
-  assert "Traceback" not in missing.stderr
+  # The real pipeline's error for an unknown dataset passes through main.
+  unknown = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.main",
+       f"--config={REPO / 'tests' / 'tiny_config.py'}",
+       f"--workdir={tmp_path / 'b'}", "--config.data.name=blokcs",
+       f"--config.data.data_dir={tmp_path / 'tfds'}"],
+      capture_output=True, text=True, timeout=240, cwd=REPO)
+  assert unknown.returncode == 2, unknown.stderr[-3000:]
+  assert "Unknown dataset 'blokcs'" in unknown.stderr
+  assert "Traceback" not in unknown.stderr
+  # Fixing the name in the same workdir is not a config mismatch: that run
+  # never reached a checkpoint.
+  fixed = _run(tmp_path / "b", "--config.train.max_epochs=0.5")
+  assert fixed.returncode == 0, fixed.stderr[-3000:]
 
 
 def test_evaluate_reproduces_results(fake, reference, tmp_path):
@@ -327,7 +341,7 @@ def test_tiny_blocks_run_learns(tmp_path_factory):
   config = tiny_config.get_config("blocks")
   config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
   config.data.labeled_fraction = 0.5
-  config.train.max_epochs = 4
+  config.train.max_epochs = 4.0
   info = input_pipeline.get_dataset_info(config.data)  # builds blocks/small
   # The validation error of the untrained model: what training must beat.
   mesh = steps.make_mesh()
