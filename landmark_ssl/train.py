@@ -21,8 +21,11 @@ all; ``--config.x=y`` overrides any of them):
 * ``costs``: ``'L'``, ``'L+C'``, ``'L+T'``, ``'L+T+C'`` or ``'C'``.
 * ``data.{name, data_dir, manual_dir, labeled_fraction, labeled_share,
   batch_size, eval_batch_size, class_heads, train_split, eval_split,
-  test_splits}``: see ``input_pipeline``; batch sizes are global and must be
-  divisible by the number of devices.
+  test_splits}``: see ``input_pipeline`` (also its optional
+  ``read_threads``, ``prefetch_batches``); batch sizes are global and must be
+  divisible by the number of devices. Declare unset paths as
+  ``ml_collections.config_dict.placeholder(str)``, not ``None``: a ``None``
+  field cannot be overridden from the command line.
 * ``augment.{...}``: passed to ``augment.augment`` inside the train step.
 * ``model.{name, ...}``: ``models.create_model``.
 * ``loss.{alpha, gamma, weight_decay, elt_on, elt.{rotation, scale,
@@ -30,8 +33,9 @@ all; ``--config.x=y`` overrides any of them):
 * ``optim.learning_rate``; optional ``optim.schedule`` (``'constant'``,
   default, or ``'cosine'``: cosine decay to 0 over ``max_epochs``) and
   ``optim.grad_clip_norm`` (``0`` = off, the default). Adam.
-* ``train.max_epochs`` (may be fractional), ``train.eval_every_epochs``
-  (validation cadence, fractional allowed), ``train.patience`` (evaluations
+* ``train.max_epochs`` and ``train.eval_every_epochs`` (validation cadence)
+  in epochs, fractions allowed (declare them as floats, so that
+  ``--config.train.max_epochs=0.5`` parses), ``train.patience`` (evaluations
   without improvement before stopping; ``0`` = never stop early),
   ``train.log_every_steps``, ``train.checkpoint_every_steps`` (``0`` = only
   at evaluations).
