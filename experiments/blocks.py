@@ -88,6 +88,7 @@ def get_config(arg=None):
   c.eval.normalizer = "pixels"
   if choice.quick:
     configs.make_quick(c)
+    c.data.name = "blocks/small"  # the builder's 150-images-per-split config
   c.lock()
   return c
 

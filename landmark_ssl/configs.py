@@ -214,6 +214,15 @@ def run_name(model: str, costs: str, fraction: float, seed: int) -> str:
   return f"{model}_{costs}_f{fraction:g}_s{seed}"
 
 
+def row_model(model_config: Mapping) -> str:
+  """The table row of a model config: its name, except that ``rcn`` with the
+  soft-argmax is ``rcn_plus`` (RCN+)."""
+  name = model_config["name"]
+  if name == "rcn" and model_config.get("soft_argmax", True):
+    return "rcn_plus"
+  return name
+
+
 def table_runs(experiment: str, models: Sequence[str],
                seeds: Sequence[int] = SEEDS) -> List[Dict]:
   """The runs of the paper's table for ``experiment``, restricted to the row
