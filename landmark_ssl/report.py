@@ -182,16 +182,18 @@ def expected_runs(experiment_files: Sequence[str], seeds=None,
   return out
 
 
-def missing_runs(expected, runs: Sequence[Run], workdir: str) -> List[Tuple[str, str]]:
-  """``[(run name, state), ...]`` of expected runs with no finished result:
-  state ``'not started'`` or ``'started, not finished'``."""
+def missing_runs(expected, runs: Sequence[Run], workdir: str) -> List[Tuple]:
+  """``[((experiment, model, costs, fraction), run name, state), ...]`` of
+  the expected runs with no finished result, in sweep order; state is
+  ``'not started'`` or ``'started, not finished'``."""
   have = {(r.experiment, r.model, r.costs, r.fraction, r.seed) for r in runs}
   out = []
   for run, cell in expected:
     if cell in have:
       continue
     started = os.path.isdir(os.path.join(workdir, run["name"]))
-    out.append((run["name"], "started, not finished" if started else "not started"))
+    out.append((cell[:4], run["name"],
+                "started, not finished" if started else "not started"))
   return out
 
 
@@ -207,7 +209,7 @@ def _cell_text(stats: Stats | None, paper: float | None) -> str:
   elif paper is not None:
     parts.append("–")
   if paper is not None:
-    parts.append(f"paper {paper:g}")
+    parts.append(f"paper {_fmt(paper)}")
   return " · ".join(parts)
 
 
@@ -261,7 +263,8 @@ def render_markdown(stats: Mapping[CellKey, Stats],
   w = out.write
   w(f"# Results{f' of {workdir}' if workdir else ''}\n\n")
   w("Each cell: mean ± sample standard deviation (ddof=1) over seeds, with "
-    "the number of seeds n, then the paper's number. Columns: share of "
+    "the number of seeds n, then the paper's number (– where no run "
+    "finished). Columns: share of "
     "training images with landmark labels. Landmark errors in pixels "
     "(Blocks) or percent of the normaliser; accuracies, failure rates and "
     "AUCs in percent.\n")
@@ -281,10 +284,14 @@ def render_markdown(stats: Mapping[CellKey, Stats],
   if missing is not None:
     w(f"\n## Missing runs ({len(missing)})\n\n")
     if missing:
-      w("Runs of the sweep with no finished results.json (rerun the sweep "
-        "command to train them; started runs resume):\n\n")
-      for name, state in missing:
-        w(f"- {name}: {state}\n")
+      w("Runs of the sweep with no finished results.json, by cell (rerun the "
+        "sweep command to train them; started runs resume):\n\n")
+      by_cell = collections.defaultdict(list)
+      for cell, name, state in missing:
+        by_cell[cell].append(f"{name} ({state})")
+      for (exp, model, costs, frac), names in by_cell.items():
+        w(f"- {exp}, {paper_results.row_label(model, costs)}, "
+          f"{_fraction_label(frac)}: {', '.join(names)}\n")
     else:
       w("None: every run of the sweep has finished.\n")
   if unfinished:

@@ -14,6 +14,8 @@ from ml_collections import config_flags
 
 from landmark_ssl import configs, models, paper_results
 
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("shapes", "blocks", "hgr1", "multipie", "the300w", "the300w_rcn")
 
