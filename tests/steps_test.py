@@ -1,0 +1,150 @@
+"""Tests of landmark_ssl.steps: the costs, the ELT batching, the mesh."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from landmark_ssl import geometry, losses, models, steps
+
+H = W = 16
+K = 3
+CLASSES = 4
+
+
+def _config(costs="L+T+C", elt_on="unlabeled", dropout=0.0):
+  c = ml_collections.ConfigDict()
+  c.costs = costs
+  c.data = ml_collections.ConfigDict(dict(class_heads=("label",)))
+  c.model = ml_collections.ConfigDict(dict(
+      name="seq_mt", kernel_sizes=(3, 3, 1), features=4,
+      classifier_hidden=(8,), dropout=dropout))
+  c.loss = ml_collections.ConfigDict(dict(
+      alpha=0.7, gamma=0.3, weight_decay=1e-3, elt_on=elt_on,
+      elt=dict(rotation=20.0, scale=0.1, translation=0.1)))
+  c.augment = ml_collections.ConfigDict(dict(
+      rotation=0.0, scale=0.0, translation=0.0))
+  return c
+
+
+def _batch(rng, n=8):
+  return {
+      "image": rng.uniform(size=(n, H, W, 1)).astype(np.float32),
+      "landmarks": rng.uniform(2, 13, size=(n, K, 2)).astype(np.float32),
+      "visible": (rng.uniform(size=(n, K)) > 0.2).astype(np.float32),
+      "has_landmarks": (np.arange(n) % 2).astype(np.float32),
+      "labels": {"label": rng.integers(0, CLASSES, size=n).astype(np.int32)},
+      "normalizer": np.ones((n,), np.float32),
+      "mask": np.ones((n,), np.float32),
+  }
+
+
+def _state(config, lr=1e-2, seed=0):
+  heads = {"label": CLASSES} if "C" in steps.parse_costs(config.costs) else {}
+  model = models.create_model(config.model, K, heads)
+  params = model.init(jax.random.key(seed), jnp.zeros((1, H, W, 1)))["params"]
+  settings = steps.StepSettings.from_config(config, model.landmark_cost)
+  return steps.TrainState.create(apply_fn=model.apply, params=params,
+                                 tx=optax.adam(lr), settings=settings), model
+
+
+def test_parse_costs():
+  assert steps.parse_costs("L+T+C") == {"L", "T", "C"}
+  assert steps.parse_costs("C") == {"C"}
+  with pytest.raises(ValueError, match="config.costs='L\\+X'"):
+    steps.parse_costs("L+X")
+
+
+def test_heatmap_model_with_elt_is_refused():
+  config = _config("L+T")
+  with pytest.raises(ValueError, match="ELT.*heatmap"):
+    steps.StepSettings.from_config(config, "heatmap")
+
+
+@pytest.mark.parametrize("elt_on", ["unlabeled", "all"])
+def test_costs_match_separate_forward_passes(elt_on):
+  """The interleaved single pass equals two passes and the costs of losses.py."""
+  config = _config("L+T+C", elt_on)
+  state, model = _state(config)
+  batch = _batch(np.random.default_rng(0))
+  a = geometry.random_affine(jax.random.key(5), 8, dict(config.loss.elt), (H, W))
+  total, metrics = steps.compute_costs(state.params, state, batch, a,
+                                       jax.random.key(1))
+  variables = {"params": state.params}
+  out = model.apply(variables, batch["image"])
+  out_w = model.apply(variables, geometry.warp_affine(batch["image"], a))
+  lm = losses.landmark_loss(out["landmarks"], batch["landmarks"],
+                            batch["visible"], batch["has_landmarks"])
+  nll = losses.classification_loss(out["logits"]["label"], batch["labels"]["label"])
+  elt_mask = None if elt_on == "all" else 1.0 - batch["has_landmarks"]
+  elt = losses.equivariance_loss(out["landmarks"], out_w["landmarks"], a, elt_mask)
+  wd = losses.weight_decay(state.params)
+  np.testing.assert_allclose(metrics["landmark"], lm, rtol=1e-5)
+  np.testing.assert_allclose(metrics["class/label"], nll, rtol=1e-5)
+  np.testing.assert_allclose(metrics["elt"], elt, rtol=1e-5)
+  np.testing.assert_allclose(
+      total, lm + 0.7 * nll + 0.3 * elt + 1e-3 * wd, rtol=1e-5)
+  assert float(elt) > 0
+
+
+def test_terms_follow_costs():
+  batch = _batch(np.random.default_rng(1))
+  for costs, expected in [("L", {"landmark"}), ("C", {"class", "class/label"}),
+                          ("L+T", {"landmark", "elt"})]:
+    state, _ = _state(_config(costs))
+    new_state, metrics = jax.jit(steps.train_step)(state, batch, jax.random.key(0))
+    assert set(metrics) == expected | {"loss", "weight_decay", "grad_norm"}
+    assert int(new_state.step) == 1
+
+
+def test_train_step_learns_a_fixed_batch():
+  state, _ = _state(_config("L+C"), lr=3e-2)
+  batch = _batch(np.random.default_rng(2))
+  step = jax.jit(steps.train_step)
+  first = None
+  for i in range(25):
+    state, metrics = step(state, batch, jax.random.key(i))
+    first = float(metrics["loss"]) if first is None else first
+  assert float(metrics["loss"]) < 0.7 * first
+
+
+def test_eight_and_one_device_meshes_agree():
+  """Same losses and predictions on a ('data',) mesh of 8 devices and of 1."""
+  assert jax.device_count() == 8, "conftest.py should simulate 8 CPU devices"
+  config = _config("L+T+C", dropout=0.25)
+  rng = np.random.default_rng(3)
+  batches = [_batch(rng, 16) for _ in range(3)]
+  results = []
+  for devices in (jax.devices(), jax.devices()[:1]):
+    mesh = steps.make_mesh(devices)
+    state, _ = _state(config)
+    state = jax.device_put(state, steps.replicated(mesh))
+    step = steps.jit_train_step(mesh)
+    losses_seen = []
+    for i, b in enumerate(batches):
+      state, metrics = step(state, steps.global_batch(b, mesh),
+                            jax.random.fold_in(jax.random.key(0), i))
+      losses_seen.append({k: float(v) for k, v in metrics.items()})
+      assert len(state.params["landmark_net"]["conv0"]["kernel"].sharding
+                 .device_set) == len(devices)
+    preds = steps.jit_eval_step(mesh)(state, steps.global_batch(batches[0], mesh))
+    results.append((losses_seen, jax.device_get(state.params),
+                    np.asarray(preds["landmarks"])))
+  # Parameters are not compared leaf by leaf: the soft-argmax is invariant to
+  # the bias of the last conv, whose gradient is zero up to rounding, and Adam
+  # normalises that rounding noise into full-size steps. The losses and the
+  # predictions, which do not see that bias, must agree.
+  (l8, p8, e8), (l1, p1, e1) = results
+  for a, b in zip(l8, l1):
+    assert a.keys() == b.keys()
+    for k in a:
+      np.testing.assert_allclose(a[k], b[k], rtol=2e-5, atol=1e-6, err_msg=k)
+  np.testing.assert_allclose(e8, e1, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_size_must_split_over_devices():
+  mesh = steps.make_mesh()
+  with pytest.raises(ValueError, match="config.data.batch_size=12.*multiple of 8"):
+    steps.check_batch_size(12, mesh, "config.data.batch_size")
