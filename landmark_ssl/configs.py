@@ -129,10 +129,11 @@ def base_config() -> config_dict.ConfigDict:
   c.augment.rotation = 0.0
   c.augment.scale = 0.0
   c.augment.translation = 0.0
-  c.augment.black_rectangles = config_dict.ConfigDict()
-  c.augment.black_rectangles.count = 0  # rectangles per image; 0 = off
-  c.augment.black_rectangles.max_size = 0.0  # largest side, fraction of image side
-  c.augment.black_rectangles.probability = 0.0  # chance each one is drawn
+  # Random black rectangles (occlusion): up to this many per image (the
+  # count is uniform in {0, ..., black_rectangles}), sides up to
+  # rectangle_size of the image side; 0 = off.
+  c.augment.black_rectangles = 0
+  c.augment.rectangle_size = 0.0
 
   c.model = config_dict.ConfigDict()  # {name, attributes of the model class}
 
@@ -146,23 +147,25 @@ def base_config() -> config_dict.ConfigDict:
   c.loss.elt.scale = 0.0
   c.loss.elt.translation = 0.0
 
-  c.optim = config_dict.ConfigDict()
-  c.optim.optimizer = "adam"  # the paper: Adam (Sec. 4.4)
+  c.optim = config_dict.ConfigDict()  # Adam (the paper, Sec. 4.4)
   c.optim.learning_rate = 1e-3  # our choice (Adam's usual); the paper is silent
+  c.optim.schedule = "constant"  # or 'cosine' (decay to 0 over max_epochs)
+  c.optim.grad_clip_norm = 0.0  # 0 = off
 
   c.train = config_dict.ConfigDict()
   c.train.max_epochs = 100
   c.train.eval_every_epochs = 1
-  c.train.patience = 50  # epochs without a better validation metric; stop
-  # The validation metric early stopping and checkpoint selection follow
-  # (the paper: the validation landmark error).
-  c.train.early_stopping_metric = "landmark_error"
+  # Evaluations without a better validation metric before stopping (0 =
+  # never). The metric: validation landmark error, or class accuracy for
+  # costs without L (train.selection_rule).
+  c.train.patience = 50
   c.train.log_every_steps = 50
+  c.train.checkpoint_every_steps = 0  # 0 = at every evaluation only
 
   c.eval = config_dict.ConfigDict()
+  # 'pixels', 'wrist', 'eye_centers', 'outer_eye_corners', 'inter_pupil' or
+  # 'dataset' (the builder's stored normaliser): evaluation.NORMALIZERS.
   c.eval.normalizer = "pixels"
-  c.eval.failure_thresholds = (0.08, 0.10)  # failure rate: error above these
-  c.eval.auc_threshold = 0.08  # AUC of the CED curve up to this error
   return c
 
 

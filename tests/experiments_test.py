@@ -218,7 +218,8 @@ def test_elt_and_augmentation_ranges():
     assert (c.augment.rotation, c.augment.scale, c.augment.translation) == (rot, 0.1, 0.1)
   assert hgr1.loss.elt_on == "unlabeled" and w300.loss.elt_on == "all"
   assert EXP["the300w_rcn"].get_config("").loss.elt_on == "all"
-  assert w300.augment.black_rectangles.count > 0
+  assert w300.augment.black_rectangles > 0 < w300.augment.rectangle_size
+  assert blocks.augment.black_rectangles == 0
   assert w300.data.test_splits == ("test_common", "test_ibug", "test_full")
 
 

@@ -17,6 +17,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from landmark_ssl import configs
+from landmark_ssl import report
 from landmark_ssl import sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
@@ -259,3 +260,63 @@ def test_cli_interrupt_then_resume(fake_main, tmp_path):
   assert out.returncode == 0, out.stderr
   assert len((workdir / "run_s0" / "pids").read_text().splitlines()) == 2
   assert sweep.run_status(str(workdir / "run_s2")) == "finished"
+
+
+def _wait_for(predicate, timeout_s, what):
+  deadline = time.time() + timeout_s
+  while not predicate():
+    if time.time() > deadline:
+      raise AssertionError(f"timed out waiting for {what}")
+    time.sleep(0.2)
+
+
+def test_real_quick_blocks_sweep_interrupt_resume_report(tmp_path):
+  """2 configs x 2 seeds of the quick Blocks variant, shrunk further, for
+  real (landmark_ssl.main on blocks/small): interrupted while its second run
+  trains, resumed, then reported."""
+  workdir = tmp_path / "sweep"
+  cmd = [sys.executable, "-m", "landmark_ssl.sweep",
+         "--config=experiments/blocks.py", f"--workdir={workdir}", "--quick",
+         r"--only=^seq_mt_L(\+T)?_f0\.05_", "--seeds=0,1",
+         f"--override=data.data_dir={tmp_path / 'tfds'}",
+         "--override=train.max_epochs=2", "--override=model.features=2",
+         "--override=model.kernel_sizes=(3, 1)"]
+  names = [f"seq_mt_{c}_f0.05_s{s}_quick" for c in ("L", "L+T") for s in (0, 1)]
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    second = workdir / names[1]
+    _wait_for(lambda: (second / "log.txt").exists() or proc.poll() is not None,
+              240, "the second run to start")
+    assert proc.poll() is None, proc.stdout.read()
+    assert sweep.run_status(str(workdir / names[0])) == "finished"
+    time.sleep(2.0)  # let it get going
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 128 + signal.SIGTERM
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert sweep.run_status(str(second)) != "finished"
+  assert not (workdir / names[2]).exists()
+
+  out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=400)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f"{names[0]}: finished before, skipped" in out.stderr
+  for name in names:
+    assert sweep.run_status(str(workdir / name)) == "finished", name
+  assert (second / "log.txt").read_text().count("sweep starts: ") == 2
+
+  text = report.write_report(str(workdir), [f"{ROOT}/experiments/blocks.py"],
+                             seeds=(0, 1), quick=True)
+  table = text.split("## blocks, test: landmark_error (pixels)")[1].split("##")[0]
+  for row in ("Seq-MT (L)", "Seq-MT (L+T)"):
+    (line,) = [l for l in table.splitlines() if l.startswith(f"| {row} |")]
+    cells = [c.strip() for c in line.split("|")[2:-1]]
+    assert "(n=2) · paper" in cells[1], line  # the 5% column
+    assert all(c.startswith("– ·") or not c for i, c in enumerate(cells) if i != 1)
+  runs, _ = report.load_runs(str(workdir))
+  assert sorted(os.path.basename(r.run_dir) for r in runs) == sorted(names)
+  missing = text.split("## Missing runs (")[1]
+  assert missing.startswith(f"{46 * 2 - 4})")
+  assert "seq_mt_L_f0.05_s0_quick" not in missing
