@@ -11,7 +11,9 @@ The config argument is comma-separated ``key=value`` pairs and flags, e.g.
 * ``model``: a row of the experiment's table (``seq_mt``, ``comm_mt``,
   ``heatmap_mt``, and on 300W ``rcn`` / ``rcn_plus``);
 * ``costs``: ``L``, ``L+C``, ``L+T``, ``L+T+C`` (Shapes: ``C``);
-* ``quick``: a small net and a few epochs, for a laptop CPU.
+* ``quick``: a small net of the same kind, 3 epochs, batches of 32, and for
+  the synthetic datasets their ``small`` builder config (150 images per
+  split): a run takes well under a minute on a laptop CPU.
 
 Run names (one workdir per run) are built from the settings:
 ``<model>_<costs>_f<fraction>_s<seed>``, e.g. ``seq_mt_L+T+C_f0.05_s0``.
@@ -182,8 +184,9 @@ _QUICK_MODELS = {
 
 def make_quick(c: config_dict.ConfigDict) -> None:
   """Shrinks ``c`` in place to run in a few minutes on a laptop CPU: a small
-  net of the same kind, few epochs, small batches. The data and the costs
-  stay those of the experiment."""
+  net of the same kind, few epochs, small batches. The costs and the loss
+  weights stay those of the experiment (synthetic experiments also switch
+  to their ``small`` dataset)."""
   for key, val in _QUICK_MODELS[c.model.name].items():
     setattr(c.model, key, val)
   c.data.batch_size = 32

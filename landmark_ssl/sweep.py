@@ -19,6 +19,9 @@ the training process itself), so a second sweep, or a resumed one whose
 predecessor was killed without its runs, skips it instead of training it
 twice.
 
+With ``--parallel`` above 1 the runs get ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+(unless set), so that several share one GPU; on CPU each uses every core.
+
 ``--dry_run`` prints one command per run that is not finished yet, for a
 cluster scheduler (one line per job). ``--quick`` trains the experiment's
 small variant; its runs are named ``<name>_quick`` so they never mix with
