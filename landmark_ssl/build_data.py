@@ -97,25 +97,30 @@ def build(dataset: str, data_dir: str | None = None,
   return builder
 
 
-_DATASET = flags.DEFINE_string(
-    "dataset", None, f"Dataset to build: one of {sorted(DATASETS)}, "
-    "optionally '/<builder config>' (e.g. blocks/small).")
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFDS data dir to write to (default ~/tensorflow_datasets).")
-_MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None, "Directory holding the downloaded files of a real "
-    "dataset (see DATASETS.md); unused by shapes and blocks.")
+def _define_flags() -> None:
+  """The CLI flags; defined only when run as a program, so that importing
+  this module (the registry) never clashes with another binary's flags."""
+  flags.DEFINE_string(
+      "dataset", None, f"Dataset to build: one of {sorted(DATASETS)}, "
+      "optionally '/<builder config>' (e.g. blocks/small).", required=True)
+  flags.DEFINE_string(
+      "data_dir", None,
+      "TFDS data dir to write to (default ~/tensorflow_datasets).")
+  flags.DEFINE_string(
+      "manual_dir", None, "Directory holding the downloaded files of a real "
+      "dataset (see DATASETS.md); unused by shapes and blocks.")
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  builder = build(_DATASET.value, _DATA_DIR.value, _MANUAL_DIR.value)
-  print(f"{_DATASET.value}: built in {builder.data_dir}")
+  f = flags.FLAGS
+  builder = build(f.dataset, f.data_dir, f.manual_dir)
+  print(f"{f.dataset}: built in {builder.data_dir}")
   for split, info in builder.info.splits.items():
     print(f"  {split}: {info.num_examples} examples")
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("dataset")
+  _define_flags()
   app.run(main)

@@ -2,7 +2,8 @@
 
 ``get_config('fake')`` (default) trains on the in-memory fixture of
 ``tests/fake_pipeline.py`` (16x16 blobs, K=2); ``get_config('blocks')`` on
-the ``blocks/small`` TFDS dataset (built on first use).
+the ``blocks/small`` TFDS dataset (150 60x60 images per split, built on
+first use in ``config.data.data_dir``).
 """
 
 import ml_collections
@@ -32,8 +33,16 @@ def get_config(arg: str = "fake"):
       checkpoint_every_steps=3))
   c.eval = ml_collections.ConfigDict(dict(normalizer="dataset"))
   if arg == "blocks":
-    c.data.name = "blocks/small"
-    raise NotImplementedError  # filled in once the pipeline is merged
+    c.data.update(dict(name="blocks/small", labeled_fraction=0.2,
+                       labeled_share=0.5, batch_size=24, eval_batch_size=40,
+                       read_threads=1, prefetch_batches=2))
+    c.model.update(dict(kernel_sizes=(7, 7, 7, 1), features=8,
+                        classifier_hidden=(32,)))
+    c.augment.update(dict(rotation=10.0, scale=0.05, translation=0.05))
+    c.optim.learning_rate = 3e-3
+    c.train.update(dict(max_epochs=10, eval_every_epochs=2, patience=10,
+                        log_every_steps=10, checkpoint_every_steps=0))
+    c.eval.normalizer = "pixels"
   elif arg != "fake":
     raise ValueError(f"tiny_config: unknown arg {arg!r}; use 'fake' or 'blocks'.")
   return c
