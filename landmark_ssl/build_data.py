@@ -17,6 +17,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 from absl import logging
+import tensorflow_datasets as tfds
 
 # name -> (module, class) of its TFDS builder; modules are imported on demand
 # so that a builder that is missing or broken only affects its own dataset.
@@ -76,6 +77,12 @@ def make_builder(dataset: str, data_dir: str | None = None):
   cls = builder_class(dataset)
   kwargs = dict(data_dir=data_dir, file_format="array_record")
   if config is not None:
+    configs = [c.name for c in (cls.BUILDER_CONFIGS or [])]
+    if config not in configs:
+      raise ValueError(
+          f"Dataset {dataset!r}: {split_name(dataset)[0]!r} has no builder "
+          f"config {config!r}; its configs are {configs or 'none'} (use "
+          f"'name/config', or just 'name' for the default).")
     kwargs["config"] = config
   return cls(**kwargs)
 
@@ -83,8 +90,6 @@ def make_builder(dataset: str, data_dir: str | None = None):
 def build(dataset: str, data_dir: str | None = None,
           manual_dir: str | None = None):
   """Builds ``dataset`` unless already built; returns its builder."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
   builder = make_builder(dataset, data_dir)
   if builder.is_prepared():
     logging.info("%s is already built in %s.", dataset, builder.data_dir)

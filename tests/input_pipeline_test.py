@@ -209,9 +209,21 @@ def test_eval_visits_every_example_once(data_dir, source, count):
     np.testing.assert_array_equal(last["landmarks"][r], ex["landmarks"])
 
 
+def test_missing_real_dataset_says_how_to_build_it(tmp_path, monkeypatch):
+  # Any non-synthetic builder that is not prepared: the 300W-sized noise one.
+  monkeypatch.setitem(build_data.DATASETS, "noise",
+                      ("landmark_ssl.bench.noise_builder", "Bench300w"))
+  with pytest.raises(FileNotFoundError,
+                     match="build_data --dataset=noise --data_dir=.*--manual_dir"):
+    ip.get_dataset_info(_config(str(tmp_path), name="noise"))
+  assert not list(tmp_path.iterdir())  # nothing was built
+
+
 def test_bad_inputs_name_the_setting_and_the_fix(data_dir):
   with pytest.raises(ValueError, match="'blokcs'.*blocks.*the300w"):
     ip.get_dataset_info(_config(data_dir, name="blokcs"))
+  with pytest.raises(ValueError, match="no builder config 'tiny'.*small"):
+    ip.get_dataset_info(_config(data_dir, name="blocks/tiny"))
   for bad in (0.0, -0.1, 1.5):
     with pytest.raises(ValueError, match=r"labeled_fraction.*\(0, 1\]"):
       ip.select_labeled(_config(data_dir, labeled_fraction=bad), 0)
