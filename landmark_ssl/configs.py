@@ -155,8 +155,8 @@ def base_config() -> config_dict.ConfigDict:
   c.optim.grad_clip_norm = 0.0  # 0 = off
 
   c.train = config_dict.ConfigDict()
-  c.train.max_epochs = 100
-  c.train.eval_every_epochs = 1
+  c.train.max_epochs = 100.0  # float, so that fractional overrides work
+  c.train.eval_every_epochs = 1.0
   # Evaluations without a better validation metric before stopping (0 =
   # never). The metric: validation landmark error, or class accuracy for
   # costs without L (train.selection_rule).
