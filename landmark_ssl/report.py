@@ -15,7 +15,12 @@ writes ``DIR/report.md`` and ``DIR/report.csv``:
   otherwise in percent of the normaliser (``results.json`` stores fractions,
   multiplied by 100 here); accuracies, failure rates and AUCs in percent;
 * with ``--config`` (repeatable: e.g. both 300W files), the runs of those
-  experiments' sweeps that have no finished result, i.e. the missing cells.
+  experiments' sweeps that have no finished result, i.e. the missing cells;
+* a "Figures" section linking (relative paths) the PNGs of
+  ``python -m landmark_ssl.figures`` found in ``DIR/figures/`` (shown
+  inline) and in each run's ``figures/`` folder; ``--figures`` draws the
+  sweep's figures first (CED curves, overlay grids, maps: a few seconds
+  per experiment; without it the report only reads files).
 """
 
 from __future__ import annotations
@@ -255,10 +260,64 @@ def tables(stats: Mapping[CellKey, Stats]):
     yield exp, split, metric, unit, rows, fractions, cells
 
 
+FigureLink = Tuple[str, str]  # (caption, path relative to the report)
+
+
+def figure_links(workdir: str, runs: Sequence[Run] = ()
+                 ) -> Tuple[List[FigureLink], List[Tuple[str, List[FigureLink]]]]:
+  """The PNG figures of ``workdir/figures/`` and of each run's
+  ``figures/`` folder, as links relative to ``workdir``.
+
+  Returns:
+    ``(sweep figures, [(run path, its figures), ...])``.
+  """
+  def pngs(folder):
+    if not os.path.isdir(folder):
+      return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if n.endswith(".png"))
+  def links(paths, sweep):
+    from landmark_ssl import figures  # pylint: disable=g-import-not-at-top
+    return [(figures.caption(p, sweep) if sweep else
+             os.path.splitext(os.path.basename(p))[0],
+             os.path.relpath(p, workdir).replace(os.sep, "/")) for p in paths]
+  own = pngs(os.path.join(workdir, "figures"))
+  is_run = os.path.exists(os.path.join(workdir, "config.json"))
+  sweep_links = links(own, not is_run) if own else []
+  run_links = []
+  for run in sorted(runs, key=lambda r: r.run_dir):
+    if os.path.abspath(run.run_dir) == os.path.abspath(workdir):
+      continue  # a single run's report: its figures are the ones above
+    found = pngs(os.path.join(run.run_dir, "figures"))
+    if found:
+      run_links.append((os.path.relpath(run.run_dir, workdir),
+                        links(found, False)))
+  return sweep_links, run_links
+
+
+def _render_figures(w, sweep_links: Sequence[FigureLink],
+                    run_links: Sequence[Tuple[str, Sequence[FigureLink]]]):
+  w("\n## Figures\n\n")
+  if not sweep_links and not run_links:
+    w("None yet: draw them with `python -m landmark_ssl.figures "
+      "--workdir=<this folder>` (or `python -m landmark_ssl.report "
+      "--figures`).\n")
+    return
+  for caption, path in sweep_links:
+    w(f"### {caption}\n\n![{caption}]({path})\n\n")
+  if run_links:
+    w("Figures of single runs:\n\n")
+    for run, links in run_links:
+      w(f"- {run}: " + " · ".join(f"[{c}]({p})" for c, p in links) + "\n")
+
+
 def render_markdown(stats: Mapping[CellKey, Stats],
                     missing: Sequence[Tuple[str, str]] | None = None,
                     unfinished: Sequence[Tuple[str, str]] = (),
-                    workdir: str = "") -> str:
+                    workdir: str = "",
+                    figures: Tuple[Sequence[FigureLink],
+                                   Sequence[Tuple[str, Sequence[FigureLink]]]]
+                    | None = None) -> str:
   out = io.StringIO()
   w = out.write
   w(f"# Results{f' of {workdir}' if workdir else ''}\n\n")
@@ -298,6 +357,8 @@ def render_markdown(stats: Mapping[CellKey, Stats],
     w(f"\n## Unfinished results.json ({len(unfinished)})\n\n")
     for run_dir, status in unfinished:
       w(f"- {run_dir}: status {status}\n")
+  if figures is not None:
+    _render_figures(w, *figures)
   return out.getvalue()
 
 
@@ -323,16 +384,22 @@ def csv_rows(stats: Mapping[CellKey, Stats]) -> List[Dict]:
 
 
 def write_report(workdir: str, experiment_files: Sequence[str] = (),
-                 seeds=None, quick: bool = False) -> str:
+                 seeds=None, quick: bool = False, figures: bool = False,
+                 figure_options: Mapping | None = None) -> str:
   """Writes ``report.md`` and ``report.csv`` in ``workdir``; returns the
-  markdown."""
+  markdown. ``figures``: first draw the sweep's figures
+  (``figures.sweep_figures(workdir, **figure_options)``)."""
   runs, unfinished = load_runs(workdir)
   stats = aggregate(runs)
   missing = None
   if experiment_files:
     missing = missing_runs(expected_runs(experiment_files, seeds, quick), runs,
                            workdir)
-  text = render_markdown(stats, missing, unfinished, workdir)
+  if figures:
+    from landmark_ssl import figures as figures_lib  # pylint: disable=g-import-not-at-top
+    figures_lib.sweep_figures(workdir, **dict(figure_options or {}))
+  text = render_markdown(stats, missing, unfinished, workdir,
+                         figure_links(workdir, runs))
   with open(os.path.join(workdir, REPORT_MD), "w") as f:
     f.write(text)
   with open(os.path.join(workdir, REPORT_CSV), "w", newline="") as f:
@@ -352,6 +419,10 @@ def define_flags(flag_values=flags.FLAGS):
                       "if not its own.", flag_values=flag_values)
   flags.DEFINE_bool("quick", False, "The sweep ran with --quick.",
                     flag_values=flag_values)
+  flags.DEFINE_bool("figures", False, "Draw the sweep's figures (CED curves, "
+                    "overlay grids; python -m landmark_ssl.figures) before "
+                    "writing the report, which links them.",
+                    flag_values=flag_values)
   flags.mark_flag_as_required("workdir", flag_values=flag_values)
 
 
@@ -360,7 +431,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
   text = write_report(FLAGS.workdir, FLAGS.config,
-                      sweep_lib.parse_seeds(FLAGS.seeds), FLAGS.quick)
+                      sweep_lib.parse_seeds(FLAGS.seeds), FLAGS.quick,
+                      FLAGS.figures)
   print(text)
   print(f"Wrote {os.path.join(FLAGS.workdir, REPORT_MD)} and "
         f"{os.path.join(FLAGS.workdir, REPORT_CSV)}.")

@@ -1,0 +1,292 @@
+"""Figures: every plotting function writes a PNG of its size, the plots show
+the data of the files they read, markers sit on the landmarks, and the CLI
+and the report produce and link the figures of runs and sweeps."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from landmark_ssl import evaluation
+from landmark_ssl import figures
+from landmark_ssl import geometry
+from landmark_ssl import report
+from landmark_ssl import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _check_png(fig, path):
+  """Saves ``fig`` and checks the file: a PNG of png_size, not blank."""
+  figures.save_png(fig, path)
+  assert os.path.getsize(path) > 2000
+  with Image.open(path) as img:
+    assert img.format == "PNG"
+    assert img.size == figures.png_size(fig)
+    w, h = fig.get_size_inches() * figures.DPI
+    assert img.size == (round(w), round(h))
+    pixels = np.asarray(img.convert("RGB"))
+  assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
+  return pixels
+
+
+def _events(rng, steps=40, every=10):
+  events = []
+  for step in range(5, steps + 1, 5):
+    events.append({"event": "train", "step": step, "epoch": step / 10,
+                   "loss": float(rng.uniform(1, 2)),
+                   "landmark": float(rng.uniform(0.5, 1)),
+                   "class": float(rng.uniform(0.1, 0.5)),
+                   "elt": float(rng.uniform(0.01, 0.1)),
+                   "weight_decay": 3.0, "images_per_s": 100.0})
+    if step % every == 0:
+      events.append({"event": "eval", "split": "validation", "step": step,
+                     "epoch": step / 10,
+                     "landmark_error": float(rng.uniform(0.02, 0.2)),
+                     "accuracy/label": float(rng.uniform(0.3, 0.9)),
+                     "best_step": every * 2})
+  events.append({"event": "test", "split": "test", "step": 20,
+                 "landmark_error": 0.05})
+  return events
+
+
+def test_every_plot_function_writes_a_png_of_its_size(tmp_path):
+  rng = np.random.default_rng(0)
+  n, k, size = 5, 4, 40
+  images = rng.uniform(0, 1, (n, size, size, 1)).astype(np.float32)
+  gt = rng.uniform(0, size - 1, (n, k, 2))
+  pred = gt + rng.normal(0, 2, gt.shape)
+  visible = (rng.uniform(size=(n, k)) > 0.2).astype(np.float32)
+  curve = figures.CedCurve("a", *evaluation.ced(rng.uniform(0, 0.2, 50), 0.2))
+  made = {
+      "training": figures.training_curves(_events(rng), "a run",
+                                          "fraction of eye_centers"),
+      "ced": figures.ced_figure([("5%", [curve]), ("10%", [curve, curve])],
+                                "CED", "fraction of wrist"),
+      "grid": figures.overlay_grid(
+          images, gt, visible,
+          [("Seq-MT (L)", pred, rng.uniform(0, 3, n)),
+           ("Seq-MT (L+T)", pred + 1, None)], "grid", "pixels"),
+      "maps": figures.maps_figure(images, rng.normal(size=(n, size, size, k)),
+                                  pred, "maps", [f"c{i}" for i in range(n)],
+                                  max_maps=2),
+      "overlay": figures.prediction_overlay(
+          rng.integers(0, 255, (90, 130, 3), dtype=np.uint8),
+          rng.uniform(0, 80, (k, 2)), "photo.jpg", (10, 10, 60, 70),
+          (np.array([35.0, 40.0]), 78.0)),
+  }
+  for name, fig in made.items():
+    _check_png(fig, tmp_path / f"{name}.png")
+  # Grid and maps layouts follow their inputs.
+  assert len(made["grid"].axes) == 2 * n
+  assert len(made["maps"].axes) == (1 + 2) * n
+  assert figures.png_size(made["grid"])[1] < figures.png_size(made["maps"])[1]
+
+
+@pytest.mark.parametrize("normalizer", ["pixels", "eye_centers"])
+def test_ced_plot_shows_the_file_curve(tmp_path, normalizer):
+  rng = np.random.default_rng(1)
+  n = 37
+  outputs = {"pred_landmarks": rng.normal(size=(n, 68, 2)),
+             "landmarks": rng.normal(size=(n, 68, 2)),
+             "visible": np.ones((n, 68)), "normalizer": np.ones(n),
+             "index": np.arange(n)}
+  errors = rng.uniform(0.0, 0.3, n)
+  errors[3] = np.nan  # an image without visible landmarks
+  train.write_split_outputs(tmp_path, "test", outputs, errors, normalizer, 12)
+  ced = json.loads((tmp_path / "ced_test.json").read_text())
+  fig = figures.run_ced_figure(ced, "title", "Seq-MT (L)", "unused")
+  (line,) = fig.axes[0].get_lines()[:1]
+  scale = 1.0 if normalizer == "pixels" else 100.0
+  np.testing.assert_allclose(line.get_xdata(), np.asarray(ced["thresholds"]) * scale)
+  np.testing.assert_allclose(line.get_ydata(), np.asarray(ced["fraction"]) * 100)
+  label = fig.axes[0].get_xlabel()
+  assert label == ("error (pixels)" if normalizer == "pixels"
+                   else "error (% of eye_centers)")
+  assert "36 images" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_training_curves_show_the_events():
+  rng = np.random.default_rng(2)
+  events = _events(rng)
+  fig = figures.training_curves(events, "t", "fraction of wrist")
+  costs, error, accuracy = fig.axes
+  train_ev = [e for e in events if e["event"] == "train"]
+  eval_ev = [e for e in events if e["event"] == "eval"]
+  lines = {l.get_label(): l for l in costs.get_lines()}
+  assert set(lines) == {"loss", "landmark", "class", "elt", "best (step 20)"}
+  np.testing.assert_allclose(lines["elt"].get_xdata(), [e["epoch"] for e in train_ev])
+  np.testing.assert_allclose(lines["elt"].get_ydata(), [e["elt"] for e in train_ev])
+  err = error.get_lines()[0]
+  np.testing.assert_allclose(err.get_ydata(),
+                             [100 * e["landmark_error"] for e in eval_ev])
+  assert error.get_ylabel() == "mean error (% of wrist)"
+  np.testing.assert_allclose(accuracy.get_lines()[0].get_ydata(),
+                             [100 * e["accuracy/label"] for e in eval_ev])
+  best = lines["best (step 20)"]
+  assert best.get_xdata()[0] == pytest.approx(2.0)  # step 20 = epoch 2
+  assert costs.get_yscale() == "log"
+
+
+def test_overlay_markers_sit_on_the_landmarks(tmp_path):
+  """Green pixels at the ground truth, red at the prediction, in the PNG."""
+  rng = np.random.default_rng(3)
+  size, k = 48, 3
+  image = np.zeros((1, size, size, 1), np.float32)
+  gt = np.array([[[8.0, 10.0], [30.0, 12.0], [20.0, 38.0]]])
+  pred = gt + rng.uniform(7, 9, gt.shape) * rng.choice([-1, 1], gt.shape)
+  fig = figures.overlay_grid(image, gt, np.ones((1, k)),
+                             [("row", pred, None)], "markers")
+  pixels = _check_png(fig, tmp_path / "o.png")
+  ax = fig.axes[0]
+  offsets = [c.get_offsets() for c in ax.collections[1:]]
+  np.testing.assert_allclose(offsets[0], gt[0])
+  np.testing.assert_allclose(offsets[1], pred[0])
+  height = pixels.shape[0]
+  for points, want in ((gt[0], (0, 255, 0)), (pred[0], (255, 0, 0))):
+    for x, y in ax.transData.transform(points):
+      r, g, b = pixels[int(round(height - y)), int(round(x))].astype(int)
+      assert abs(r - want[0]) < 60 and abs(g - want[1]) < 60 and b < 60, (
+          (x, y), (r, g, b))
+
+
+def test_pooled_ced_is_the_mean_of_the_seeds_curves():
+  rng = np.random.default_rng(4)
+  seeds = [rng.gamma(2.0, 1.5, 150) for _ in range(3)]
+  pooled = figures.pooled_ced(seeds, "row")
+  top = pooled.thresholds[-1]
+  assert top == pytest.approx(max(s.max() for s in seeds))
+  mean = np.mean([evaluation.ced(s, top, len(pooled.thresholds))[1]
+                  for s in seeds], axis=0)
+  np.testing.assert_allclose(pooled.fraction, mean)
+
+
+def test_spread_indices_and_grid_fraction():
+  a, b = np.arange(100), np.arange(0, 100, 2)
+  idx = figures.spread_indices([a, b[::-1]], 5)
+  assert list(idx) == [0, 24, 48, 74, 98]
+  assert list(figures.spread_indices([np.array([5, 3])], 8)) == [3, 5]
+  with pytest.raises(ValueError, match="no test image"):
+    figures.spread_indices([np.array([1]), np.array([2])], 3)
+  assert figures.grid_fraction({0.01: 4, 0.05: 4, 1.0: 2}) == 0.05
+  assert figures.grid_fraction({0.01: 4, 0.1: 4, 1.0: 2}) == 0.01
+  assert figures.grid_fraction({0.01: 2, 0.1: 4}, requested=0.01) == 0.01
+  with pytest.raises(ValueError, match="--fraction=0.2"):
+    figures.grid_fraction({0.01: 2}, requested=0.2)
+
+
+def test_run_figures(tiny_blocks_run, tmp_path):
+  run = str(tiny_blocks_run.workdir)
+  out = figures.write_figures(run, num_images=5)
+  names = sorted(os.path.basename(p) for p in out.figures)
+  assert names == ["ced_test.png", "overlays_test.png", "training.png"]
+  assert not out.skipped
+  with Image.open(os.path.join(run, "figures", "overlays_test.png")) as img:
+    # One row of 5 panels.
+    assert img.size == (round((figures._PANEL_IN * 5 + 0.6) * figures.DPI),
+                        round((figures._PANEL_IN + 0.9) * figures.DPI))
+  # Maps by default only for runs without landmark labels (costs C): such a
+  # copy of the run, without its checkpoints, tries and says why it cannot.
+  copy = tmp_path / "copy"
+  shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints",
+                                                           "figures"))
+  config = json.loads((copy / "config.json").read_text())
+  config["costs"] = "C"
+  (copy / "config.json").write_text(json.dumps(config))
+  out = figures.run_figures(str(copy))
+  ((path, why),) = out.skipped
+  assert path.endswith("maps_test.png") and "has no checkpoint" in why
+
+
+def test_maps_figure_is_the_checkpoints_forward_pass(tiny_blocks_run,
+                                                    monkeypatch):
+  """The maps come from a forward pass of the best checkpoint: its landmarks
+  are the soft-argmax of the maps and the stored test predictions."""
+  from landmark_ssl import evaluate  # pylint: disable=g-import-not-at-top
+  run = str(tiny_blocks_run.workdir)
+  restored = evaluate.restore_run(run)
+  pred = figures.read_predictions(os.path.join(run, "predictions_test.npz"))
+  idx = figures.spread_indices([pred["index"]], 4)
+  batch = figures.dataset_examples(restored.config.data, "test", idx)
+  fwd = figures.forward(restored, batch["image"])
+  np.testing.assert_allclose(fwd["landmarks"],
+                             pred["pred_landmarks"][figures.rows_of(pred, idx)],
+                             atol=1e-4)
+  np.testing.assert_allclose(
+      geometry.soft_argmax(fwd["maps"], restored.config.model.get("beta", 1.0)),
+      fwd["landmarks"], atol=1e-4)
+  fig = figures.maps_of_run(restored, restored.config.data, "test", idx, "t")
+  assert len(fig.axes) == (1 + 4) * 4  # the image and 4 of the 5 maps
+  crosses = fig.axes[0].collections[0].get_offsets()
+  np.testing.assert_allclose(crosses, fwd["landmarks"][0], atol=1e-4)
+  # --maps draws it for a run with landmark labels too (one restore is
+  # enough for this test).
+  monkeypatch.setattr(evaluate, "restore_run", lambda *a, **k: restored)
+  out = figures.run_figures(run, num_images=4, maps=True)
+  assert "maps_test.png" in [os.path.basename(p) for p in out.figures]
+
+
+def _fake_sweep(source, sweep_dir):
+  """Copies of a finished run as the four Seq-MT rows, two seeds each."""
+  for costs in ("L", "L+C", "L+T", "L+T+C"):
+    for seed in (0, 1):
+      run_dir = sweep_dir / f"seq_mt_{costs}_f0.2_s{seed}"
+      shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns(
+          "figures", "checkpoints", "tensorboard"))
+      for name in ("config.json", "results.json"):
+        data = json.loads((run_dir / name).read_text())
+        config = data if name == "config.json" else data["config"]
+        config["costs"], config["seed"] = costs, seed
+        (run_dir / name).write_text(json.dumps(data))
+
+
+def test_sweep_figures_and_report_links(tiny_blocks_run, tmp_path):
+  _fake_sweep(tiny_blocks_run.workdir, tmp_path)
+  text = report.write_report(str(tmp_path))
+  assert "## Figures" in text and "None yet" in text
+  assert not (tmp_path / "figures").exists()  # the default report draws none
+  proc = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.figures", f"--workdir={tmp_path}",
+       "--num_images=6"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  grid = tmp_path / "figures" / "overlays_blocks_test_f0.2.png"
+  with Image.open(grid) as img:  # 4 rows (L, L+C, L+T, L+T+C) x 6 images
+    assert img.size == (round((figures._PANEL_IN * 6 + 0.6) * figures.DPI),
+                        round((figures._PANEL_IN * 4 + 0.9) * figures.DPI))
+  assert (tmp_path / "figures" / "ced_blocks_test.png").exists()
+  text = report.write_report(str(tmp_path), figures=True)
+  assert "![Predictions (green: ground truth, red: prediction, yellow: " \
+      "error): blocks, test split, 20% landmark labels](figures/" \
+      "overlays_blocks_test_f0.2.png)" in text
+  assert "(seeds pooled): blocks, test split](figures/ced_blocks_test.png)" in text
+  links = [l.split("](")[1].split(")")[0] for l in text.splitlines()
+           if "](" in l]
+  assert links and all((tmp_path / l).exists() for l in links)
+  assert (tmp_path / "report.md").read_text() == text
+
+
+def test_missing_inputs_are_skipped_with_the_reason(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({
+      "seed": 0, "costs": "L", "data": {"name": "blocks", "labeled_fraction":
+                                        0.05, "test_splits": ["test"]},
+      "model": {"name": "seq_mt"}, "eval": {"normalizer": "pixels"}}))
+  out = figures.run_figures(str(tmp_path))
+  assert not out.figures
+  reasons = " ".join(why for _, why in out.skipped)
+  assert "metrics.jsonl" in reasons and "ced_<split>.json" in reasons
+  proc = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.figures", f"--workdir={tmp_path}"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1 and "skipped" in proc.stderr
+  proc = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.figures",
+       f"--workdir={tmp_path / 'nope'}"], cwd=ROOT, env=ENV,
+      capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and "is not a directory" in proc.stderr
