@@ -1,0 +1,227 @@
+"""Inference on new images: the crop is the builders' crop, landmarks come
+back in original pixels (checked with known affines), outputs are complete,
+and bad images / boxes / workdirs give clear errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_builders import crop
+from landmark_ssl import figures
+from landmark_ssl import predict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_box_crop_is_the_builders_crop():
+  """A box that is the landmarks' bounding box gives the builder's affine."""
+  rng = np.random.default_rng(0)
+  for enlarge, size in ((1.3, 80), (1.5, 64)):
+    landmarks = rng.uniform([40, 30], [260, 170], (12, 2))
+    box = (*landmarks.min(0), *landmarks.max(0))
+    image = rng.integers(0, 255, (200, 300), dtype=np.uint8)
+    want = crop.crop_around_landmarks(image, landmarks, None, size, enlarge)
+    got = predict.input_affine(300, 200, box, enlarge, size)
+    np.testing.assert_allclose(got, want.affine, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(crop.apply_affine(landmarks, got),
+                               want.landmarks, atol=1e-3)
+    np.testing.assert_array_equal(
+        (predict.model_input(image, got, size)[..., 0] * 255).round(),
+        want.image)
+
+
+@pytest.mark.parametrize("width,height", [(130, 70), (45, 160), (64, 64)])
+def test_whole_image_is_letterboxed(width, height):
+  size = 60
+  a = predict.input_affine(width, height, None, 1.3, size)
+  # The image's outer edges on the long side go to the input's edges, its
+  # centre to the input's centre, without rotation or stretch.
+  side = max(width, height)
+  assert a[0, 0] == a[1, 1] == pytest.approx(size / side)
+  assert a[0, 1] == a[1, 0] == 0
+  np.testing.assert_allclose(
+      crop.apply_affine([[(width - 1) / 2, (height - 1) / 2]], a),
+      [[(size - 1) / 2] * 2])
+  corners = crop.apply_affine([[-0.5, -0.5], [width - 0.5, height - 0.5]], a)
+  assert corners.min() >= -0.5 - 1e-9 and corners.max() <= size - 0.5 + 1e-9
+  long_axis = 0 if width >= height else 1
+  assert corners[:, long_axis] == pytest.approx([-0.5, size - 0.5])
+  # to_original inverts it.
+  pts = np.random.default_rng(1).uniform(0, size - 1, (3, 7, 2))
+  back = predict.to_original(pts, np.broadcast_to(a, (3, 2, 3)))
+  np.testing.assert_allclose(crop.apply_affine(back, a), pts, atol=1e-3)
+
+
+def test_boxes_parse_and_errors(tmp_path):
+  assert predict.parse_box("1,2.5,30,40") == (1.0, 2.5, 30.0, 40.0)
+  for bad, match in (("1,2,3", "four numbers"), ("a,b,c,d", "four numbers"),
+                     ("5,5,1,9", "empty"), ("1,2,3,nan", "four numbers")):
+    with pytest.raises(ValueError, match=match):
+      predict.parse_box(bad)
+  js = tmp_path / "b.json"
+  js.write_text(json.dumps({"dir/a.jpg": [0, 0, 10, 10], "b.png": [1, 2, 3, 4]}))
+  boxes = predict.read_boxes(str(js))
+  assert predict.box_for("dir/a.jpg", boxes) == (0, 0, 10, 10)
+  assert predict.box_for("/elsewhere/b.png", boxes) == (1, 2, 3, 4)
+  assert predict.box_for("c.png", boxes) is None
+  cs = tmp_path / "b.csv"
+  cs.write_text("file,x0,y0,x1,y1\na.jpg,0,0,10,12\nb.jpg,3,3,1,1\n")
+  with pytest.raises(ValueError, match="b.csv, line 3: box"):
+    predict.read_boxes(str(cs))
+  cs.write_text("name,left\na.jpg,0\n")
+  with pytest.raises(ValueError, match="header file,x0,y0,x1,y1"):
+    predict.read_boxes(str(cs))
+  js.write_text("[1, 2]")
+  with pytest.raises(ValueError, match="expected a JSON object"):
+    predict.read_boxes(str(js))
+  with pytest.raises(ValueError, match="not both"):
+    predict.run_predict("w", ["a.jpg"], "o", box="0,0,1,1",
+                        boxes_file=str(js))
+  assert predict.overlay_names(["a/x.jpg", "b/x.png", "y.jpg"]) == [
+      "x.png", "x_2.png", "y.png"]
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+  bad = tmp_path / "bad.jpg"
+  bad.write_bytes(b"\xff\xd8 this is not a jpeg")
+  with pytest.raises(predict.ImageError, match="bad.jpg: cannot read"):
+    predict.read_image(str(bad), 1)
+  with pytest.raises(predict.ImageError, match="nope.png: no such file"):
+    predict.read_image(str(tmp_path / "nope.png"), 1)
+  rgb = np.random.default_rng(2).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+  Image.fromarray(rgb).save(tmp_path / "c.png")
+  grey = predict.read_image(str(tmp_path / "c.png"), 1)
+  np.testing.assert_array_equal(grey, np.asarray(Image.fromarray(rgb).convert("L")))
+  assert predict.read_image(str(tmp_path / "c.png"), 3).shape == (5, 7, 3)
+
+
+def _stored_example(run_dir, position):
+  pred = figures.read_predictions(os.path.join(run_dir, "predictions_test.npz"))
+  config = json.loads((run_dir / "config.json").read_text())
+  index = pred["index"][position]
+  batch = figures.dataset_examples(figures.data_config_of(config, None), "test",
+                                   np.array([index]))
+  image = np.round(batch["image"][0, ..., 0] * 255).astype(np.uint8)
+  return image, pred["pred_landmarks"][position]
+
+
+def test_landmarks_map_back_through_a_known_affine(tiny_blocks_run, tmp_path):
+  """Stored test images embedded in larger photos by known affines A (the
+  box given is the region the stored image covers): the predicted landmarks
+  in the photo's pixels are A of the model's landmarks on the stored image.
+
+  The first two embeddings make the model's input exactly the stored image
+  (an integer shift; 2x pixel replication at an even offset, which the crop
+  undoes exactly with a 2x2 box filter); the third (scale 2.5, fractional
+  shift) resamples, so there the landmarks are checked against the model's
+  output on the input predict made, mapped back independently (float64).
+  """
+  run = tiny_blocks_run.workdir
+  predictor = predict.Predictor.load(str(run), batch_size=8)
+  assert (predictor.size, predictor.channels, predictor.enlarge) == (60, 1, 1.0)
+  cases = []
+  for i, (kind, ox, oy) in enumerate(
+      [("shift", 41, 17), ("replicate", 38, 12), ("resample", 33.3, 12.7)]):
+    image, stored_pred = _stored_example(run, 7 * i + 3)
+    if kind == "resample":
+      a = np.array([[2.5, 0.0, ox], [0.0, 2.5, oy]])
+      photo = crop.warp_image(image, a, (230, 250))
+    else:
+      s = 1 if kind == "shift" else 2
+      # Photo pixel s*i + r (r < s) copies stored pixel i: x -> s x + (s-1)/2.
+      a = np.array([[s, 0.0, ox + (s - 1) / 2], [0.0, s, oy + (s - 1) / 2]])
+      photo = np.zeros((230, 250), np.uint8)
+      photo[oy:oy + 60 * s, ox:ox + 60 * s] = np.kron(
+          image, np.ones((s, s), np.uint8))
+    path = tmp_path / f"{kind}.png"
+    rgb = kind == "replicate"  # a colour file is read as grey, as the builders
+    Image.fromarray(np.stack([photo] * 3, -1) if rgb else photo).save(path)
+    # The box: the stored image's pixel edges (-0.5, 59.5), mapped by A.
+    box = (*crop.apply_affine([-0.5, -0.5], a), *crop.apply_affine([59.5, 59.5], a))
+    cases.append((kind, str(path), box, a, image, stored_pred))
+  boxes = {os.path.basename(c[1]): c[2] for c in cases}
+  result = predict.predict_files(predictor, [c[1] for c in cases],
+                                 str(tmp_path / "out"), boxes)
+  assert not result["errors"] and len(result["images"]) == 3
+  for (kind, path, box, a, image, stored_pred), record in zip(
+      cases, result["images"]):
+    got = np.asarray(record["landmarks"])
+    assert record["file"] == path
+    np.testing.assert_allclose(record["box"], box)
+    crop_affine = np.asarray(record["crop"])
+    np.testing.assert_allclose(crop_affine @ np.r_[a, [[0, 0, 1]]],
+                               np.eye(2, 3), atol=1e-9)  # the crop undoes A
+    model_in = predict.model_input(predict.read_image(path, 1), crop_affine, 60)
+    if kind != "resample":
+      np.testing.assert_array_equal(np.round(model_in[..., 0] * 255), image)
+      np.testing.assert_allclose(got, crop.apply_affine(stored_pred, a),
+                                 atol=1e-3, err_msg=kind)
+    else:
+      assert np.abs(model_in[..., 0] * 255 - image).mean() < 8
+      on_input = predictor.predict(model_in[None])["landmarks"][0]
+      inverse = np.linalg.inv(np.r_[crop_affine, [[0, 0, 1]]])[:2]
+      np.testing.assert_allclose(got, crop.apply_affine(on_input, inverse),
+                                 atol=1e-3)
+      np.testing.assert_allclose(got, crop.apply_affine(on_input, a), atol=1e-3)
+    assert set(record["classes"]) == {"label"}
+    probs = record["classes"]["label"]["probabilities"]
+    assert len(probs) == 15 and sum(probs.values()) == pytest.approx(1.0)
+    assert max(probs, key=probs.get) == record["classes"]["label"]["label"]
+    assert os.path.exists(tmp_path / "out" / record["overlay"])
+
+
+def test_cli_outputs_and_bad_image(tiny_blocks_run, tmp_path):
+  run = tiny_blocks_run.workdir
+  image, _ = _stored_example(run, 0)
+  photo = np.zeros((100, 140), np.uint8)
+  photo[20:80, 40:100] = image
+  Image.fromarray(photo).save(tmp_path / "good.png")
+  (tmp_path / "broken.jpg").write_bytes(b"not an image")
+  (tmp_path / "boxes.csv").write_text("file,x0,y0,x1,y1\ngood.png,39.5,19.5,"
+                                      "99.5,79.5\n")
+  out = tmp_path / "out"
+  proc = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.predict", f"--workdir={run}",
+       f"--images={tmp_path / 'broken.jpg'}", f"--out={out}",
+       f"--boxes={tmp_path / 'boxes.csv'}", str(tmp_path / "good.png")],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "broken.jpg: cannot read the image" in proc.stderr
+  assert "1 image(s) done, 1 failed" in proc.stdout
+  result = json.loads((out / "landmarks.json").read_text())
+  (record,) = result["images"]
+  assert record["file"].endswith("good.png") and record["box"] == [
+      39.5, 19.5, 99.5, 79.5]
+  assert result["errors"][0]["file"].endswith("broken.jpg")
+  assert result["workdir"] == str(run) and result["dataset"] == "blocks/small"
+  rows = list(csv.DictReader(open(out / "landmarks.csv")))
+  assert [int(r["landmark"]) for r in rows] == list(range(5))
+  np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in rows],
+                             record["landmarks"], atol=1e-3)
+  with Image.open(out / "overlays" / "good.png") as img:
+    assert img.format == "PNG" and img.size[0] > 200
+
+
+def test_cli_without_checkpoint(tiny_blocks_run, tmp_path):
+  (tmp_path / "config.json").write_text(
+      (tiny_blocks_run.workdir / "config.json").read_text())
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+  proc = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.predict", f"--workdir={tmp_path}",
+       f"--images={tmp_path / 'a.png'}", f"--out={tmp_path / 'out'}"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2
+  assert "has no checkpoint" in proc.stderr and "landmark_ssl.main" in proc.stderr
+  proc = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.predict",
+       f"--workdir={tmp_path / 'nothing'}", f"--images={tmp_path / 'a.png'}",
+       f"--out={tmp_path / 'out'}"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "no config.json" in proc.stderr
