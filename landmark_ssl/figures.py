@@ -25,16 +25,14 @@ A **run** directory (it holds ``config.json``) gets, in ``<run>/figures/``:
 A **sweep** directory (finished runs anywhere below it) gets, in
 ``<sweep>/figures/``:
 
-===============================================  ==============================
-``ced_<experiment>_<split>.png``                 one panel per label fraction,
-                                                 one curve per table row
-``overlays_<experiment>_<split>_f<fraction>.png``  paper Fig. 7 / 12 style:
-                                                 one row per model and costs
-                                                 of ``--grid_models``, the same
-                                                 test images in every row
-``maps_<experiment>_<split>.png``                experiments trained without
-                                                 landmark labels (Shapes)
-===============================================  ==============================
+* ``ced_<experiment>_<split>.png``: one panel per label fraction, one curve
+  per table row (model and costs);
+* ``overlays_<experiment>_<split>_f<fraction>.png``: paper Fig. 7 / 12
+  style, one row per model and costs of ``--grid_models``, the same test
+  images in every row (no ``_f<fraction>`` for rows trained without
+  landmark labels);
+* ``maps_<experiment>_<split>.png``: experiments trained without landmark
+  labels (Shapes), from the lowest seed's run;
 
 and with ``--runs`` every run's own figures as well.
 
@@ -788,7 +786,10 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
                                f", {seeds}"))
       x_max = max(x_max, float(np.quantile(np.concatenate(errs), 0.99)))
     if curves:
-      panels.append((f"{fraction_label(f)} landmark labels", curves))
+      uses_labels = any("L" in c.split("+") for m, c in {
+          k[1:3] for k in cells if k[0] == experiment and k[3] == f})
+      panels.append((f"{fraction_label(f)} landmark labels" if uses_labels
+                     else "no landmark labels", curves))
   return ced_figure(panels, f"{experiment}, {split} split: cumulative error "
                     "distribution (seeds pooled)", unit,
                     x_max=1.05 * x_max if x_max > 0 else None)
@@ -820,11 +821,15 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
     pos = rows_of(p, idx)
     rows.append((f"{paper_results.row_label(r.model, r.costs)}\nseed {r.seed}",
                  p["pred_landmarks"][pos], p["errors"][pos]))
+  # Rows trained without landmark labels (Shapes): the fraction means nothing.
+  uses_labels = any("L" in r.costs.split("+") for r, _ in chosen)
+  labels = (f"{fraction_label(f)} landmark labels" if uses_labels
+            else "no landmark labels")
   fig = overlay_grid(batch["image"], batch["landmarks"], batch["visible"], rows,
-                     f"{experiment}, {split} split, {fraction_label(f)} "
-                     "landmark labels (green: ground truth, red: prediction)",
-                     unit)
-  return f"overlays_{experiment}_{split}_f{f:g}.png", fig
+                     f"{experiment}, {split} split, {labels} (green: ground "
+                     "truth, red: prediction)", unit)
+  suffix = f"_f{f:g}" if uses_labels else ""
+  return f"overlays_{experiment}_{split}{suffix}.png", fig
 
 
 def sweep_figures(sweep_dir: str, num_images: int = 8,
