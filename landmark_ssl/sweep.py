@@ -23,7 +23,8 @@ With ``--parallel`` above 1 the runs get ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
 (unless set), so that several share one GPU; on CPU each uses every core.
 
 ``--vectorize_seeds`` trains the runs of a table cell together: runs whose
-commands differ only in ``--config.seed`` become one process
+commands differ only in ``--config.seed`` (and their ``--workdir``) become
+one process
 
   python -m landmark_ssl.main --config=<file>:<config_arg> \
       --config.<key>=<value> ... --seeds=0,1,2,3,4 \

@@ -558,6 +558,27 @@ def test_seeds_take_over_runs_trained_alone(fake, seeds_reference, tmp_path):
                                    [tmp_path / "a", tmp_path / "b"])
 
 
+def test_seeds_nan_in_one_run_lets_the_others_finish(fake, tmp_path):
+  config = tiny_config.get_config()
+  config.data.name = "fake_nan"  # NaN landmarks for even seeds only
+  config.costs = "L"
+  config.augment.update(dict(rotation=0.0, scale=0.0, translation=0.0))
+  config.train.max_epochs = 2.0
+  bad, good = train.train_and_evaluate_seeds(config, (0, 1),
+                                             [tmp_path / "s0", tmp_path / "s1"])
+  # As alone (test_nan_cost_stops_with_step_and_term): step 8, checkpoint 6.
+  assert bad["status"] == "failed"
+  assert (bad["step"], bad["term"]) == (fake_pipeline.NAN_BATCH + 1, "landmark")
+  assert "last good checkpoint is step 6" in bad["message"]
+  assert _events(tmp_path / "s0")[-1]["event"] == "error"
+  assert not (tmp_path / "s0" / "results.json").exists()
+  kept = [int(p.name) for p in (tmp_path / "s0" / "checkpoints").iterdir()
+          if p.name.isdigit()]
+  assert max(kept) == 6
+  assert good["status"] == "finished" and good["steps"] == 12
+  assert np.isfinite(good["metrics"]["test"]["landmark_error"])
+
+
 def test_seed_flag_errors(tmp_path):
   for extra, message in [
       (("--seeds=1,x", f"--workdir={tmp_path}"), "comma-separated integers"),
