@@ -532,6 +532,140 @@ class _Run:
   outcome: dict | None = None  # results, or a failure
 
 
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+  """The step counts of a run, derived from its config and data."""
+  steps_per_epoch: int
+  total_steps: int
+  eval_every: int
+  ckpt_every: int  # 0: only at evaluations
+  log_every: int
+  patience: int
+  selection_name: str
+  selection_mode: str
+
+  @classmethod
+  def of(cls, config, steps_per_epoch: int) -> "_Schedule":
+    t = config.train
+    name, mode = selection_rule(steps.parse_costs(config.costs))
+    return cls(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=max(1, int(round(t.max_epochs * steps_per_epoch))),
+        eval_every=max(1, int(round(t.eval_every_epochs * steps_per_epoch))),
+        ckpt_every=int(t.checkpoint_every_steps),
+        log_every=max(1, int(t.log_every_steps)), patience=int(t.patience),
+        selection_name=name, selection_mode=mode)
+
+
+def _log_train(run: _Run, step: int, schedule: _Schedule, batch_size: int,
+               wall_s: float) -> None:
+  """Logs the mean costs of ``run.window`` (the steps since its last log)."""
+  s = schedule
+  means = {k: float(np.mean([m[k] for m in run.window])) for k in run.window[0]}
+  now = time.time()
+  rate = (step - run.last_step) / max(now - run.last_time, 1e-9)
+  run.last_time, run.last_step, run.window = now, step, []
+  images_per_s = rate * batch_size
+  logging.info("%s%s", run.tag, metrics_log.format_train_line(
+      step, s.total_steps, step / s.steps_per_epoch, means, images_per_s,
+      (s.total_steps - step) / rate))
+  run.log.write("train", step, means, epoch=step / s.steps_per_epoch,
+                images_per_s=images_per_s, wall_time_s=wall_s)
+
+
+def _record_validation(run: _Run, step: int, val: dict, value: float,
+                       schedule: _Schedule) -> dict:
+  """Early stopping and logs of ``run``'s validation metrics ``val`` (with
+  selection ``value``); returns the metrics of its checkpoint."""
+  s = schedule
+  progress = update_early_stopping(run.progress, value, step, s.selection_mode,
+                                   s.patience)
+  run.progress = progress
+  logging.info(
+      "%svalidation at step %d: %s (best %s %.5g at step %d; %d evaluations "
+      "without improvement)", run.tag, step,
+      " ".join(f"{k} {v:.5g}" for k, v in val.items()), s.selection_name,
+      progress["best_value"], progress["best_step"],
+      progress["evals_without_improvement"])
+  run.log.write(
+      "eval", step, val, split="validation", epoch=step / s.steps_per_epoch,
+      best_value=progress["best_value"], best_step=progress["best_step"],
+      evals_without_improvement=progress["evals_without_improvement"])
+  run.log.flush()
+  if progress["stopped_early"]:
+    logging.info("%sEarly stopping at step %d: no improvement of the "
+                 "validation %s in %d evaluations.", run.tag, step,
+                 s.selection_name, s.patience)
+  return dict(val, **{checkpointing.SELECTION_KEY: value})
+
+
+def _evaluate_best(program: _Program, state, runs: list[_Run], config,
+                   heads: dict, is_main: bool) -> dict[int, dict]:
+  """Restores the best checkpoint of each unfailed run and evaluates it on
+  the validation and test splits (writing their CED and predictions).
+
+  Returns:
+    ``{slot: {split name: metrics}}`` of those runs.
+  """
+  done = [run for run in runs if run.outcome is None]
+  best_states = []
+  for run in runs:
+    run_state = program.take(state, run.slot)
+    if run.outcome is None:
+      run.best_step = run.mngr.best_step()
+      if run.best_step != run.progress["best_step"]:
+        logging.warning("%sorbax's best step %s differs from the tracked best "
+                        "step %s; using orbax's.", run.tag, run.best_step,
+                        run.progress["best_step"])
+      run_state, _ = checkpointing.restore(run.mngr, run.best_step, run_state)
+    best_states.append(run_state)  # a failed run's slot: anything of its shape
+  state = program.stack(best_states)
+  del best_states
+  splits = [config.data.eval_split] + [
+      s for s in config.data.test_splits if s != config.data.eval_split]
+  all_metrics = {run.slot: {} for run in done}
+  for split in splits:
+    outputs = program.predict(state, config.data, split)
+    name = "validation" if split == config.data.eval_split else split
+    for run in done:
+      metrics, errors = split_metrics(outputs[run.slot],
+                                      config.eval.normalizer, heads)
+      all_metrics[run.slot][name] = metrics
+      logging.info("%s%s (best step %d): %s", run.tag, name, run.best_step,
+                   " ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
+      run.log.write("test", run.best_step, metrics, split=name)
+      if is_main and split in config.data.test_splits:
+        write_split_outputs(run.workdir, split, outputs[run.slot], errors,
+                            config.eval.normalizer, run.best_step)
+  return all_metrics
+
+
+def _results(run: _Run, schedule: _Schedule, metrics: dict, wall_s: float
+             ) -> dict:
+  """The ``results.json`` of a finished run."""
+  config = run.config
+  return {
+      "config": run.config_dict,
+      "status": "finished",
+      "steps": run.step,
+      "epochs": run.step / schedule.steps_per_epoch,
+      "best_step": int(run.best_step),
+      "stopped_early": bool(run.progress["stopped_early"]),
+      "wall_time_s": wall_s,
+      "device_kind": jax.devices()[0].device_kind,
+      "num_devices": jax.device_count(),
+      "num_processes": jax.process_count(),
+      "label_subset": {"fraction": float(config.data.labeled_fraction),
+                       "count": int(len(run.labeled)),
+                       "file": LABEL_SUBSET_FILE},
+      "normalizer": config.eval.normalizer,
+      "error_unit": evaluation.error_unit(config.eval.normalizer),
+      "selection": {"metric": schedule.selection_name,
+                    "mode": schedule.selection_mode},
+      "metrics": metrics,
+  }
+
+
 # --------------------------------------------------------------------------
 # the run
 
@@ -659,15 +793,8 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
       run.loader = input_pipeline.TrainLoader(
           run.config.data, run.config.seed, run.labeled, jax.process_index(),
           jax.process_count())
-    steps_per_epoch = int(runs[0].loader.steps_per_epoch)
-    total_steps = max(1, int(round(config.train.max_epochs * steps_per_epoch)))
-    eval_every = max(1, int(round(config.train.eval_every_epochs *
-                                  steps_per_epoch)))
-    ckpt_every = int(config.train.checkpoint_every_steps)
-    log_every = max(1, int(config.train.log_every_steps))
-    patience = int(config.train.patience)
-    selection_name, selection_mode = selection_rule(terms)
-    tx = make_optimizer(config.optim, total_steps)
+    sched = _Schedule.of(config, int(runs[0].loader.steps_per_epoch))
+    tx = make_optimizer(config.optim, sched.total_steps)
 
     init_state = state_initializer(model, tx, settings, info.image_shape, mesh)
     states = []
@@ -676,7 +803,7 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
       init_key, run.train_key = (jax.random.fold_in(key, 0),
                                  jax.random.fold_in(key, 1))
       state = init_state(init_key)
-      run.mngr = checkpointing.manager(run.workdir, selection_mode)
+      run.mngr = checkpointing.manager(run.workdir, sched.selection_mode)
       run.progress = checkpointing.initial_progress()
       if run.mngr.latest_step() is not None:
         state, run.progress = checkpointing.restore(
@@ -695,14 +822,23 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
       logging.info(
           "%sRun %s: %s, %d steps per epoch, %d steps, evaluation every %d "
           "steps, %d labelled images, %d devices, %d processes.", run.tag,
-          run.workdir, info.name, steps_per_epoch, total_steps, eval_every,
-          len(run.labeled), jax.device_count(), jax.process_count())
+          run.workdir, info.name, sched.steps_per_epoch, sched.total_steps,
+          sched.eval_every, len(run.labeled), jax.device_count(),
+          jax.process_count())
     if program.vectorized:
       logging.info("Training %d runs in one program (seeds %s).",
                    len(runs), ", ".join(str(r.config.seed) for r in runs))
+      if jax.default_backend() == "cpu":
+        logging.warning(
+            "Several runs in one program pay off on accelerators, where one "
+            "small run leaves the device idle; on CPU one run already keeps "
+            "the cores busy and the vmapped convolutions can be slower than "
+            "the runs one after the other (measure with python -m "
+            "landmark_ssl.bench.vectorized_seeds); there, prefer separate "
+            "processes (landmark_ssl.sweep without --vectorize_seeds).")
 
     def trainable(run: _Run) -> bool:
-      return (run.outcome is None and run.step < total_steps and
+      return (run.outcome is None and run.step < sched.total_steps and
               not run.progress["stopped_early"])
 
     def fail(run: _Run, error: NonFiniteCostError) -> None:
@@ -734,9 +870,10 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
         for run in stepped:
           run.step = step
         pending.append((step, metrics, active))
-        is_eval = step % eval_every == 0 or step == total_steps
-        is_ckpt = is_eval or (ckpt_every > 0 and step % ckpt_every == 0)
-        is_log = is_eval or step % log_every == 0
+        is_eval = step % sched.eval_every == 0 or step == sched.total_steps
+        is_ckpt = is_eval or (sched.ckpt_every > 0 and
+                              step % sched.ckpt_every == 0)
+        is_log = is_eval or step % sched.log_every == 0
         preempt = preemption.requested(step)
 
         if is_ckpt or is_log or preempt:
@@ -756,18 +893,8 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
           pending = []
           stepped = [run for run in stepped if run.outcome is None]
         if is_log:
-          now = time.time()
           for run in stepped:
-            means = {k: float(np.mean([m[k] for m in run.window]))
-                     for k in run.window[0]}
-            rate = (step - run.last_step) / max(now - run.last_time, 1e-9)
-            run.last_time, run.last_step, run.window = now, step, []
-            images_per_s = rate * global_batch_size
-            logging.info("%s%s", run.tag, metrics_log.format_train_line(
-                step, total_steps, step / steps_per_epoch, means, images_per_s,
-                (total_steps - step) / rate))
-            run.log.write("train", step, means, epoch=step / steps_per_epoch,
-                          images_per_s=images_per_s, wall_time_s=wall(run))
+            _log_train(run, step, sched, global_batch_size, wall(run))
 
         ckpt_metrics = {}
         if is_eval and stepped:
@@ -776,32 +903,13 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
             val, _ = split_metrics(outputs[run.slot], config.eval.normalizer,
                                    heads)
             value = selection_value(val, terms)
-            if not math.isfinite(value):
+            if math.isfinite(value):
+              ckpt_metrics[run.slot] = _record_validation(run, step, val, value,
+                                                          sched)
+            else:
               fail(run, NonFiniteCostError(
-                  step, f"validation {selection_name}", value,
+                  step, f"validation {sched.selection_name}", value,
                   run.mngr.latest_step()))
-              continue
-            progress = update_early_stopping(run.progress, value, step,
-                                             selection_mode, patience)
-            run.progress = progress
-            ckpt_metrics[run.slot] = dict(
-                val, **{checkpointing.SELECTION_KEY: value})
-            logging.info(
-                "%svalidation at step %d: %s (best %s %.5g at step %d; %d "
-                "evaluations without improvement)", run.tag, step,
-                " ".join(f"{k} {v:.5g}" for k, v in val.items()),
-                selection_name, progress["best_value"], progress["best_step"],
-                progress["evals_without_improvement"])
-            run.log.write(
-                "eval", step, val, split="validation",
-                epoch=step / steps_per_epoch, best_value=progress["best_value"],
-                best_step=progress["best_step"],
-                evals_without_improvement=progress["evals_without_improvement"])
-            run.log.flush()
-            if progress["stopped_early"]:
-              logging.info("%sEarly stopping at step %d: no improvement of the "
-                           "validation %s in %d evaluations.", run.tag, step,
-                           selection_name, patience)
           stepped = [run for run in stepped if run.outcome is None]
 
         if is_ckpt or preempt:
@@ -824,64 +932,15 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
       run.mngr.wait_until_finished()
 
     # Final evaluation of each run's best checkpoint.
-    done = [run for run in runs if run.outcome is None]
-    if done:
-      best_states = []
+    if any(run.outcome is None for run in runs):
+      all_metrics = _evaluate_best(program, state, runs, config, heads, is_main)
       for run in runs:
-        run_state = program.take(state, run.slot)
         if run.outcome is None:
-          run.best_step = run.mngr.best_step()
-          if run.best_step != run.progress["best_step"]:
-            logging.warning(
-                "%sorbax's best step %s differs from the tracked best step "
-                "%s; using orbax's.", run.tag, run.best_step,
-                run.progress["best_step"])
-          run_state, _ = checkpointing.restore(run.mngr, run.best_step,
-                                               run_state)
-        best_states.append(run_state)
-      state = program.stack(best_states)
-      del best_states
-      splits = [config.data.eval_split] + [
-          s for s in config.data.test_splits if s != config.data.eval_split]
-      all_metrics = {run.slot: {} for run in done}
-      for split in splits:
-        outputs = program.predict(state, config.data, split)
-        name = "validation" if split == config.data.eval_split else split
-        for run in done:
-          metrics, errors = split_metrics(outputs[run.slot],
-                                          config.eval.normalizer, heads)
-          all_metrics[run.slot][name] = metrics
-          logging.info("%s%s (best step %d): %s", run.tag, name, run.best_step,
-                       " ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
-          run.log.write("test", run.best_step, metrics, split=name)
-          if is_main and split in config.data.test_splits:
-            write_split_outputs(run.workdir, split, outputs[run.slot], errors,
-                                config.eval.normalizer, run.best_step)
-      for run in done:
-        results = {
-            "config": run.config_dict,
-            "status": "finished",
-            "steps": run.step,
-            "epochs": run.step / steps_per_epoch,
-            "best_step": int(run.best_step),
-            "stopped_early": bool(run.progress["stopped_early"]),
-            "wall_time_s": wall(run),
-            "device_kind": jax.devices()[0].device_kind,
-            "num_devices": jax.device_count(),
-            "num_processes": jax.process_count(),
-            "label_subset": {"fraction": float(run.config.data.labeled_fraction),
-                             "count": int(len(run.labeled)),
-                             "file": LABEL_SUBSET_FILE},
-            "normalizer": config.eval.normalizer,
-            "error_unit": evaluation.error_unit(config.eval.normalizer),
-            "selection": {"metric": selection_name, "mode": selection_mode},
-            "metrics": all_metrics[run.slot],
-        }
-        results_path = run.workdir / RESULTS_FILE
-        if is_main:
-          _write_json(results_path, results)
-        logging.info("%sFinished: results in %s.", run.tag, results_path)
-        run.outcome = results
+          run.outcome = _results(run, sched, all_metrics[run.slot], wall(run))
+          results_path = run.workdir / RESULTS_FILE
+          if is_main:
+            _write_json(results_path, run.outcome)
+          logging.info("%sFinished: results in %s.", run.tag, results_path)
     for run in runs:
       outcomes[run.index] = run.outcome
     return outcomes
