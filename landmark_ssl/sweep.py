@@ -210,8 +210,9 @@ def vectorized_job(members: Sequence[Job]) -> Job:
     return members[0]
   keys = {_cell_key(m) for m in members}
   if len(keys) != 1 or None in keys:
+    names = [m.name for m in members]
     raise ValueError("Only runs whose commands differ in --config.seed and "
-                     f"--workdir alone can share a process: {[m.name for m in members]}.")
+                     f"--workdir alone can share a process: {names}.")
   seeds = [next(a for a in m.argv if a.startswith(_SEED_ARG))[len(_SEED_ARG):]
            for m in members]
   argv = keys.pop() + (f"--seeds={_csv(seeds)}",

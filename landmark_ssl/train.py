@@ -280,8 +280,8 @@ def predict_split(state, eval_fn, data_config, split: str, mesh,
   preds = jax.tree.map(run_cat, *[c["preds"] for c in chunks])
   if num_runs is None:
     return _split_outputs(preds, batch)
-  return [_split_outputs(jax.tree.map(lambda x: x[i], preds), batch)  # pylint: disable=cell-var-from-loop
-          for i in range(num_runs)]
+  take = lambda i: jax.tree.map(lambda x: x[i], preds)
+  return [_split_outputs(take(i), batch) for i in range(num_runs)]
 
 
 def _split_outputs(preds: Mapping[str, Any], batch: Mapping[str, Any]

@@ -476,11 +476,13 @@ def test_seeds_in_one_program_match_runs_alone(seeds_reference):
         one / "label_subset.json").read_text()
     assert json.loads((many / "results.json").read_text()) == t
     _assert_events_close(_events(many), _events(one), what)
-    p, q = np.load(many / "predictions_test.npz"), np.load(one / "predictions_test.npz")
+    p = np.load(many / "predictions_test.npz")
+    q = np.load(one / "predictions_test.npz")
     assert p.files == q.files
     np.testing.assert_allclose(p["pred_landmarks"], q["pred_landmarks"],
                                rtol=1e-4, atol=1e-4)
-    assert json.loads((many / "ced_test.json").read_text())["step"] == a["best_step"]
+    ced = json.loads((many / "ced_test.json").read_text())
+    assert ced["step"] == a["best_step"]
     assert (many / "tensorboard").is_dir()
     kept = sorted(int(p.name) for p in (many / "checkpoints").iterdir()
                   if p.name.isdigit())
@@ -508,7 +510,8 @@ def test_seeds_sigkill_and_resume_with_a_run_behind(seeds_reference, tmp_path):
                           stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
   deadline = time.time() + 240
   while True:
-    steps = [e["step"] for e in _events(tmp_path / "s4") if e["event"] == "train"]
+    steps = [e["step"] for e in _events(tmp_path / "s4")
+             if e["event"] == "train"]
     if steps and max(steps) >= 13:
       break
     if proc.poll() is not None or time.time() > deadline:
@@ -551,7 +554,8 @@ def test_seeds_take_over_runs_trained_alone(fake, seeds_reference, tmp_path):
   assert out[1]["metrics"] == alone[1]["metrics"]  # one run left: alone
   assert _without_timing(_events(tmp_path / "s4")) == _without_timing(
       _events(base / "alone_s4"))
-  with pytest.raises(train.ConfigMismatchError, match="seed: workdir has 2, given 4"):
+  with pytest.raises(train.ConfigMismatchError,
+                     match="seed: workdir has 2, given 4"):
     train.train_and_evaluate_seeds(_seeds_config(), (4,), [tmp_path / "s2"])
   with pytest.raises(ValueError, match="given twice"):
     train.train_and_evaluate_seeds(_seeds_config(), (1, 1),
