@@ -1,28 +1,44 @@
-r"""Trains and evaluates one run.
+r"""Trains and evaluates one run, or several seeds of it in one program.
 
   python -m landmark_ssl.main --config=experiments/blocks.py \
       --workdir=runs/blocks [--config.seed=1 ...] [--overwrite] [--multihost]
+
+  python -m landmark_ssl.main --config=experiments/blocks.py \
+      --seeds=0,1,2,3,4 --workdir=runs/blocks          # runs/blocks/s0 ... s4
+  python -m landmark_ssl.main --config=experiments/blocks.py \
+      --seeds=0,1 --workdirs=runs/a_s0,runs/a_s1       # one workdir per seed
 
 ``--config`` is an ml_collections config file (``path[:arg]``); any setting
 can be overridden with ``--config.<key>=<value>``. The config is locked: a
 key that does not exist is an error that lists the valid keys.
 
-Running the same command again resumes from the latest checkpoint; a
+``--seeds`` trains one run per seed (``config.seed`` replaced; each with its
+own label subset, data order and random keys) in one compiled program
+(``train.train_and_evaluate_seeds``: ``jax.vmap`` of the train step over
+the runs), so the seeds share every pass over the hardware. Each run gets
+its own workdir, ``--workdir/s<seed>`` or the matching entry of
+``--workdirs``, holding exactly the files of a run trained alone.
+
+Running the same command again resumes from the latest checkpoint(s); a
 finished run does nothing. A workdir holding a run of another config is
 refused unless ``--overwrite`` (which replaces that run; with the same
-config, ``--overwrite`` changes nothing and the run resumes).
+config, ``--overwrite`` changes nothing and the run resumes). With
+``--seeds``, a workdir that holds a run of the same config and seed,
+trained alone or with other seeds, counts as that run.
 
 Exit codes:
-  0   finished (or had already finished);
+  0   finished (or had already finished): every run, with ``--seeds``;
   2   a usage or data error (bad config value or key, config mismatch with
       the workdir, missing dataset): the message says what to fix;
   3   a cost became NaN or infinite (the message names the step and term);
+      with ``--seeds``, the other runs still finish;
   75  stopped by SIGTERM after saving a checkpoint (EX_TEMPFAIL): run the
       same command again to continue.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app
@@ -40,7 +56,15 @@ EXIT_PREEMPTED = 75
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. experiments/blocks.py[:arg].",
     lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory of the run (with --seeds: of the runs, each in "
+    "its sub-directory s<seed>).")
+_SEEDS = flags.DEFINE_list(
+    "seeds", None, "Comma-separated seeds: train one run per seed (replacing "
+    "config.seed) in one program.")
+_WORKDIRS = flags.DEFINE_list(
+    "workdirs", None, "With --seeds, instead of --workdir: one directory per "
+    "seed, in the same order.")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace a run of a different config in --workdir.")
 _MULTIHOST = flags.DEFINE_bool(
@@ -101,12 +125,51 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(EXIT_USAGE)
 
 
+def seed_workdirs(seeds: list[str] | None, workdir: str | None,
+                  workdirs: list[str] | None) -> tuple[list[int], list[str]]:
+  """The ``(seeds, workdirs)`` of ``--seeds`` with ``--workdir`` or
+  ``--workdirs`` (see the module docstring).
+
+  Raises:
+    app.UsageError: a missing, clashing or malformed flag.
+  """
+  try:
+    seeds = [int(s) for s in seeds]
+  except ValueError:
+    raise app.UsageError(f"--seeds={','.join(seeds)}: give comma-separated "
+                         "integers, e.g. --seeds=0,1,2.", EXIT_USAGE) from None
+  if not seeds:
+    raise app.UsageError("--seeds is empty; give e.g. --seeds=0,1,2.",
+                         EXIT_USAGE)
+  if workdirs and workdir:
+    raise app.UsageError("Give --workdir (runs go to <workdir>/s<seed>) or "
+                         "--workdirs (one per seed), not both.", EXIT_USAGE)
+  if workdirs:
+    if len(workdirs) != len(seeds):
+      raise app.UsageError(f"--workdirs names {len(workdirs)} directories for "
+                           f"{len(seeds)} --seeds; give one per seed.",
+                           EXIT_USAGE)
+    return seeds, list(workdirs)
+  if not workdir:
+    raise app.UsageError("--seeds needs --workdir or --workdirs.", EXIT_USAGE)
+  return seeds, [os.path.join(workdir, f"s{s}") for s in seeds]
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   metrics_log.quiet_library_logs()
-  if _CONFIG.value is None or _WORKDIR.value is None:
+  if _CONFIG.value is None:
     raise app.UsageError("--config and --workdir are required.")
+  if _SEEDS.value is None:
+    if _WORKDIRS.value:
+      raise app.UsageError("--workdirs goes with --seeds (one directory per "
+                           "seed); for one run use --workdir.", EXIT_USAGE)
+    if _WORKDIR.value is None:
+      raise app.UsageError("--config and --workdir are required.")
+  else:
+    seeds, workdirs = seed_workdirs(_SEEDS.value, _WORKDIR.value,
+                                    _WORKDIRS.value)
   config = _CONFIG.value
   try:
     config.to_dict()
@@ -119,7 +182,12 @@ def main(argv):
     jax.distributed.initialize()
   from landmark_ssl import train  # pylint: disable=g-import-not-at-top
   try:
-    results = train.train_and_evaluate(config, _WORKDIR.value, _OVERWRITE.value)
+    if _SEEDS.value is None:
+      outcomes = [train.train_and_evaluate(config, _WORKDIR.value,
+                                           _OVERWRITE.value)]
+    else:
+      outcomes = train.train_and_evaluate_seeds(config, seeds, workdirs,
+                                                _OVERWRITE.value)
   except train.NonFiniteCostError as e:
     logging.error("%s", e)
     sys.exit(EXIT_NON_FINITE)
@@ -128,8 +196,14 @@ def main(argv):
     logging.error("%s", e)
     logging.debug("Traceback:", exc_info=True)
     sys.exit(EXIT_USAGE)
-  if results["status"] == "preempted":
+  statuses = [o["status"] for o in outcomes]
+  if "preempted" in statuses:
     sys.exit(EXIT_PREEMPTED)
+  if "failed" in statuses:
+    failed = [w for w, s in zip(workdirs, statuses) if s == "failed"]
+    logging.error("Non-finite cost in %d of %d runs: %s", len(failed),
+                  len(statuses), " ".join(failed))
+    sys.exit(EXIT_NON_FINITE)
 
 
 if __name__ == "__main__":

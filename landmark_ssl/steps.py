@@ -33,6 +33,15 @@ Compilation: :func:`jit_train_step` / :func:`jit_eval_step` use ``jax.jit``
 on a ``('data',)`` mesh: state replicated, batch sharded along its leading
 axis, the state donated. The same code runs on 1 or N devices and on many
 hosts (:func:`global_batch` assembles the per-process batches).
+
+Several runs at once (:func:`train_steps`, :func:`eval_steps`): ``S``
+independent runs of the same shapes (e.g. the seeds of one table cell) are
+``jax.vmap`` of the same ``train_step`` / ``eval_step`` over a leading run
+axis of the state, the batches and the keys. The run axis is replicated and
+each run's batch axis stays sharded on ``'data'`` (``P(None, 'data')``):
+every device computes its ``B / D`` rows of every run, so each run sees
+exactly the data layout (and the gradient all-reduce) it would see alone,
+and ``S`` need not divide the device count.
 """
 
 from __future__ import annotations
@@ -233,6 +242,35 @@ def eval_step(state: TrainState, batch: Mapping[str, Any]):
   return {"landmarks": out["landmarks"], "logits": out["logits"]}
 
 
+def train_steps(states: TrainState, batches: Mapping[str, Any], rngs: Array,
+                active: Array):
+  """``S`` independent :func:`train_step` s, one per run (``jax.vmap``).
+
+  Args:
+    states: a :class:`TrainState` whose arrays have a leading run axis ``S``
+      (all runs share ``apply_fn``, ``tx`` and ``settings``).
+    batches: batch dict with a leading run axis: ``image (S, B, H, W, C)``...
+    rngs: ``(S,)`` keys, run ``i``'s key for this step.
+    active: ``(S,)`` bool; a run that is not active keeps its state exactly
+      (its update is computed and discarded), e.g. after early stopping.
+
+  Returns:
+    ``(new_states, metrics)``; each metric has shape ``(S,)`` (those of
+    inactive runs are meaningless).
+  """
+  new_states, metrics = jax.vmap(train_step)(states, batches, rngs)
+  def keep(new, old):
+    where = jnp.reshape(active, active.shape + (1,) * (new.ndim - 1))
+    return jnp.where(where, new, old)
+  return jax.tree.map(keep, new_states, states), metrics
+
+
+def eval_steps(states: TrainState, batch: Mapping[str, Any]):
+  """:func:`eval_step` of ``S`` runs (leading run axis of ``states``) on one
+  shared ``batch``; predictions have a leading run axis ``S``."""
+  return jax.vmap(eval_step, in_axes=(0, None))(states, batch)
+
+
 # --------------------------------------------------------------------------
 # the mesh
 
@@ -251,6 +289,11 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
 
+def runs_data_sharded(mesh: Mesh) -> NamedSharding:
+  """Arrays with a leading run axis (replicated) and a batch axis on ``'data'``."""
+  return NamedSharding(mesh, P(None, "data"))
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, what: str) -> None:
   """Raises a clear error if ``batch_size`` does not split over the mesh."""
   d = mesh.devices.size
@@ -259,13 +302,16 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str) -> None:
                      f"of the mesh; use a multiple of {d}.")
 
 
-def global_batch(local_batch: Mapping[str, Any], mesh: Mesh):
+def global_batch(local_batch: Mapping[str, Any], mesh: Mesh,
+                 run_axis: bool = False):
   """Process-local numpy batch -> global ``jax.Array``s sharded on ``'data'``.
 
   With one process this is a device put; with several, each process passes
   its own rows and the global batch is their concatenation in process order.
+  With ``run_axis``, every array has a leading run axis ``(S, local B, ...)``
+  and the batch axis is the second (``runs_data_sharded``).
   """
-  sharding = data_sharded(mesh)
+  sharding = runs_data_sharded(mesh) if run_axis else data_sharded(mesh)
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
       dict(local_batch))
@@ -285,3 +331,35 @@ def jit_eval_step(mesh: Mesh):
   """``eval_step`` compiled for ``mesh``; predictions stay sharded on ``'data'``."""
   rep, dat = replicated(mesh), data_sharded(mesh)
   return jax.jit(eval_step, in_shardings=(rep, dat), out_shardings=dat)
+
+
+def jit_train_steps(mesh: Mesh):
+  """``train_steps`` compiled for ``mesh``: ``(states, batches, rngs, active)
+  -> (states, metrics)``; states replicated, batches ``P(None, 'data')``.
+
+  The states are donated: do not use the ``states`` passed in after the call.
+  """
+  rep, runs = replicated(mesh), runs_data_sharded(mesh)
+  return jax.jit(train_steps, in_shardings=(rep, runs, rep, rep),
+                 out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+def jit_stack_runs(mesh: Mesh):
+  """``[tree_0, ..., tree_{S-1}] -> tree`` with a leading run axis, replicated
+  on ``mesh`` (e.g. ``S`` single-run states of the same shapes)."""
+  stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+  return jax.jit(stack, out_shardings=replicated(mesh))
+
+
+def jit_take_run(mesh: Mesh):
+  """``(tree, i) -> tree[i]``: run ``i`` of a run-stacked tree (e.g. its
+  single-run state, to checkpoint), replicated on ``mesh``."""
+  take = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
+  return jax.jit(take, out_shardings=replicated(mesh))
+
+
+def jit_eval_steps(mesh: Mesh):
+  """``eval_steps`` compiled for ``mesh``; predictions ``P(None, 'data')``."""
+  rep, dat = replicated(mesh), data_sharded(mesh)
+  return jax.jit(eval_steps, in_shardings=(rep, dat),
+                 out_shardings=runs_data_sharded(mesh))

@@ -3,7 +3,7 @@ as command lines for a cluster.
 
   python -m landmark_ssl.sweep --config=experiments/blocks.py --workdir=DIR \
       [--parallel=N] [--only=REGEX] [--seeds=0,1] [--quick] \
-      [--override=data.data_dir=/data/tfds ...] [--dry_run]
+      [--override=data.data_dir=/data/tfds ...] [--vectorize_seeds] [--dry_run]
 
 Each run of ``sweep()`` in the experiment file becomes one process
 
@@ -22,8 +22,24 @@ twice.
 With ``--parallel`` above 1 the runs get ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
 (unless set), so that several share one GPU; on CPU each uses every core.
 
-``--dry_run`` prints one command per run that is not finished yet, for a
-cluster scheduler (one line per job). ``--quick`` trains the experiment's
+``--vectorize_seeds`` trains the runs of a table cell together: runs whose
+commands differ only in ``--config.seed`` (and their ``--workdir``) become
+one process
+
+  python -m landmark_ssl.main --config=<file>:<config_arg> \
+      --config.<key>=<value> ... --seeds=0,1,2,3,4 \
+      --workdirs=DIR/<run name s0>,...,DIR/<run name s4>
+
+which trains them in one compiled program (``jax.vmap`` over the runs;
+``main --seeds``) and writes each run's files to its own directory, as if
+run alone. Only the cell's unfinished runs that no other process holds are
+put in the command (one left: its ordinary command). The process's output
+goes to the first of those runs' ``log.txt``; the others' ``log.txt`` say
+where. Finished, failed and busy are still counted per run.
+
+``--dry_run`` prints one command per job that is not finished yet, for a
+cluster scheduler (one line per job; with ``--vectorize_seeds``, one line
+per cell with its unfinished seeds). ``--quick`` trains the experiment's
 small variant; its runs are named ``<name>_quick`` so they never mix with
 full runs.
 
@@ -33,9 +49,11 @@ the sweep was interrupted (its runs are stopped and resume next time).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime
 import fcntl
+import io
 import json
 import os
 import re
@@ -60,14 +78,20 @@ MAX_EXIT_STATUS = 125
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-  """One process of a sweep."""
+  """One process of a sweep: one run, or the runs of ``members`` together."""
   name: str
   argv: tuple  # the command, program first
-  run_dir: str
+  run_dir: str  # where its output goes (a group: its first member's)
+  members: tuple = ()  # a group's single-run jobs (see group_seeds)
 
   @property
   def command_line(self) -> str:
     return shlex.join(self.argv)
+
+  @property
+  def runs(self) -> tuple:
+    """The single-run jobs this job trains."""
+    return self.members or (self,)
 
 
 def run_status(run_dir: str) -> str:
@@ -157,6 +181,65 @@ def make_jobs(runs: Sequence[Mapping], experiment_file: str, workdir: str,
   return jobs
 
 
+_SEED_ARG = "--config.seed="
+_WORKDIR_ARG = "--workdir="
+
+
+def _cell_key(job: Job) -> tuple | None:
+  """A job's command without its seed and workdir (``None`` if it sets no
+  seed): jobs with equal keys are seeds of one table cell."""
+  if job.members or not any(a.startswith(_SEED_ARG) for a in job.argv):
+    return None
+  return tuple(a for a in job.argv
+               if not a.startswith((_SEED_ARG, _WORKDIR_ARG)))
+
+
+def _csv(items: Sequence[str]) -> str:
+  """A list flag value (absl parses list flags as one CSV row)."""
+  out = io.StringIO()
+  csv.writer(out, lineterminator="").writerow(items)
+  return out.getvalue()
+
+
+def vectorized_job(members: Sequence[Job]) -> Job:
+  """One ``main --seeds=... --workdirs=...`` job training ``members`` (runs
+  whose commands differ only in seed and workdir) in one program; a single
+  member is returned as it is."""
+  members = tuple(members)
+  if len(members) == 1:
+    return members[0]
+  keys = {_cell_key(m) for m in members}
+  if len(keys) != 1 or None in keys:
+    names = [m.name for m in members]
+    raise ValueError("Only runs whose commands differ in --config.seed and "
+                     f"--workdir alone can share a process: {names}.")
+  seeds = [next(a for a in m.argv if a.startswith(_SEED_ARG))[len(_SEED_ARG):]
+           for m in members]
+  argv = keys.pop() + (f"--seeds={_csv(seeds)}",
+                       f"--workdirs={_csv([m.run_dir for m in members])}")
+  return Job(",".join(m.name for m in members), argv, members[0].run_dir,
+             members)
+
+
+def group_seeds(jobs: Sequence[Job]) -> List[Job]:
+  """Puts the jobs of each table cell (same command but for seed and
+  workdir) into one :func:`vectorized_job`, in the order of each cell's
+  first run; other jobs stay as they are."""
+  cells: Dict[tuple, List[Job]] = {}
+  order: List = []
+  for job in jobs:
+    key = _cell_key(job)
+    if key is None:
+      order.append(job)
+    else:
+      if key not in cells:
+        cells[key] = []
+        order.append(key)
+      cells[key].append(job)
+  return [vectorized_job(cells[k]) if isinstance(k, tuple) else k
+          for k in order]
+
+
 class _Interrupted(Exception):
 
   def __init__(self, signum):
@@ -176,18 +259,26 @@ def _try_lock(run_dir: str):
   return fd
 
 
+def _log_header(log, text: str) -> None:
+  stamp = datetime.datetime.now().isoformat(timespec="seconds")
+  log.write(f"=== {stamp} {text}\n".encode())
+  log.flush()
+
+
 def execute(jobs: Sequence[Job], parallel: int = 1,
             env: Mapping[str, str] | None = None,
             poll_s: float = 0.2) -> Dict[str, List[str]]:
-  """Runs ``jobs``, ``parallel`` at a time, skipping finished ones.
+  """Runs ``jobs``, ``parallel`` at a time, skipping finished runs.
 
   Each job's output is appended to ``run_dir/log.txt``. The lock on
   ``run_dir/sweep.lock`` is inherited by the job's process, so it is held
-  as long as the job runs, even if this process dies.
+  as long as the job runs, even if this process dies. A group job (from
+  :func:`group_seeds`) locks each of its runs and trains those that are
+  neither finished nor locked elsewhere (:func:`vectorized_job`).
 
   Returns:
     ``{"finished": [...], "failed": [...], "skipped": [...], "busy": [...]}``
-    names: trained to the end now, exited non-zero or without a finished
+    run names: trained to the end now, exited non-zero or without a finished
     ``results.json``, finished before, locked by another process.
 
   Raises:
@@ -201,8 +292,15 @@ def execute(jobs: Sequence[Job], parallel: int = 1,
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   out = {"finished": [], "failed": [], "skipped": [], "busy": []}
   pending = list(jobs)
-  running = {}  # Popen -> (job, lock fd, log file, start time)
+  running = {}  # Popen -> (job, lock fds, log file, start time)
   interrupted = []
+  total = sum(len(job.runs) for job in jobs)
+  done = [0]
+
+  def count(kind, name, level, message, *args):
+    out[kind].append(name)
+    done[0] += 1
+    logging.log(level, "[%d/%d] %s: " + message, done[0], total, name, *args)
 
   def on_signal(signum, frame):
     del frame
@@ -210,54 +308,59 @@ def execute(jobs: Sequence[Job], parallel: int = 1,
 
   old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
   try:
-    total = len(jobs)
-    done = 0
     while pending or running:
       if interrupted:
         raise _Interrupted(interrupted[0])
       while pending and len(running) < parallel:
         job = pending.pop(0)
-        if run_status(job.run_dir) == "finished":
-          out["skipped"].append(job.name)
-          done += 1
-          logging.info("[%d/%d] %s: finished before, skipped", done, total,
-                       job.name)
+        todo, fds = [], []
+        for run in job.runs:
+          if run_status(run.run_dir) == "finished":
+            count("skipped", run.name, logging.INFO, "finished before, skipped")
+            continue
+          os.makedirs(run.run_dir, exist_ok=True)
+          fd = _try_lock(run.run_dir)
+          if fd is None:
+            count("busy", run.name, logging.WARNING, "another process holds %s "
+                  "(still training?); skipped",
+                  os.path.join(run.run_dir, LOCK_FILE))
+            continue
+          todo.append(run)
+          fds.append(fd)
+        if not todo:
           continue
-        os.makedirs(job.run_dir, exist_ok=True)
-        fd = _try_lock(job.run_dir)
-        if fd is None:
-          out["busy"].append(job.name)
-          done += 1
-          logging.warning("[%d/%d] %s: another process holds %s (still "
-                          "training?); skipped", done, total, job.name,
-                          os.path.join(job.run_dir, LOCK_FILE))
-          continue
+        job = vectorized_job(todo)
         log = open(os.path.join(job.run_dir, LOG_FILE), "ab")
-        stamp = datetime.datetime.now().isoformat(timespec="seconds")
-        log.write(f"=== {stamp} sweep starts: {job.command_line}\n".encode())
-        log.flush()
+        _log_header(log, f"sweep starts: {job.command_line}")
+        for run in todo[1:]:
+          with open(os.path.join(run.run_dir, LOG_FILE), "ab") as other:
+            _log_header(other, f"sweep starts (with other seeds; output in "
+                        f"{os.path.join(job.run_dir, LOG_FILE)}): "
+                        f"{job.command_line}")
         proc = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, pass_fds=(fd,),
+                                env=env, pass_fds=tuple(fds),
                                 start_new_session=True)
-        running[proc] = (job, fd, log, time.monotonic())
+        running[proc] = (job, fds, log, time.monotonic())
         logging.info("started %s (pid %d)", job.name, proc.pid)
       for proc in [p for p in running if p.poll() is not None]:
-        job, fd, log, start = running.pop(proc)
+        job, fds, log, start = running.pop(proc)
         log.close()
-        os.close(fd)
-        done += 1
+        for fd in fds:
+          os.close(fd)
         took = time.monotonic() - start
-        if proc.returncode == 0 and run_status(job.run_dir) == "finished":
-          out["finished"].append(job.name)
-          logging.info("[%d/%d] %s: finished in %.0f s", done, total, job.name,
-                       took)
-        else:
-          out["failed"].append(job.name)
-          why = (f"exit status {proc.returncode}" if proc.returncode else
-                 f"exit status 0 but no finished {RESULTS_FILE}")
-          logging.error("[%d/%d] %s: FAILED (%s) after %.0f s; see %s", done,
-                        total, job.name, why, took,
-                        os.path.join(job.run_dir, LOG_FILE))
+        for run in job.runs:
+          # A group exits non-zero if any of its runs failed; each run's own
+          # results.json tells whether it finished.
+          ok = proc.returncode == 0 or len(job.runs) > 1
+          if ok and run_status(run.run_dir) == "finished":
+            count("finished", run.name, logging.INFO, "finished in %.0f s",
+                  took)
+          else:
+            why = (f"exit status {proc.returncode}" if proc.returncode else
+                   f"exit status 0 but no finished {RESULTS_FILE}")
+            count("failed", run.name, logging.ERROR,
+                  "FAILED (%s) after %.0f s; see %s", why, took,
+                  os.path.join(job.run_dir, LOG_FILE))
       if running:
         time.sleep(poll_s)
     return out
@@ -275,14 +378,15 @@ def _stop(running, grace_s: float = 30.0):
                     proc.pid)
     proc.terminate()
   deadline = time.monotonic() + grace_s
-  for proc, (_, fd, log, _) in running.items():
+  for proc, (_, fds, log, _) in running.items():
     try:
       proc.wait(max(deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:
       proc.kill()
       proc.wait()
     log.close()
-    os.close(fd)
+    for fd in fds:
+      os.close(fd)
   running.clear()
 
 
@@ -315,8 +419,13 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_multi_string("override", [], "key=value: --config.key=value "
                             "for every run, e.g. data.data_dir=/data/tfds.",
                             flag_values=flag_values)
+  flags.DEFINE_bool("vectorize_seeds", False, "Train the seeds of each table "
+                    "cell in one process and one compiled program (main "
+                    "--seeds); each run still gets its own directory.",
+                    flag_values=flag_values)
   flags.DEFINE_bool("dry_run", False, "Print one command per unfinished run "
-                    "and exit.", flag_values=flag_values)
+                    "(with --vectorize_seeds: per cell) and exit.",
+                    flag_values=flag_values)
   flags.DEFINE_string("python", sys.executable, "Interpreter of the run "
                       "commands (e.g. 'python' for a cluster).",
                       flag_values=flag_values)
@@ -337,17 +446,23 @@ def main(argv):
                        f"{FLAGS.only!r} / --seeds={FLAGS.seeds!r}.")
     jobs = make_jobs(runs, FLAGS.config, FLAGS.workdir,
                      parse_overrides(FLAGS.override), FLAGS.python)
+    if FLAGS.vectorize_seeds:
+      jobs = group_seeds(jobs)
   except (ValueError, FileNotFoundError, re.error) as e:
     raise app.UsageError(str(e)) from None
+  num_runs = sum(len(j.runs) for j in jobs)
   if FLAGS.dry_run:
-    todo = [j for j in jobs if run_status(j.run_dir) != "finished"]
-    for job in todo:
-      print(job.command_line)
-    logging.info("%d runs, %d finished already (not printed).", len(jobs),
-                 len(jobs) - len(todo))
+    left = 0
+    for job in jobs:
+      todo = [r for r in job.runs if run_status(r.run_dir) != "finished"]
+      if todo:
+        print(vectorized_job(todo).command_line)
+        left += len(todo)
+    logging.info("%d runs, %d finished already (not printed).", num_runs,
+                 num_runs - left)
     return 0
-  logging.info("%d runs of %s in %s, %d at a time.", len(jobs), FLAGS.config,
-               FLAGS.workdir, FLAGS.parallel)
+  logging.info("%d runs of %s in %s (%d processes), %d processes at a time.",
+               num_runs, FLAGS.config, FLAGS.workdir, len(jobs), FLAGS.parallel)
   try:
     out = execute(jobs, FLAGS.parallel)
   except _Interrupted as e:

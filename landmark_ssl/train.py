@@ -52,10 +52,27 @@ any moment and started again with the same command ends with the same
 metrics as an uninterrupted run (bit-identical on CPU). SIGTERM saves a
 checkpoint and returns ``status='preempted'``; a finished run returns its
 stored results without training.
+
+Several seeds at once: ``train_and_evaluate_seeds(config, seeds, workdirs)``
+trains the runs of ``config`` with each seed in one compiled program, one
+loop (the loop below serves one run and ``S`` runs alike; with one run it
+is exactly the single-run program). Each run keeps everything a lone run of
+its seed has: its label subset, loader, init / dropout / ELT / augmentation
+keys, workdir and files, checkpoints, early stopping, and final evaluation
+of its own best checkpoint. Their states are stacked on a leading run axis
+and trained by ``steps.train_steps`` (``jax.vmap`` of ``train_step``); a run
+that is not training (stopped early, failed, or waiting for the others to
+catch up after a resume from an older checkpoint) keeps its state: its
+update is masked. Checkpoints hold single-run states, so a workdir can
+move between the two modes. Results equal those of the runs trained alone
+up to float rounding (vmap orders the convolution sums differently), and a
+killed ``S``-run program resumed with the same runs ends bit-identical to
+an uninterrupted one on CPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -214,27 +231,37 @@ def model_heads(config, info) -> dict:
 # building blocks of a run
 
 
-def create_train_state(model, tx, settings, image_shape, rng, mesh):
-  """A fresh, replicated :class:`steps.TrainState`."""
+def state_initializer(model, tx, settings, image_shape, mesh):
+  """``rng ->`` a fresh, replicated :class:`steps.TrainState` (compiled
+  once; call it with each run's key)."""
   def init(rng):
     dummy = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
     params = model.init({"params": rng}, dummy, train=False)["params"]
     return steps.TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                                    settings=settings)
-  return jax.jit(init, out_shardings=steps.replicated(mesh))(rng)
+  return jax.jit(init, out_shardings=steps.replicated(mesh))
+
+
+def create_train_state(model, tx, settings, image_shape, rng, mesh):
+  """A fresh, replicated :class:`steps.TrainState`."""
+  return state_initializer(model, tx, settings, image_shape, mesh)(rng)
 
 
 _EVAL_KEYS = ("image", "landmarks", "visible", "normalizer", "mask", "labels")
 
 
-def predict_split(state, eval_fn, data_config, split: str, mesh
-                  ) -> dict[str, Any]:
+def predict_split(state, eval_fn, data_config, split: str, mesh,
+                  num_runs: int | None = None):
   """Runs ``eval_fn`` over every example of ``split`` once.
 
   Returns host numpy arrays without the padding: ``pred_landmarks``,
   ``landmarks``, ``visible``, ``normalizer``, ``logits_<head>``,
   ``label_<feature>`` (every class feature of the dataset) and ``index``
   (each image's example index in its split, when the pipeline gives it).
+
+  With ``num_runs``, ``state`` holds that many runs stacked on a leading axis
+  and ``eval_fn`` is ``steps.jit_eval_steps``: the split is read once and the
+  result is a list with the dict of each run.
   """
   chunks = []
   for local in input_pipeline.eval_batches(
@@ -248,20 +275,31 @@ def predict_split(state, eval_fn, data_config, split: str, mesh
   if not chunks:
     raise ValueError(f"Split {split!r} of {data_config.name!r} yielded no batches.")
   cat = lambda *xs: np.concatenate(xs, axis=0)
-  full = jax.tree.map(cat, *chunks)
-  keep = full["batch"]["mask"] > 0
+  batch = jax.tree.map(cat, *[c["batch"] for c in chunks])
+  run_cat = lambda *xs: np.concatenate(xs, axis=0 if num_runs is None else 1)
+  preds = jax.tree.map(run_cat, *[c["preds"] for c in chunks])
+  if num_runs is None:
+    return _split_outputs(preds, batch)
+  take = lambda i: jax.tree.map(lambda x: x[i], preds)
+  return [_split_outputs(take(i), batch) for i in range(num_runs)]
+
+
+def _split_outputs(preds: Mapping[str, Any], batch: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+  """The :func:`predict_split` dict of one run's concatenated predictions."""
+  keep = batch["mask"] > 0
   out = {
-      "pred_landmarks": full["preds"]["landmarks"][keep],
-      "landmarks": full["batch"]["landmarks"][keep],
-      "visible": full["batch"]["visible"][keep],
-      "normalizer": full["batch"]["normalizer"][keep],
+      "pred_landmarks": preds["landmarks"][keep],
+      "landmarks": batch["landmarks"][keep],
+      "visible": batch["visible"][keep],
+      "normalizer": batch["normalizer"][keep],
   }
-  for head, logits in full["preds"]["logits"].items():
+  for head, logits in preds["logits"].items():
     out[f"logits_{head}"] = logits[keep]
-  for feature, labels in full["batch"]["labels"].items():
+  for feature, labels in batch["labels"].items():
     out[f"label_{feature}"] = labels[keep]
-  if "index" in full["batch"]:
-    out["index"] = full["batch"]["index"][keep]
+  if "index" in batch:
+    out["index"] = batch["index"][keep]
   return out
 
 
@@ -388,13 +426,244 @@ def _close(iterator) -> None:
     close()
 
 
-def _check_finite(host_metrics: list[dict], first_step: int, mngr) -> None:
-  for i, metrics in enumerate(host_metrics):
+def _check_finite(host_metrics: list[tuple[int, dict]], mngr) -> None:
+  """Raises :class:`NonFiniteCostError` for the first non-finite cost of the
+  ``(step, metrics)`` pairs (host values, in step order)."""
+  for step, metrics in host_metrics:
     # Name the specific term first, the total and the gradient norm last.
     for term in sorted(metrics, key=lambda t: (t in ("loss", "grad_norm"), t)):
       value = float(metrics[term])
       if not math.isfinite(value):
-        raise NonFiniteCostError(first_step + i, term, value, mngr.latest_step())
+        raise NonFiniteCostError(step, term, value, mngr.latest_step())
+
+
+class _Program:
+  """The compiled steps of the runs trained together, and their state layout.
+
+  One run: ``steps.jit_train_step`` / ``jit_eval_step`` on its plain state,
+  exactly the single-run program. ``S > 1`` runs: the same pure steps under
+  ``jax.vmap`` (``steps.jit_train_steps`` / ``jit_eval_steps``) on the runs'
+  states stacked along a leading run axis; run ``i`` is slot ``i``.
+
+  Args:
+    mesh: the ``('data',)`` mesh.
+    train_keys: each run's training key (step ``t`` uses ``fold_in(key, t)``).
+  """
+
+  def __init__(self, mesh, train_keys: list):
+    self.mesh = mesh
+    self.num_runs = len(train_keys)
+    self.vectorized = self.num_runs > 1
+    if self.vectorized:
+      self._train = steps.jit_train_steps(mesh)
+      self._eval = steps.jit_eval_steps(mesh)
+      self._stack = steps.jit_stack_runs(mesh)
+      self._take = steps.jit_take_run(mesh)
+      self._keys = self._stack(list(train_keys))
+      self._fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)),
+                           out_shardings=steps.replicated(mesh))
+    else:
+      self._train = steps.jit_train_step(mesh)
+      self._eval = steps.jit_eval_step(mesh)
+      self._key = train_keys[0]
+
+  def stack(self, states: list):
+    """The program's state of the runs' single-run ``states``."""
+    return self._stack(list(states)) if self.vectorized else states[0]
+
+  def take(self, state, slot: int):
+    """Run ``slot``'s single-run state (a copy when vectorised)."""
+    return self._take(state, slot) if self.vectorized else state
+
+  def train(self, state, local_batches: list, step: int, active: list):
+    """One step of the active runs: ``(state, metrics)``.
+
+    ``local_batches[i]`` is run ``i``'s process-local batch of ``step``, or
+    ``None`` if run ``i`` is not active (its slot then computes on another
+    run's batch and its update is discarded).
+    """
+    if not self.vectorized:
+      batch = steps.global_batch(local_batches[0], self.mesh)
+      return self._train(state, batch, jax.random.fold_in(self._key, step))
+    filler = next(b for b in local_batches if b is not None)
+    local = [filler if b is None else b for b in local_batches]
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *local)
+    batch = steps.global_batch(stacked, self.mesh, run_axis=True)
+    return self._train(state, batch, self._fold(self._keys, step),
+                       np.asarray(active, bool))
+
+  def metrics_of(self, host_metrics: dict, slot: int) -> dict:
+    """Run ``slot``'s values of host (``device_get``) step metrics."""
+    if not self.vectorized:
+      return host_metrics
+    return {k: v[slot] for k, v in host_metrics.items()}
+
+  def predict(self, state, data_config, split: str) -> list[dict]:
+    """:func:`predict_split` of every run (one pass over the split)."""
+    if self.vectorized:
+      return predict_split(state, self._eval, data_config, split, self.mesh,
+                           self.num_runs)
+    return [predict_split(state, self._eval, data_config, split, self.mesh)]
+
+
+@dataclasses.dataclass(eq=False)
+class _Run:
+  """What one run of a program owns: its config (seed), files, data stream,
+  keys, checkpoints, log and early-stopping state."""
+  index: int  # position in the caller's list
+  config: Any
+  workdir: epath.Path
+  config_dict: dict
+  tag: str  # prefix of its log lines ('' for a lone run)
+  slot: int = 0  # position in the program's run axis
+  labeled: Any = None
+  loader: Any = None
+  train_key: Any = None
+  mngr: Any = None
+  log: Any = None
+  progress: dict | None = None
+  step: int = 0
+  wall_before: float = 0.0
+  best_step: int | None = None
+  batches: Any = None  # the loader's iterator, from the run's first step here
+  window: list = dataclasses.field(default_factory=list)  # metrics to log
+  last_time: float = 0.0
+  last_step: int = 0
+  outcome: dict | None = None  # results, or a failure
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+  """The step counts of a run, derived from its config and data."""
+  steps_per_epoch: int
+  total_steps: int
+  eval_every: int
+  ckpt_every: int  # 0: only at evaluations
+  log_every: int
+  patience: int
+  selection_name: str
+  selection_mode: str
+
+  @classmethod
+  def of(cls, config, steps_per_epoch: int) -> "_Schedule":
+    t = config.train
+    name, mode = selection_rule(steps.parse_costs(config.costs))
+    return cls(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=max(1, int(round(t.max_epochs * steps_per_epoch))),
+        eval_every=max(1, int(round(t.eval_every_epochs * steps_per_epoch))),
+        ckpt_every=int(t.checkpoint_every_steps),
+        log_every=max(1, int(t.log_every_steps)), patience=int(t.patience),
+        selection_name=name, selection_mode=mode)
+
+
+def _log_train(run: _Run, step: int, schedule: _Schedule, batch_size: int,
+               wall_s: float) -> None:
+  """Logs the mean costs of ``run.window`` (the steps since its last log)."""
+  s = schedule
+  means = {k: float(np.mean([m[k] for m in run.window])) for k in run.window[0]}
+  now = time.time()
+  rate = (step - run.last_step) / max(now - run.last_time, 1e-9)
+  run.last_time, run.last_step, run.window = now, step, []
+  images_per_s = rate * batch_size
+  logging.info("%s%s", run.tag, metrics_log.format_train_line(
+      step, s.total_steps, step / s.steps_per_epoch, means, images_per_s,
+      (s.total_steps - step) / rate))
+  run.log.write("train", step, means, epoch=step / s.steps_per_epoch,
+                images_per_s=images_per_s, wall_time_s=wall_s)
+
+
+def _record_validation(run: _Run, step: int, val: dict, value: float,
+                       schedule: _Schedule) -> dict:
+  """Early stopping and logs of ``run``'s validation metrics ``val`` (with
+  selection ``value``); returns the metrics of its checkpoint."""
+  s = schedule
+  progress = update_early_stopping(run.progress, value, step, s.selection_mode,
+                                   s.patience)
+  run.progress = progress
+  logging.info(
+      "%svalidation at step %d: %s (best %s %.5g at step %d; %d evaluations "
+      "without improvement)", run.tag, step,
+      " ".join(f"{k} {v:.5g}" for k, v in val.items()), s.selection_name,
+      progress["best_value"], progress["best_step"],
+      progress["evals_without_improvement"])
+  run.log.write(
+      "eval", step, val, split="validation", epoch=step / s.steps_per_epoch,
+      best_value=progress["best_value"], best_step=progress["best_step"],
+      evals_without_improvement=progress["evals_without_improvement"])
+  run.log.flush()
+  if progress["stopped_early"]:
+    logging.info("%sEarly stopping at step %d: no improvement of the "
+                 "validation %s in %d evaluations.", run.tag, step,
+                 s.selection_name, s.patience)
+  return dict(val, **{checkpointing.SELECTION_KEY: value})
+
+
+def _evaluate_best(program: _Program, state, runs: list[_Run], config,
+                   heads: dict, is_main: bool) -> dict[int, dict]:
+  """Restores the best checkpoint of each unfailed run and evaluates it on
+  the validation and test splits (writing their CED and predictions).
+
+  Returns:
+    ``{slot: {split name: metrics}}`` of those runs.
+  """
+  done = [run for run in runs if run.outcome is None]
+  best_states = []
+  for run in runs:
+    run_state = program.take(state, run.slot)
+    if run.outcome is None:
+      run.best_step = run.mngr.best_step()
+      if run.best_step != run.progress["best_step"]:
+        logging.warning("%sorbax's best step %s differs from the tracked best "
+                        "step %s; using orbax's.", run.tag, run.best_step,
+                        run.progress["best_step"])
+      run_state, _ = checkpointing.restore(run.mngr, run.best_step, run_state)
+    best_states.append(run_state)  # a failed run's slot: anything of its shape
+  state = program.stack(best_states)
+  del best_states
+  splits = [config.data.eval_split] + [
+      s for s in config.data.test_splits if s != config.data.eval_split]
+  all_metrics = {run.slot: {} for run in done}
+  for split in splits:
+    outputs = program.predict(state, config.data, split)
+    name = "validation" if split == config.data.eval_split else split
+    for run in done:
+      metrics, errors = split_metrics(outputs[run.slot],
+                                      config.eval.normalizer, heads)
+      all_metrics[run.slot][name] = metrics
+      logging.info("%s%s (best step %d): %s", run.tag, name, run.best_step,
+                   " ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
+      run.log.write("test", run.best_step, metrics, split=name)
+      if is_main and split in config.data.test_splits:
+        write_split_outputs(run.workdir, split, outputs[run.slot], errors,
+                            config.eval.normalizer, run.best_step)
+  return all_metrics
+
+
+def _results(run: _Run, schedule: _Schedule, metrics: dict, wall_s: float
+             ) -> dict:
+  """The ``results.json`` of a finished run."""
+  config = run.config
+  return {
+      "config": run.config_dict,
+      "status": "finished",
+      "steps": run.step,
+      "epochs": run.step / schedule.steps_per_epoch,
+      "best_step": int(run.best_step),
+      "stopped_early": bool(run.progress["stopped_early"]),
+      "wall_time_s": wall_s,
+      "device_kind": jax.devices()[0].device_kind,
+      "num_devices": jax.device_count(),
+      "num_processes": jax.process_count(),
+      "label_subset": {"fraction": float(config.data.labeled_fraction),
+                       "count": int(len(run.labeled)),
+                       "file": LABEL_SUBSET_FILE},
+      "normalizer": config.eval.normalizer,
+      "error_unit": evaluation.error_unit(config.eval.normalizer),
+      "selection": {"metric": schedule.selection_name,
+                    "mode": schedule.selection_mode},
+      "metrics": metrics,
+  }
 
 
 # --------------------------------------------------------------------------
@@ -414,196 +683,271 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
     NonFiniteCostError: a cost became NaN/inf (no checkpoint of it is kept).
     ValueError, FileNotFoundError: bad config values, missing data.
   """
-  workdir = epath.Path(workdir)
+  return _train_and_evaluate([config], [workdir], overwrite,
+                             raise_errors=True)[0]
+
+
+def seed_configs(config, seeds: Iterable[int]) -> list:
+  """One copy of ``config`` per seed, with ``config.seed`` set to it."""
+  out = []
+  for seed in seeds:
+    c = config.copy_and_resolve_references()
+    c.seed = int(seed)
+    out.append(c)
+  return out
+
+
+def train_and_evaluate_seeds(config, seeds: Iterable[int],
+                             workdirs: Iterable, overwrite: bool = False
+                             ) -> list[dict]:
+  """Trains the runs of ``config`` with each of ``seeds`` in one program.
+
+  Run ``i`` (seed ``seeds[i]``, its own label subset, loader and keys) lives
+  in ``workdirs[i]`` with every file a lone run writes there
+  (:func:`train_and_evaluate`), and ends with the same results up to float
+  rounding: the runs' states are stacked and trained by ``jax.vmap`` of the
+  same train step, so the seeds share each pass over the hardware. A run
+  that stops early keeps its state (its update is masked) while the others
+  continue. A workdir holding a run of the same config and seed (trained
+  alone or with other seeds) is resumed from its latest checkpoint, or
+  skipped if finished; runs at different steps are brought level by
+  training the ones behind first.
+
+  Returns:
+    One dict per seed: the results of a finished run, ``{'status':
+    'preempted', 'step': s}`` after a SIGTERM, or ``{'status': 'failed',
+    'step', 'term', 'message'}`` for a run whose cost became NaN/inf (the
+    others carry on; run again to retry it from its last good checkpoint).
+
+  Raises:
+    ConfigMismatchError: a workdir holds a run of a different config.
+    ValueError, FileNotFoundError: bad config values or seeds, missing data.
+  """
+  seeds = [int(s) for s in seeds]
+  workdirs = [epath.Path(w) for w in workdirs]
+  if len(seeds) != len(workdirs):
+    raise ValueError(f"{len(seeds)} seeds but {len(workdirs)} workdirs; give "
+                     "one workdir per seed.")
+  for what, items in (("seed", seeds), ("workdir", [str(w) for w in workdirs])):
+    twice = sorted({str(x) for x in items if items.count(x) > 1})
+    if twice:
+      raise ValueError(f"Each run needs its own {what}; given twice: {twice}.")
+  if not seeds:
+    raise ValueError("No seeds given.")
+  return _train_and_evaluate(seed_configs(config, seeds), workdirs, overwrite,
+                             raise_errors=False)
+
+
+def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
+                        raise_errors: bool) -> list[dict]:
+  """The loop of :func:`train_and_evaluate` for runs whose configs differ
+  only in ``seed`` (one :class:`_Program` for all unfinished runs).
+
+  With ``raise_errors`` a non-finite cost raises; otherwise that run's
+  outcome is a failure and the others continue.
+  """
   is_main = jax.process_index() == 0
+  config = configs[0]  # every setting but the seed is shared
   terms = steps.parse_costs(config.costs)
   if config.eval.normalizer not in evaluation.NORMALIZERS:
     raise ValueError(f"config.eval.normalizer={config.eval.normalizer!r}; "
                      f"choose one of {list(evaluation.NORMALIZERS)}.")
-  config_dict = config_to_dict(config)
-  prepare_workdir(config_dict, workdir, overwrite, is_main)
-  results_path = workdir / RESULTS_FILE
-  if results_path.exists():
-    results = json.loads(results_path.read_text())
-    if results.get("status") == "finished":
-      logging.info("The run in %s already finished (results.json); nothing to "
-                   "do. Delete the workdir to train it again.", workdir)
-      return results
+  outcomes: list = [None] * len(configs)
+  runs: list[_Run] = []
+  for index, (run_config, workdir) in enumerate(zip(configs, workdirs)):
+    workdir = epath.Path(workdir)
+    config_dict = config_to_dict(run_config)
+    prepare_workdir(config_dict, workdir, overwrite, is_main)
+    results_path = workdir / RESULTS_FILE
+    if results_path.exists():
+      results = json.loads(results_path.read_text())
+      if results.get("status") == "finished":
+        logging.info("The run in %s already finished (results.json); nothing "
+                     "to do. Delete the workdir to train it again.", workdir)
+        outcomes[index] = results
+        continue
+    tag = f"[{workdir.name}] " if len(configs) > 1 else ""
+    runs.append(_Run(index, run_config, workdir, config_dict, tag,
+                     slot=len(runs)))
+  if not runs:
+    return outcomes
 
   segment_start = time.time()
-  info = input_pipeline.get_dataset_info(config.data)
-  # Loaded from the workdir when a previous segment of the run saved it.
-  labeled = input_pipeline.labeled_subset(config.data, config.seed, workdir,
-                                          write=is_main)
-
-  heads = model_heads(config, info)
-  model = models.create_model(config.model, info.num_landmarks, heads)
-  settings = steps.StepSettings.from_config(config, model.landmark_cost)
-  mesh = steps.make_mesh()
-  steps.check_batch_size(config.data.batch_size, mesh, "config.data.batch_size")
-  steps.check_batch_size(config.data.eval_batch_size, mesh,
-                         "config.data.eval_batch_size")
-  loader = input_pipeline.TrainLoader(config.data, config.seed, labeled,
-                                      jax.process_index(), jax.process_count())
-  steps_per_epoch = int(loader.steps_per_epoch)
-  total_steps = max(1, int(round(config.train.max_epochs * steps_per_epoch)))
-  eval_every = max(1, int(round(config.train.eval_every_epochs * steps_per_epoch)))
-  ckpt_every = int(config.train.checkpoint_every_steps)
-  log_every = max(1, int(config.train.log_every_steps))
-  patience = int(config.train.patience)
-  selection_name, selection_mode = selection_rule(terms)
-
-  key = jax.random.key(config.seed)
-  init_key, train_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-  tx = make_optimizer(config.optim, total_steps)
-  state = create_train_state(model, tx, settings, info.image_shape, init_key, mesh)
-  mngr = checkpointing.manager(workdir, selection_mode)
-  progress = checkpointing.initial_progress()
-  if mngr.latest_step() is not None:
-    state, progress = checkpointing.restore(mngr, mngr.latest_step(), state)
-    logging.info("Resuming from the checkpoint of step %d in %s.",
-                 int(state.step), workdir)
-  step = int(jax.device_get(state.step))
-  wall_before = float(progress["wall_time_s"])
-  wall = lambda: wall_before + time.time() - segment_start
-  log = metrics_log.MetricsLog(workdir, step, is_main)
-  train_fn = steps.jit_train_step(mesh)
-  eval_fn = steps.jit_eval_step(mesh)
-  global_batch_size = int(config.data.batch_size)
-  logging.info(
-      "Run %s: %s, %d steps per epoch, %d steps, evaluation every %d steps, "
-      "%d labelled images, %d devices, %d processes.", workdir, info.name,
-      steps_per_epoch, total_steps, eval_every, len(labeled),
-      jax.device_count(), jax.process_count())
-
-  def evaluate_validation() -> dict:
-    outputs = predict_split(state, eval_fn, config.data, config.data.eval_split,
-                            mesh)
-    metrics, _ = split_metrics(outputs, config.eval.normalizer, heads)
-    return metrics
-
-  batches = None
+  wall = lambda run: run.wall_before + time.time() - segment_start
   try:
-    with _Preemption(mngr) as preemption:
-      pending: list = []  # device metrics of steps not yet checked
-      window: list = []  # host metrics of checked steps not yet logged
-      last_time, last_step = time.time(), step
-      if step < total_steps and not progress["stopped_early"]:
-        batches = loader.iterate(step)
-      while step < total_steps and not progress["stopped_early"]:
-        batch = steps.global_batch(next(batches), mesh)
-        state, metrics = train_fn(state, batch,
-                                  jax.random.fold_in(train_key, step))
+    info = input_pipeline.get_dataset_info(config.data)
+    for run in runs:
+      # Loaded from the workdir when a previous segment of the run saved it.
+      run.labeled = input_pipeline.labeled_subset(
+          run.config.data, run.config.seed, run.workdir, write=is_main)
+
+    heads = model_heads(config, info)
+    model = models.create_model(config.model, info.num_landmarks, heads)
+    settings = steps.StepSettings.from_config(config, model.landmark_cost)
+    mesh = steps.make_mesh()
+    steps.check_batch_size(config.data.batch_size, mesh,
+                           "config.data.batch_size")
+    steps.check_batch_size(config.data.eval_batch_size, mesh,
+                           "config.data.eval_batch_size")
+    for run in runs:
+      run.loader = input_pipeline.TrainLoader(
+          run.config.data, run.config.seed, run.labeled, jax.process_index(),
+          jax.process_count())
+    sched = _Schedule.of(config, int(runs[0].loader.steps_per_epoch))
+    tx = make_optimizer(config.optim, sched.total_steps)
+
+    init_state = state_initializer(model, tx, settings, info.image_shape, mesh)
+    states = []
+    for run in runs:
+      key = jax.random.key(run.config.seed)
+      init_key, run.train_key = (jax.random.fold_in(key, 0),
+                                 jax.random.fold_in(key, 1))
+      state = init_state(init_key)
+      run.mngr = checkpointing.manager(run.workdir, sched.selection_mode)
+      run.progress = checkpointing.initial_progress()
+      if run.mngr.latest_step() is not None:
+        state, run.progress = checkpointing.restore(
+            run.mngr, run.mngr.latest_step(), state)
+        logging.info("%sResuming from the checkpoint of step %d in %s.",
+                     run.tag, int(state.step), run.workdir)
+      run.step = int(jax.device_get(state.step))
+      run.wall_before = float(run.progress["wall_time_s"])
+      run.log = metrics_log.MetricsLog(run.workdir, run.step, is_main)
+      states.append(state)
+    program = _Program(mesh, [run.train_key for run in runs])
+    state = program.stack(states)
+    del states
+    global_batch_size = int(config.data.batch_size)
+    for run in runs:
+      logging.info(
+          "%sRun %s: %s, %d steps per epoch, %d steps, evaluation every %d "
+          "steps, %d labelled images, %d devices, %d processes.", run.tag,
+          run.workdir, info.name, sched.steps_per_epoch, sched.total_steps,
+          sched.eval_every, len(run.labeled), jax.device_count(),
+          jax.process_count())
+    if program.vectorized:
+      logging.info("Training %d runs in one program (seeds %s).",
+                   len(runs), ", ".join(str(r.config.seed) for r in runs))
+      if jax.default_backend() == "cpu":
+        logging.warning(
+            "Several runs in one program pay off on accelerators, where one "
+            "small run leaves the device idle; on CPU one run already keeps "
+            "the cores busy and the vmapped convolutions can be slower than "
+            "the runs one after the other (measure with python -m "
+            "landmark_ssl.bench.vectorized_seeds); there, prefer separate "
+            "processes (landmark_ssl.sweep without --vectorize_seeds).")
+
+    def trainable(run: _Run) -> bool:
+      return (run.outcome is None and run.step < sched.total_steps and
+              not run.progress["stopped_early"])
+
+    def fail(run: _Run, error: NonFiniteCostError) -> None:
+      run.log.write("error", error.step, {}, message=str(error))
+      if raise_errors:
+        raise error
+      logging.error("%s%s", run.tag, error)
+      _close(run.batches)
+      run.batches = None
+      run.outcome = {"status": "failed", "step": error.step, "term": error.term,
+                     "message": str(error)}
+
+    with _Preemption(runs[0].mngr) as preemption:
+      pending: list = []  # (step, device metrics, active) not yet checked
+      while any(trainable(run) for run in runs):
+        # The runs furthest behind train; runs ahead (resumed from a later
+        # checkpoint) wait, their slots masked, until the others catch up.
+        step = min(run.step for run in runs if trainable(run))
+        active = [trainable(run) and run.step == step for run in runs]
+        stepped = [run for run, a in zip(runs, active) if a]
+        for run in stepped:
+          if run.batches is None:
+            run.batches = run.loader.iterate(run.step)
+            run.last_time, run.last_step = time.time(), run.step
+        local = [next(run.batches) if a else None
+                 for run, a in zip(runs, active)]
+        state, metrics = program.train(state, local, step, active)
         step += 1
-        pending.append(metrics)
-        is_eval = step % eval_every == 0 or step == total_steps
-        is_ckpt = is_eval or (ckpt_every > 0 and step % ckpt_every == 0)
-        is_log = is_eval or step % log_every == 0
+        for run in stepped:
+          run.step = step
+        pending.append((step, metrics, active))
+        is_eval = step % sched.eval_every == 0 or step == sched.total_steps
+        is_ckpt = is_eval or (sched.ckpt_every > 0 and
+                              step % sched.ckpt_every == 0)
+        is_log = is_eval or step % sched.log_every == 0
         preempt = preemption.requested(step)
 
         if is_ckpt or is_log or preempt:
           # Nothing is checkpointed before its costs are known to be finite.
-          host = jax.device_get(pending)
-          _check_finite(host, step - len(host) + 1, mngr)
-          window.extend(host)
+          host = jax.device_get([m for _, m, _ in pending])
+          for run in runs:
+            if run.outcome is not None:
+              continue
+            mine = [(s, program.metrics_of(h, run.slot))
+                    for (s, _, act), h in zip(pending, host) if act[run.slot]]
+            try:
+              _check_finite(mine, run.mngr)
+            except NonFiniteCostError as e:
+              fail(run, e)
+              continue
+            run.window.extend(m for _, m in mine)
           pending = []
+          stepped = [run for run in stepped if run.outcome is None]
         if is_log:
-          means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-          now = time.time()
-          rate = (step - last_step) / max(now - last_time, 1e-9)
-          last_time, last_step, window = now, step, []
-          images_per_s = rate * global_batch_size
-          logging.info(metrics_log.format_train_line(
-              step, total_steps, step / steps_per_epoch, means, images_per_s,
-              (total_steps - step) / rate))
-          log.write("train", step, means, epoch=step / steps_per_epoch,
-                    images_per_s=images_per_s, wall_time_s=wall())
+          for run in stepped:
+            _log_train(run, step, sched, global_batch_size, wall(run))
 
-        ckpt_metrics = None
-        if is_eval:
-          val = evaluate_validation()
-          value = selection_value(val, terms)
-          if not math.isfinite(value):
-            raise NonFiniteCostError(step, f"validation {selection_name}", value,
-                                     mngr.latest_step())
-          progress = update_early_stopping(progress, value, step,
-                                           selection_mode, patience)
-          ckpt_metrics = dict(val, **{checkpointing.SELECTION_KEY: value})
-          logging.info(
-              "validation at step %d: %s (best %s %.5g at step %d; %d "
-              "evaluations without improvement)", step,
-              " ".join(f"{k} {v:.5g}" for k, v in val.items()), selection_name,
-              progress["best_value"], progress["best_step"],
-              progress["evals_without_improvement"])
-          log.write("eval", step, val, split="validation",
-                    epoch=step / steps_per_epoch,
-                    best_value=progress["best_value"],
-                    best_step=progress["best_step"],
-                    evals_without_improvement=progress["evals_without_improvement"])
-          log.flush()
-          if progress["stopped_early"]:
-            logging.info("Early stopping at step %d: no improvement of the "
-                         "validation %s in %d evaluations.", step,
-                         selection_name, patience)
+        ckpt_metrics = {}
+        if is_eval and stepped:
+          outputs = program.predict(state, config.data, config.data.eval_split)
+          for run in stepped:
+            val, _ = split_metrics(outputs[run.slot], config.eval.normalizer,
+                                   heads)
+            value = selection_value(val, terms)
+            if math.isfinite(value):
+              ckpt_metrics[run.slot] = _record_validation(run, step, val, value,
+                                                          sched)
+            else:
+              fail(run, NonFiniteCostError(
+                  step, f"validation {sched.selection_name}", value,
+                  run.mngr.latest_step()))
+          stepped = [run for run in stepped if run.outcome is None]
 
         if is_ckpt or preempt:
-          progress["wall_time_s"] = wall()
-          checkpointing.save(mngr, step, state, progress, ckpt_metrics)
+          for run in stepped:
+            run.progress["wall_time_s"] = wall(run)
+            checkpointing.save(run.mngr, step, program.take(state, run.slot),
+                               run.progress, ckpt_metrics.get(run.slot))
         if preempt:
-          mngr.wait_until_finished()
+          for run in runs:
+            run.mngr.wait_until_finished()
           logging.warning("Preempted: saved the checkpoint of step %d; run the "
                           "same command again to continue.", step)
-          return {"status": "preempted", "step": step}
-    _close(batches)
-    batches = None
-    mngr.wait_until_finished()
+          for run in runs:
+            outcomes[run.index] = run.outcome or {"status": "preempted",
+                                                  "step": run.step}
+          return outcomes
+    for run in runs:
+      _close(run.batches)
+      run.batches = None
+      run.mngr.wait_until_finished()
 
-    # Final evaluation of the best checkpoint.
-    best_step = mngr.best_step()
-    if best_step != progress["best_step"]:
-      logging.warning("orbax's best step %s differs from the tracked best step "
-                      "%s; using orbax's.", best_step, progress["best_step"])
-    state, _ = checkpointing.restore(mngr, best_step, state)
-    splits = [config.data.eval_split] + [
-        s for s in config.data.test_splits if s != config.data.eval_split]
-    all_metrics = {}
-    for split in splits:
-      outputs = predict_split(state, eval_fn, config.data, split, mesh)
-      metrics, errors = split_metrics(outputs, config.eval.normalizer, heads)
-      name = "validation" if split == config.data.eval_split else split
-      all_metrics[name] = metrics
-      logging.info("%s (best step %d): %s", name, best_step,
-                   " ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
-      log.write("test", best_step, metrics, split=name)
-      if is_main and split in config.data.test_splits:
-        write_split_outputs(workdir, split, outputs, errors,
-                            config.eval.normalizer, best_step)
-    results = {
-        "config": config_dict,
-        "status": "finished",
-        "steps": step,
-        "epochs": step / steps_per_epoch,
-        "best_step": int(best_step),
-        "stopped_early": bool(progress["stopped_early"]),
-        "wall_time_s": wall(),
-        "device_kind": jax.devices()[0].device_kind,
-        "num_devices": jax.device_count(),
-        "num_processes": jax.process_count(),
-        "label_subset": {"fraction": float(config.data.labeled_fraction),
-                         "count": int(len(labeled)), "file": LABEL_SUBSET_FILE},
-        "normalizer": config.eval.normalizer,
-        "error_unit": evaluation.error_unit(config.eval.normalizer),
-        "selection": {"metric": selection_name, "mode": selection_mode},
-        "metrics": all_metrics,
-    }
-    if is_main:
-      _write_json(results_path, results)
-    logging.info("Finished: results in %s.", results_path)
-    return results
-  except NonFiniteCostError as e:
-    log.write("error", e.step, {}, message=str(e))
-    raise
+    # Final evaluation of each run's best checkpoint.
+    if any(run.outcome is None for run in runs):
+      all_metrics = _evaluate_best(program, state, runs, config, heads, is_main)
+      for run in runs:
+        if run.outcome is None:
+          run.outcome = _results(run, sched, all_metrics[run.slot], wall(run))
+          results_path = run.workdir / RESULTS_FILE
+          if is_main:
+            _write_json(results_path, run.outcome)
+          logging.info("%sFinished: results in %s.", run.tag, results_path)
+    for run in runs:
+      outcomes[run.index] = run.outcome
+    return outcomes
   finally:
-    _close(batches)
-    log.close()
-    mngr.close()
+    for run in runs:
+      _close(run.batches)
+      if run.log is not None:
+        run.log.close()
+      if run.mngr is not None:
+        run.mngr.close()

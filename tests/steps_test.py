@@ -148,3 +148,47 @@ def test_batch_size_must_split_over_devices():
   mesh = steps.make_mesh()
   with pytest.raises(ValueError, match="config.data.batch_size=12.*multiple of 8"):
     steps.check_batch_size(12, mesh, "config.data.batch_size")
+
+
+def test_train_steps_are_independent_runs_and_mask_inactive_ones():
+  """vmap over 3 runs = 3 plain train_steps on the same 8-device mesh (to
+  float rounding: vmap batches the convolutions differently); an inactive
+  run's state comes back bit-identical."""
+  config = _config("L+T+C", dropout=0.25)
+  state, model = _state(config)
+  params = [model.init(jax.random.key(10 + i), jnp.zeros((1, H, W, 1)))["params"]
+            for i in range(3)]
+  states = [state.replace(params=p, opt_state=state.tx.init(p)) for p in params]
+  rng = np.random.default_rng(4)
+  batches = [_batch(rng, 16) for _ in range(3)]
+  keys = [jax.random.key(20 + i) for i in range(3)]
+  mesh = steps.make_mesh()
+  stack, take = steps.jit_stack_runs(mesh), steps.jit_take_run(mesh)
+  batch = steps.global_batch(jax.tree.map(lambda *x: np.stack(x), *batches),
+                             mesh, run_axis=True)
+  new, metrics = steps.jit_train_steps(mesh)(
+      stack(states), batch, stack(keys), np.array([True, False, True]))
+  single, evaluate = steps.jit_train_step(mesh), steps.jit_eval_step(mesh)
+  probe = steps.global_batch(_batch(rng, 16), mesh)
+  for i in (0, 2):
+    alone, m = single(jax.device_put(states[i], steps.replicated(mesh)),
+                      steps.global_batch(batches[i], mesh), keys[i])
+    for k in m:
+      np.testing.assert_allclose(metrics[k][i], m[k], rtol=2e-5, err_msg=k)
+    run = take(new, i)
+    assert int(run.step) == 1
+    # Predictions, not parameters (see test_eight_and_one_device_meshes_agree).
+    np.testing.assert_allclose(evaluate(run, probe)["landmarks"],
+                               evaluate(alone, probe)["landmarks"],
+                               rtol=1e-4, atol=1e-4)
+  still = take(new, 1)
+  assert int(still.step) == 0
+  for a, b in zip(jax.tree.leaves(still), jax.tree.leaves(states[1])):
+    np.testing.assert_array_equal(a, b)
+  # eval_steps: each run's predictions on one shared batch.
+  preds = steps.jit_eval_steps(mesh)(new, probe)
+  assert preds["landmarks"].shape == (3, 16, K, 2)
+  for i in range(3):
+    np.testing.assert_allclose(preds["landmarks"][i],
+                               evaluate(take(new, i), probe)["landmarks"],
+                               rtol=1e-5, atol=1e-5)

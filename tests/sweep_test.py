@@ -25,25 +25,34 @@ pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-# A stand-in for `python -m landmark_ssl.main`: records its pid, prints, sleeps
-# FAKE_SLEEP seconds, fails (exit 3) for seeds in FAKE_FAIL_SEEDS, else writes
-# a finished results.json.
+# A stand-in for `python -m landmark_ssl.main` (one run, or --seeds with
+# --workdirs): records its pid in each run's directory, prints, sleeps
+# FAKE_SLEEP seconds, fails (exit 3) for seeds in FAKE_FAIL_SEEDS, and writes
+# a finished results.json for the others.
 FAKE_MAIN = textwrap.dedent(f"""\
     #!{sys.executable}
     import json, os, sys, time
     args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
-    wd, seed = args["workdir"], int(args.get("config.seed", 0))
-    os.makedirs(wd, exist_ok=True)
-    with open(os.path.join(wd, "pids"), "a") as f:
-      f.write(f"{{os.getpid()}} {{time.time()}}\\n")
-    print("fake training in", wd, flush=True)
+    if "seeds" in args:
+      runs = list(zip(args["seeds"].split(","), args["workdirs"].split(",")))
+    else:
+      runs = [(args.get("config.seed", "0"), args["workdir"])]
+    for _, wd in runs:
+      os.makedirs(wd, exist_ok=True)
+      with open(os.path.join(wd, "pids"), "a") as f:
+        f.write(f"{{os.getpid()}} {{time.time()}}\\n")
+    print("fake training in", *[wd for _, wd in runs], flush=True)
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
-    if str(seed) in os.environ.get("FAKE_FAIL_SEEDS", "").split(","):
-      print("fake failure", flush=True)
-      sys.exit(3)
-    with open(os.path.join(wd, "results.json"), "w") as f:
-      json.dump({{"status": "finished", "config": {{"seed": seed}},
-                  "end": time.time()}}, f)
+    failed = False
+    for seed, wd in runs:
+      if seed in os.environ.get("FAKE_FAIL_SEEDS", "").split(","):
+        print("fake failure", seed, flush=True)
+        failed = True
+        continue
+      with open(os.path.join(wd, "results.json"), "w") as f:
+        json.dump({{"status": "finished", "config": {{"seed": int(seed)}},
+                    "end": time.time()}}, f)
+    sys.exit(3 if failed else 0)
     """)
 
 
@@ -61,14 +70,20 @@ def _fake_jobs(fake, workdir, seeds):
   return sweep.make_jobs(runs, "fake.py", str(workdir), python=fake)
 
 
-def _parse_main_command(argv):
-  """Parses a landmark_ssl.main command line as main does (config_flags)."""
+def _parse_main_command(argv, seeds=False):
+  """Parses a landmark_ssl.main command line as main does (config_flags);
+  with ``seeds``, also its ``--seeds`` and ``--workdirs``."""
   assert list(argv[1:3]) == ["-m", "landmark_ssl.main"]
   args = ["main"] + list(argv[3:])
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=args)
   flags.DEFINE_string("workdir", None, "", flag_values=fv)
+  flags.DEFINE_list("seeds", None, "", flag_values=fv)
+  flags.DEFINE_list("workdirs", None, "", flag_values=fv)
   fv(args)
+  if seeds:
+    return fv.config, [int(s) for s in fv.seeds], fv.workdirs
+  assert fv.seeds is None and fv.workdirs is None
   return fv.config, fv.workdir
 
 
@@ -138,6 +153,99 @@ def test_dry_run_prints_runnable_commands_for_unfinished_runs(tmp_path):
     assert config.data.data_dir == "/data/tfds"
     assert workdir == str(tmp_path / f"seq_mt_L_f0.05_s{seed}")
   assert not any(tmp_path.glob("seq_mt_L_f0.05_s0"))  # dry: nothing made
+
+
+def test_vectorize_seeds_makes_one_command_per_cell(tmp_path):
+  path = f"{ROOT}/experiments/blocks.py"
+  exp = configs.load_experiment(path)
+  runs = sweep.select_runs(exp.sweep(seeds=(0, 1, 2)),
+                           only=r"^(seq_mt_L\+T\+C|comm_mt_L)_f0\.(05|1)_")
+  jobs = sweep.make_jobs(runs, path, str(tmp_path / "a,b"),
+                         {"data.data_dir": "/data/tfds"})
+  cells = sweep.group_seeds(jobs)
+  assert len(jobs) == 12 and len(cells) == 4
+  assert [r.name for c in cells for r in c.runs] == [j.name for j in jobs]
+  for cell in cells:
+    config, seeds, workdirs = _parse_main_command(cell.argv, seeds=True)
+    assert seeds == [0, 1, 2]
+    assert workdirs == [r.run_dir for r in cell.runs]  # a comma survives
+    assert cell.run_dir == cell.runs[0].run_dir
+    for seed, member in zip(seeds, cell.runs):
+      want, want_dir = _parse_main_command(member.argv)
+      config.seed = seed
+      assert config.to_dict() == want.to_dict() and want_dir == member.run_dir
+  # Two members left: their vectorised command; one: its own command.
+  two = sweep.vectorized_job(cells[0].runs[1:])
+  assert _parse_main_command(two.argv, seeds=True)[1:] == (
+      [1, 2], [r.run_dir for r in cells[0].runs[1:]])
+  assert sweep.vectorized_job(cells[0].runs[:1]) == jobs[0]
+  # Runs that differ in more than the seed are never merged.
+  with pytest.raises(ValueError, match="differ in --config.seed"):
+    sweep.vectorized_job([cells[0].runs[0], cells[1].runs[0]])
+  lone = sweep.Job("x", ("python", "-m", "landmark_ssl.main", "--workdir=x"), "x")
+  assert sweep.group_seeds([lone] + jobs[:2]) == [
+      lone, sweep.vectorized_job(jobs[:2])]
+
+
+def test_dry_run_prints_vectorized_commands(tmp_path):
+  done = tmp_path / "seq_mt_L_f0.05_s1"
+  done.mkdir()
+  (done / "results.json").write_text(json.dumps({"status": "finished"}))
+  for name in ("seq_mt_L_f0.1_s0", "seq_mt_L_f0.1_s2"):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "results.json").write_text('{"status": "finished"}')
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.sweep",
+       "--config=experiments/blocks.py", f"--workdir={tmp_path}", "--dry_run",
+       r"--only=^seq_mt_L_f0\.(05|1)_", "--seeds=0,1,2", "--vectorize_seeds"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+  first, second = out.stdout.strip().splitlines()
+  config, seeds, workdirs = _parse_main_command(shlex.split(first), seeds=True)
+  assert (config.model.name, config.costs, config.data.labeled_fraction) == (
+      "seq_mt", "L", 0.05)
+  assert seeds == [0, 2]  # s1 is finished
+  assert workdirs == [str(tmp_path / f"seq_mt_L_f0.05_s{s}") for s in (0, 2)]
+  config, workdir = _parse_main_command(shlex.split(second))  # one seed left
+  assert (config.seed, config.data.labeled_fraction) == (1, 0.1)
+  assert workdir == str(tmp_path / "seq_mt_L_f0.1_s1")
+  assert "6 runs, 3 finished already" in out.stderr
+
+
+def test_execute_vectorized_cell(fake_main, tmp_path, monkeypatch):
+  """One process for a cell's unfinished, unlocked seeds; its output in the
+  first one's log; finished and failed counted per run."""
+  jobs = _fake_jobs(fake_main, tmp_path, (0, 1, 2, 3))
+  (cell,) = sweep.group_seeds(jobs)
+  os.makedirs(jobs[0].run_dir)
+  with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
+    json.dump({"status": "finished"}, f)
+  os.makedirs(jobs[3].run_dir)
+  fd = os.open(os.path.join(jobs[3].run_dir, sweep.LOCK_FILE),
+               os.O_RDWR | os.O_CREAT)
+  fcntl.flock(fd, fcntl.LOCK_EX)
+  monkeypatch.setenv("FAKE_FAIL_SEEDS", "2")
+  try:
+    out = sweep.execute([cell], poll_s=0.05)
+  finally:
+    os.close(fd)
+  assert out == {"finished": ["run_s1"], "failed": ["run_s2"],
+                 "skipped": ["run_s0"], "busy": ["run_s3"]}
+  pids = [open(os.path.join(j.run_dir, "pids")).read().split()[0]
+          for j in jobs[1:3]]
+  assert pids[0] == pids[1]  # one process trained s1 and s2
+  for job in (jobs[0], jobs[3]):
+    assert not os.path.exists(os.path.join(job.run_dir, "pids"))
+  log1 = open(os.path.join(jobs[1].run_dir, "log.txt")).read()
+  log2 = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
+  assert "--seeds=1,2" in log1 and "fake failure 2" in log1
+  assert "output in " + os.path.join(jobs[1].run_dir, "log.txt") in log2
+  # Again: only the failed seed is left, and runs with its own command.
+  monkeypatch.setenv("FAKE_FAIL_SEEDS", "")
+  out = sweep.execute([cell], poll_s=0.05)
+  assert out["finished"] == ["run_s2", "run_s3"]
+  assert out["skipped"] == ["run_s0", "run_s1"]
+  log2 = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
+  assert log2.count("sweep starts: ") == 1 and "--seeds=2,3" in log2
 
 
 def test_dry_run_rejects_bad_flags(tmp_path):

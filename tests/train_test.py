@@ -8,7 +8,9 @@ conftest.py (the environment is inherited).
 """
 
 import json
+import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -369,3 +371,227 @@ def test_tiny_blocks_run_learns(tmp_path_factory):
   assert results["metrics"]["test"]["landmark_error"] < 0.7 * start["landmark_error"]
   pred = np.load(workdir / "predictions_test.npz")
   np.testing.assert_array_equal(np.sort(pred["index"]), np.arange(150))
+
+
+# --------------------------------------------------------------------------
+# several seeds in one program (train_and_evaluate_seeds, main --seeds)
+
+# Seed 2 stops early (patience 1: its validation error rises at step 30) and
+# seed 4 trains to the end (step 36); checked by the fixture, as is the
+# margin between successive validation errors that keeps every
+# early-stopping and best-checkpoint decision far from float rounding.
+SEEDS = (2, 4)
+SEED_OVERRIDES = {"train.max_epochs": 6.0, "train.eval_every_epochs": 1.0,
+                  "train.patience": 1, "train.checkpoint_every_steps": 0}
+# vmap batches the convolutions differently from the single-run program, so
+# the runs agree to float32 rounding, not bit for bit: continuous metrics
+# of tiny-config runs differ by a few 1e-6 relative (measured: up to 3.2e-6
+# after 48 steps), hence rtol 1e-4, while the two seeds' metrics differ by
+# > 10%. Counts (failure rates, accuracy) may move by one image across
+# their threshold.
+RTOL = 1e-4
+COUNT_METRICS = ("failure_rate", "accuracy")
+
+
+def _seeds_config():
+  config = tiny_config.get_config()
+  config.update_from_flattened_dict(SEED_OVERRIDES)
+  return config
+
+
+def _seeds_command(*extra):
+  return [sys.executable, str(REPO / "tests" / "fake_main.py"),
+          f"--config={REPO / 'tests' / 'tiny_config.py'}",
+          f"--seeds={','.join(map(str, SEEDS))}",
+          *[f"--config.{k}={v}" for k, v in SEED_OVERRIDES.items()], *extra]
+
+
+def _assert_metrics_close(got, want, what):
+  assert got.keys() == want.keys(), what
+  for split in want:
+    n = want[split]["num_images"]
+    assert got[split]["num_images"] == n
+    for key, value in want[split].items():
+      atol = 1.0 / n if key.startswith(COUNT_METRICS) else 0.0
+      np.testing.assert_allclose(got[split][key], value, rtol=RTOL, atol=atol,
+                                 err_msg=f"{what} {split} {key}")
+
+
+def _assert_events_close(got, want, what):
+  got, want = _without_timing(got), _without_timing(want)
+  assert [(e["event"], e["step"], e.get("split")) for e in got] == [
+      (e["event"], e["step"], e.get("split")) for e in want], what
+  for a, b in zip(got, want):
+    for key, value in b.items():
+      if isinstance(value, float):
+        atol = (1.0 / b["num_images"] if key.startswith(COUNT_METRICS)
+                else 0.0)
+        np.testing.assert_allclose(a[key], value, rtol=RTOL, atol=atol,
+                                   err_msg=f"{what} {b['event']} {key}")
+      else:
+        assert a[key] == value, (what, key)
+
+
+@pytest.fixture(scope="module")
+def seeds_reference(tmp_path_factory):
+  """SEEDS trained one by one, and together in one program (in-process)."""
+  base = tmp_path_factory.mktemp("seeds")
+  config = _seeds_config()
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(train, "input_pipeline", fake_pipeline)
+    start = time.time()
+    alone = [train.train_and_evaluate(c, base / f"alone_s{c.seed}")
+             for c in train.seed_configs(config, SEEDS)]
+    middle = time.time()
+    together = train.train_and_evaluate_seeds(
+        config, SEEDS, [base / "together" / f"s{s}" for s in SEEDS])
+    end = time.time()
+  print(f"seeds {SEEDS}: one by one {middle - start:.1f}s, in one program "
+        f"{end - middle:.1f}s (8 simulated devices)")
+  # The premises of the comparisons (see SEEDS).
+  assert [(r["steps"], r["stopped_early"]) for r in alone] == [
+      (30, True), (36, False)]
+  for seed in SEEDS:
+    errors = [e["landmark_error"] for e in _events(base / f"alone_s{seed}")
+              if e["event"] == "eval"]
+    gaps = np.abs(np.diff(errors)) / np.asarray(errors[1:])
+    assert gaps.min() > 100 * RTOL, (seed, errors)
+  return base, alone, together
+
+
+def test_seeds_in_one_program_match_runs_alone(seeds_reference):
+  base, alone, together = seeds_reference
+  for seed, a, t in zip(SEEDS, alone, together):
+    one, many = base / f"alone_s{seed}", base / "together" / f"s{seed}"
+    what = f"seed {seed}"
+    assert t["status"] == "finished"
+    assert t["config"]["seed"] == seed
+    assert t["config"] == a["config"] == json.loads(
+        (many / "config.json").read_text())
+    for key in ("steps", "epochs", "best_step", "stopped_early", "label_subset",
+                "num_devices", "selection"):
+      assert t[key] == a[key], (what, key)
+    _assert_metrics_close(t["metrics"], a["metrics"], what)
+    # Every file of a lone run, with the same content.
+    assert (many / "label_subset.json").read_text() == (
+        one / "label_subset.json").read_text()
+    assert json.loads((many / "results.json").read_text()) == t
+    _assert_events_close(_events(many), _events(one), what)
+    p = np.load(many / "predictions_test.npz")
+    q = np.load(one / "predictions_test.npz")
+    assert p.files == q.files
+    np.testing.assert_allclose(p["pred_landmarks"], q["pred_landmarks"],
+                               rtol=1e-4, atol=1e-4)
+    ced = json.loads((many / "ced_test.json").read_text())
+    assert ced["step"] == a["best_step"]
+    assert (many / "tensorboard").is_dir()
+    kept = sorted(int(p.name) for p in (many / "checkpoints").iterdir()
+                  if p.name.isdigit())
+    assert kept[-1] == a["steps"] and a["best_step"] in kept
+  # Seed 2 stopped at step 30 while seed 4 went on to 36: nothing of seed 2
+  # was logged or saved after its stop.
+  stopped = [e["step"] for e in _events(base / "together" / "s2")
+             if e["event"] != "test"]
+  assert max(stopped) == 30
+  assert max(e["step"] for e in _events(base / "together" / "s4")) == 36
+  assert together[0]["metrics"] != together[1]["metrics"]
+
+
+def test_seeds_sigkill_and_resume_with_a_run_behind(seeds_reference, tmp_path):
+  """The --seeds process is killed; one run's workdir is then lost, so on
+  resume seed 4 continues from its checkpoint only after seed 2 has caught
+  up from step 0 (seed 4 waiting, masked). Both end exactly as in the
+  uninterrupted program."""
+  base, _, together = seeds_reference
+  command = _seeds_command(f"--workdir={tmp_path}")
+  # The second process reuses the first one's compiled programs (same HLO,
+  # same code), which halves its start-up on this small machine.
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"))
+  proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+  deadline = time.time() + 240
+  while True:
+    steps = [e["step"] for e in _events(tmp_path / "s4")
+             if e["event"] == "train"]
+    if steps and max(steps) >= 13:
+      break
+    if proc.poll() is not None or time.time() > deadline:
+      proc.kill()
+      raise AssertionError(f"no step 13 (rc {proc.poll()}): "
+                           f"{proc.stderr.read()[-3000:]}")
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=60)
+  shutil.rmtree(tmp_path / "s2")
+  resumed = subprocess.run(command, capture_output=True, text=True,
+                           timeout=400, cwd=REPO, env=env)
+  assert resumed.returncode == 0, resumed.stderr[-5000:]
+  assert "[s4] Resuming from the checkpoint of step" in resumed.stderr
+  assert "[s2] Resuming" not in resumed.stderr
+  for seed, want in zip(SEEDS, together):
+    got = json.loads((tmp_path / f"s{seed}" / "results.json").read_text())
+    assert got["metrics"] == want["metrics"], seed  # exact equality
+    assert (got["steps"], got["best_step"]) == (want["steps"], want["best_step"])
+    a = np.load(tmp_path / f"s{seed}" / "predictions_test.npz")
+    b = np.load(base / "together" / f"s{seed}" / "predictions_test.npz")
+    for key in b.files:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert _without_timing(_events(tmp_path / f"s{seed}")) == _without_timing(
+        _events(base / "together" / f"s{seed}"))
+
+
+def test_seeds_take_over_runs_trained_alone(fake, seeds_reference, tmp_path):
+  """Workdirs holding runs of the same config trained alone count as those
+  runs: a finished one is skipped, an unfinished one resumed (here: only
+  its final evaluation was missing); another config is refused."""
+  base, alone, _ = seeds_reference
+  shutil.copytree(base / "alone_s2", tmp_path / "s2")
+  shutil.copytree(base / "alone_s4", tmp_path / "s4")
+  for name in ("results.json", "ced_test.json", "predictions_test.npz"):
+    (tmp_path / "s4" / name).unlink()
+  out = train.train_and_evaluate_seeds(_seeds_config(), SEEDS,
+                                       [tmp_path / "s2", tmp_path / "s4"])
+  assert out[0] == json.loads((base / "alone_s2" / "results.json").read_text())
+  assert out[1]["metrics"] == alone[1]["metrics"]  # one run left: alone
+  assert _without_timing(_events(tmp_path / "s4")) == _without_timing(
+      _events(base / "alone_s4"))
+  with pytest.raises(train.ConfigMismatchError,
+                     match="seed: workdir has 2, given 4"):
+    train.train_and_evaluate_seeds(_seeds_config(), (4,), [tmp_path / "s2"])
+  with pytest.raises(ValueError, match="given twice"):
+    train.train_and_evaluate_seeds(_seeds_config(), (1, 1),
+                                   [tmp_path / "a", tmp_path / "b"])
+
+
+def test_seeds_nan_in_one_run_lets_the_others_finish(fake, tmp_path):
+  config = tiny_config.get_config()
+  config.data.name = "fake_nan"  # NaN landmarks for even seeds only
+  config.costs = "L"
+  config.augment.update(dict(rotation=0.0, scale=0.0, translation=0.0))
+  config.train.max_epochs = 2.0
+  bad, good = train.train_and_evaluate_seeds(config, (0, 1),
+                                             [tmp_path / "s0", tmp_path / "s1"])
+  # As alone (test_nan_cost_stops_with_step_and_term): step 8, checkpoint 6.
+  assert bad["status"] == "failed"
+  assert (bad["step"], bad["term"]) == (fake_pipeline.NAN_BATCH + 1, "landmark")
+  assert "last good checkpoint is step 6" in bad["message"]
+  assert _events(tmp_path / "s0")[-1]["event"] == "error"
+  assert not (tmp_path / "s0" / "results.json").exists()
+  kept = [int(p.name) for p in (tmp_path / "s0" / "checkpoints").iterdir()
+          if p.name.isdigit()]
+  assert max(kept) == 6
+  assert good["status"] == "finished" and good["steps"] == 12
+  assert np.isfinite(good["metrics"]["test"]["landmark_error"])
+
+
+def test_seed_flag_errors(tmp_path):
+  for extra, message in [
+      (("--seeds=1,x", f"--workdir={tmp_path}"), "comma-separated integers"),
+      (("--seeds=1,2", f"--workdirs={tmp_path / 'a'}"), "one per seed"),
+      ((f"--workdirs={tmp_path / 'a'}",), "goes with --seeds")]:
+    args = [a for a in _seeds_command(*extra) if not a.startswith("--seeds=")
+            or a in extra]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                         cwd=REPO)
+    assert out.returncode == 2 and message in out.stderr, (extra, out.stderr)
+  assert not any(tmp_path.iterdir())
