@@ -1,0 +1,95 @@
+"""Checkpoints of a run: one orbax ``CheckpointManager`` keeps the latest and
+the best.
+
+Each checkpoint (``<workdir>/checkpoints/<step>/``) holds two items:
+
+* ``state``: the :class:`steps.TrainState` arrays (params, optimizer state,
+  step), saved with ``StandardSave`` and restored onto the shardings of a
+  freshly built state;
+* ``progress``: a small JSON dict with everything else the loop needs to
+  continue exactly: early-stopping state (``best_value``, ``best_step``,
+  ``evals_without_improvement``, ``stopped_early``), ``num_evals`` and the
+  accumulated ``wall_time_s``.
+
+Checkpoints saved at an evaluation carry the validation metrics (orbax
+``metrics``, including ``selection``, the value early stopping watches).
+Preservation: ``LatestN(1)`` (to resume) or ``BestN(1)`` by ``selection``
+(to report) -- anything else is deleted. Ties of ``selection`` go to the
+later checkpoint (orbax's ``BestN`` order), and the loop's ``best_step``
+follows the same rule, so both always name the same step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etils import epath
+import jax
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = "checkpoints"
+SELECTION_KEY = "selection"
+
+
+def initial_progress() -> dict:
+  """The ``progress`` item of a run that has not started."""
+  return {"best_value": None, "best_step": None, "evals_without_improvement": 0,
+          "stopped_early": False, "num_evals": 0, "wall_time_s": 0.0}
+
+
+def manager(workdir, selection_mode: str, read_only: bool = False
+            ) -> ocp.CheckpointManager:
+  """The run's checkpoint manager.
+
+  Args:
+    workdir: the run directory; checkpoints go to ``<workdir>/checkpoints``.
+    selection_mode: ``'min'`` (landmark error) or ``'max'`` (accuracy): how
+      the ``selection`` metric ranks checkpoints.
+    read_only: for re-evaluation: never writes or deletes.
+  """
+  if selection_mode not in ("min", "max"):
+    raise ValueError(f"selection_mode must be 'min' or 'max', got {selection_mode!r}.")
+  get_metric = lambda metrics: metrics[SELECTION_KEY]
+  policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+      ocp.checkpoint_managers.LatestN(n=1),
+      ocp.checkpoint_managers.BestN(
+          get_metric_fn=get_metric, reverse=selection_mode == "min", n=1,
+          keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(
+      best_fn=get_metric, best_mode=selection_mode,
+      preservation_policy=None if read_only else policy,
+      create=not read_only, read_only=read_only)
+  return ocp.CheckpointManager(
+      epath.Path(workdir) / CHECKPOINT_DIR, options=options,
+      item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "progress": ocp.JsonCheckpointHandler()})
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, progress: dict,
+         metrics: dict | None = None) -> None:
+  """Saves ``state`` and ``progress`` at ``step`` (``metrics`` at evaluations).
+
+  All processes must call it. Asynchronous: call ``mngr.wait_until_finished()``
+  before exiting.
+  """
+  mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      progress=ocp.args.JsonSave(progress)), metrics=metrics, force=True)
+
+
+def abstract_like(state) -> Any:
+  """Shapes, dtypes and shardings of ``state``: the restore target."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, state) -> tuple[Any, dict]:
+  """Restores ``(state, progress)`` of ``step`` onto the layout of ``state``.
+
+  ``state`` is a freshly built state of the same run (its arrays give shapes
+  and shardings; its static fields are kept).
+  """
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_like(state)),
+      progress=ocp.args.JsonRestore()))
+  return restored["state"], dict(restored["progress"])

@@ -1,0 +1,108 @@
+"""Where a run's metrics go: the absl log, ``metrics.jsonl`` and TensorBoard.
+
+``metrics.jsonl`` (in the workdir) has one JSON object per event::
+
+  {"event": "train", "step": 200, "epoch": 4.0, "loss": ..., "landmark": ...,
+   "images_per_s": ..., "wall_time_s": ...}
+  {"event": "eval", "split": "validation", "step": 200, "epoch": 4.0,
+   "landmark_error": ..., ..., "best_value": ..., "evals_without_improvement": 0}
+  {"event": "test", "split": "test", "step": <best step>, ...}
+
+TensorBoard event files go to ``<workdir>/tensorboard`` (tensorboardX, no
+TensorFlow), with tags ``<event>[/<split>]/<name>`` (``train/loss``,
+``eval/validation/landmark_error``, ``test/test/auc_at_0.08``; ``@`` is not
+allowed in tags and reads ``_at_``).
+
+When a run resumes from the checkpoint of step ``s``, the events logged
+after ``s`` by the interrupted run are dropped (from ``metrics.jsonl`` and,
+through ``purge_step``, from TensorBoard), so the files read as one
+uninterrupted run. Only process 0 writes (``enabled``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from etils import epath
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def format_duration(seconds: float) -> str:
+  """``3725`` -> ``'1:02:05'``."""
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def format_train_line(step: int, total_steps: int, epoch: float, values: dict,
+                      images_per_s: float, eta_s: float) -> str:
+  """The periodic log line: step, epoch, each cost, images/s and ETA."""
+  first = ("loss", "landmark", "class")
+  last = ("elt", "weight_decay", "grad_norm")
+  rank = lambda k: (first.index(k) if k in first else
+                    len(first) + 1 + last.index(k) if k in last else len(first))
+  costs = " ".join(f"{k} {values[k]:.5g}" for k in sorted(values, key=rank))
+  return (f"step {step}/{total_steps} (epoch {epoch:.2f}) {costs} | "
+          f"{images_per_s:.1f} img/s, ETA {format_duration(eta_s)}")
+
+
+class MetricsLog:
+  """Appends events to ``metrics.jsonl`` and TensorBoard.
+
+  Args:
+    workdir: the run directory.
+    resume_step: the step the run (re)starts from; events after it are
+      dropped. ``None`` or ``0`` for a fresh run.
+    enabled: whether this process writes (process 0 only).
+  """
+
+  def __init__(self, workdir, resume_step: int | None, enabled: bool):
+    self._enabled = enabled
+    self._path = epath.Path(workdir) / METRICS_FILE
+    self._writer = None
+    if not enabled:
+      return
+    if resume_step and self._path.exists():
+      kept = [line for line in self._path.read_text().splitlines()
+              if line.strip() and json.loads(line).get("step", 0) <= resume_step
+              and json.loads(line).get("event") != "test"]
+      self._path.write_text("".join(line + "\n" for line in kept))
+    elif self._path.exists():
+      self._path.unlink()
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._writer = SummaryWriter(
+        os.fspath(epath.Path(workdir) / TENSORBOARD_DIR),
+        purge_step=(resume_step + 1) if resume_step else None)
+
+  def write(self, event: str, step: int, values: dict, split: str | None = None,
+            **extra) -> None:
+    """Logs one event: numeric ``values`` go to TensorBoard, all to the file."""
+    if not self._enabled:
+      return
+    record = {"event": event}
+    if split is not None:
+      record["split"] = split
+    record["step"] = int(step)
+    record.update(values)
+    record.update(extra)
+    with self._path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+    prefix = event if split is None else f"{event}/{split}"
+    for name, value in values.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        tag = f"{prefix}/{name}".replace("@", "_at_")
+        self._writer.add_scalar(tag, value, global_step=step)
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
