@@ -1,0 +1,94 @@
+r"""Multi-PIE (paper Sec. 4.4, Tables 3, 8, 9): landmark error in percent of
+the eye-centre distance; emotion and camera accuracy.
+
+68 landmarks; 6 emotions; 5 cameras (0, +-15, +-30 deg), one random
+illumination each; split by subject id: 1-150 train (1875), 151-200
+validation (579), 201-337 test (1054); 64x64 grey crops of the face.
+
+  python -m landmark_ssl.main --config=experiments/multipie.py:model=seq_mt,costs=L+T+C \
+      --config.data.manual_dir=/path/to/multipie --workdir=/tmp/multipie
+
+Hyper-parameters, (alpha, beta, lambda, gamma) = (0.001, 0.3, 1e-5, 2)
+(Sec. 4.4), used for all models:
+
+| setting | value | source |
+| --- | --- | --- |
+| alpha (class NLL weight, each head) | 0.001 | Sec. 4.4 |
+| beta (soft-argmax) | 0.3 | Sec. 4.4 |
+| lambda (weight decay) | 1e-5 | Sec. 4.4 |
+| gamma (ELT weight) | 2.0 | Sec. 4.4 |
+| Seq-MT landmark net | as HGR1: 6 conv 9x9, 64 maps, the last gives 68 | Sec. 4.4 |
+| classifier | two branches (emotion, camera), FC 256, 256, n, dropout 0.25 | Sec. 4.4 |
+| Comm-MT | Fig. 6 layout; kernel 9, 64 maps | Fig. 6; sizes ours (as Seq-MT) |
+| Heatmap-MT | Seq-MT's landmark net; 2x (pool, conv 3x3 16 maps), FC 256, 256 | Fig. 8; sizes ours |
+| augmentation | rotation 20 deg, scale 0.1, translation 0.1 | Sec. 4.4 ("as for Hands") |
+| ELT ranges | as the augmentation | footnote 1 |
+| optimiser, learning rate | Adam, 1e-3 | Adam: Sec. 4.4; rate ours |
+| batch, labeled_share | 64, 0.25 | ours |
+| epochs, patience | 1000 (Sec. 4.4), 100 (ours) | early stopping on validation error: Sec. 4.4 |
+| labeled_fraction | 0.05 | one column of Table 3 (the sweep sets each) |
+| normalizer | eye_centers ('dataset': the builder's) | Sec. 4.4 |
+"""
+
+from landmark_ssl import configs
+
+# Rows of Tables 3, 8, 9; see experiments/blocks.py for the costs offered.
+MODELS = {
+    "seq_mt": ("L", "L+C", "L+T", "L+T+C"),
+    "comm_mt": ("L", "L+C", "L+T", "L+T+C"),
+    "heatmap_mt": ("L", "L+C"),
+}
+DEFAULT = configs.Choice(model="seq_mt", costs="L+T+C")
+# What the dataset provides (not config settings): for tests and docs.
+IMAGE_SHAPE = (64, 64, 1)
+NUM_LANDMARKS = 68
+CLASSES = {"emotion": 6, "camera": 5}
+
+_KERNELS = (9,) * 6  # Sec. 4.4 ("similar architecture to that used for Hands")
+_FEATURES = 64
+_HIDDEN = (256, 256)  # Sec. 4.4
+_DROPOUT = 0.25  # Sec. 4.4
+
+
+def _model(name):
+  if name == "seq_mt":
+    return dict(name="seq_mt", kernel_sizes=_KERNELS, features=_FEATURES,
+                beta=0.3, classifier_hidden=_HIDDEN, dropout=_DROPOUT)
+  if name == "comm_mt":
+    return dict(name="comm_mt", kernel_size=9, features=_FEATURES,
+                convs_before_pool=5, convs_after_pool=1, hidden=_HIDDEN,
+                dropout=_DROPOUT, class_activation="sigmoid")  # footnote 7
+  return dict(name="heatmap_mt", kernel_sizes=_KERNELS, features=_FEATURES,
+              classifier_convs=(16, 16), classifier_hidden=_HIDDEN,
+              dropout=_DROPOUT)
+
+
+def get_config(arg=None):
+  choice = configs.parse_arg(arg, MODELS, DEFAULT, "multipie")
+  c = configs.base_config()
+  c.costs = choice.costs
+  c.data.name = "multipie"
+  c.data.labeled_fraction = 0.05
+  c.data.class_heads = ("emotion", "camera")  # Table 7: the best pair
+  c.augment.rotation = 20.0
+  c.augment.scale = 0.1
+  c.augment.translation = 0.1
+  c.model.update(_model(choice.model))
+  c.loss.alpha = 0.001
+  c.loss.gamma = 2.0
+  c.loss.weight_decay = 1e-5
+  c.loss.elt.rotation = 20.0
+  c.loss.elt.scale = 0.1
+  c.loss.elt.translation = 0.1
+  c.train.max_epochs = 1000
+  c.train.patience = 100
+  c.eval.normalizer = "eye_centers"
+  if choice.quick:
+    configs.make_quick(c)
+  c.lock()
+  return c
+
+
+def sweep(seeds=configs.SEEDS):
+  """Table 3: 8 rows x 5 label fractions (no L+T rows at 100%) x seeds."""
+  return configs.table_runs("multipie", MODELS, seeds)

@@ -1,0 +1,237 @@
+"""What every ``experiments/<name>.py`` shares: the config layout with its
+defaults, the parsing of the ``--config=<file>:<arg>`` argument, the
+``quick`` shrink, and the list of runs that make up a paper table.
+
+An experiment file composes these; it holds its own numbers (the paper's
+architecture and hyper-parameters, with their sources) and nothing else.
+
+The config argument is comma-separated ``key=value`` pairs and flags, e.g.
+``model=seq_mt,costs=L+T+C,quick``:
+
+* ``model``: a row of the experiment's table (``seq_mt``, ``comm_mt``,
+  ``heatmap_mt``, and on 300W ``rcn`` / ``rcn_plus``);
+* ``costs``: ``L``, ``L+C``, ``L+T``, ``L+T+C`` (Shapes: ``C``);
+* ``quick``: a small net and a few epochs, for a laptop CPU.
+
+Run names (one workdir per run) are built from the settings:
+``<model>_<costs>_f<fraction>_s<seed>``, e.g. ``seq_mt_L+T+C_f0.05_s0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import types
+from typing import Dict, List, Mapping, Sequence
+
+from ml_collections import config_dict
+
+from landmark_ssl import paper_results
+
+SEEDS = (0, 1, 2, 3, 4)  # the paper averages over five seeds (Table 1, fn. 5)
+_KEYS = ("model", "costs")
+_FLAGS = ("quick",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """A parsed config argument."""
+  model: str
+  costs: str
+  quick: bool = False
+
+
+def parse_arg(arg: str | None, allowed: Mapping[str, Sequence[str]],
+              default: Choice, experiment: str) -> Choice:
+  """Parses ``'model=seq_mt,costs=L+T,quick'``.
+
+  Args:
+    arg: the text after ``:`` in ``--config=<file>:<arg>`` (``None`` or empty:
+      ``default``).
+    allowed: ``{model: costs it may be trained with}`` for this experiment.
+    default: the paper's main setting of this experiment.
+    experiment: the experiment's name, for error messages.
+
+  Raises:
+    ValueError: naming the bad key or value and the valid ones.
+  """
+  values = {"model": default.model, "costs": default.costs}
+  quick = False
+  seen = set()
+  for item in (arg or "").split(","):
+    item = item.strip()
+    if not item:
+      continue
+    key, sep, val = item.partition("=")
+    key, val = key.strip(), val.strip()
+    if key in seen:
+      raise ValueError(f"Config argument {key!r} given twice in {arg!r}.")
+    seen.add(key)
+    if not sep:
+      if key not in _FLAGS:
+        raise ValueError(
+            f"Unknown flag {key!r} in the config argument {arg!r} of "
+            f"experiments/{experiment}.py; flags: {list(_FLAGS)}; keys "
+            f"(key=value): {list(_KEYS)}.")
+      quick = True
+      continue
+    if key not in _KEYS:
+      raise ValueError(
+          f"Unknown key {key!r} in the config argument {arg!r} of "
+          f"experiments/{experiment}.py; valid keys: {list(_KEYS)} "
+          f"(and the flag 'quick').")
+    values[key] = val
+  if values["model"] not in allowed:
+    raise ValueError(
+        f"model={values['model']!r} is not available for experiments/"
+        f"{experiment}.py; choose one of {list(allowed)}.")
+  if values["costs"] not in allowed[values["model"]]:
+    raise ValueError(
+        f"costs={values['costs']!r} is not available for model="
+        f"{values['model']} in experiments/{experiment}.py; choose one of "
+        f"{list(allowed[values['model']])}.")
+  return Choice(values["model"], values["costs"], quick)
+
+
+def base_config() -> config_dict.ConfigDict:
+  """The layout every experiment fills in, with the values experiments share.
+
+  Settings only: numbers that follow from the data (steps per epoch, K,
+  classes per head, image size) are computed at run time. Optional strings
+  are typed placeholders so that ``--config.data.data_dir=/x`` works.
+  The experiment file overrides what differs and then locks the config.
+  """
+  c = config_dict.ConfigDict()
+  c.seed = 0
+  c.costs = "L+T+C"
+
+  c.data = config_dict.ConfigDict()
+  c.data.name = ""
+  c.data.data_dir = config_dict.placeholder(str)  # None: TFDS default
+  c.data.manual_dir = config_dict.placeholder(str)  # real datasets' files
+  c.data.labeled_fraction = 1.0
+  # Our choice (the paper is silent on batch composition): at least this
+  # share of every training batch comes from the labelled pool, the rest
+  # from all training images; without it a 1% run would see a labelled
+  # image in one batch out of two.
+  c.data.labeled_share = 0.25
+  c.data.batch_size = 64  # our choice; the paper is silent
+  c.data.eval_batch_size = 256
+  c.data.class_heads = ()  # class features feeding classifier heads (with C)
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.test_splits = ("test",)
+
+  # Training-time augmentation (geometry.random_affine ranges layout):
+  # rotation in degrees, scale and translation as fractions; 0 = off.
+  c.augment = config_dict.ConfigDict()
+  c.augment.rotation = 0.0
+  c.augment.scale = 0.0
+  c.augment.translation = 0.0
+  c.augment.black_rectangles = config_dict.ConfigDict()
+  c.augment.black_rectangles.count = 0  # rectangles per image; 0 = off
+  c.augment.black_rectangles.max_size = 0.0  # largest side, fraction of image side
+  c.augment.black_rectangles.probability = 0.0  # chance each one is drawn
+
+  c.model = config_dict.ConfigDict()  # {name, attributes of the model class}
+
+  c.loss = config_dict.ConfigDict()
+  c.loss.alpha = 1.0  # weight of the class NLL (eq. 3); used with costs C
+  c.loss.gamma = 1.0  # weight of the ELT cost (eq. 4); used with costs T
+  c.loss.weight_decay = 0.0  # lambda of eq. 3, on kernels
+  c.loss.elt_on = "unlabeled"  # 'unlabeled' (the paper's default) or 'all'
+  c.loss.elt = config_dict.ConfigDict()  # ELT transform ranges
+  c.loss.elt.rotation = 0.0
+  c.loss.elt.scale = 0.0
+  c.loss.elt.translation = 0.0
+
+  c.optim = config_dict.ConfigDict()
+  c.optim.optimizer = "adam"  # the paper: Adam (Sec. 4.4)
+  c.optim.learning_rate = 1e-3  # our choice (Adam's usual); the paper is silent
+
+  c.train = config_dict.ConfigDict()
+  c.train.max_epochs = 100
+  c.train.eval_every_epochs = 1
+  c.train.patience = 50  # epochs without a better validation metric; stop
+  # The validation metric early stopping and checkpoint selection follow
+  # (the paper: the validation landmark error).
+  c.train.early_stopping_metric = "landmark_error"
+  c.train.log_every_steps = 50
+
+  c.eval = config_dict.ConfigDict()
+  c.eval.normalizer = "pixels"
+  c.eval.failure_thresholds = (0.08, 0.10)  # failure rate: error above these
+  c.eval.auc_threshold = 0.08  # AUC of the CED curve up to this error
+  return c
+
+
+# The quick variant: every model shrunk to a few small layers.
+_QUICK_MODELS = {
+    "seq_mt": dict(kernel_sizes=(5, 5, 1), features=4, classifier_hidden=(32,)),
+    "comm_mt": dict(kernel_size=3, features=4, convs_before_pool=1,
+                    convs_after_pool=1, hidden=(32,)),
+    "heatmap_mt": dict(kernel_sizes=(5, 5, 1), features=4,
+                       classifier_convs=(4,), classifier_hidden=(32,)),
+    "rcn": dict(features=(8, 8, 8), kernel_sizes=(3, 3, 3), convs_per_level=1),
+}
+
+
+def make_quick(c: config_dict.ConfigDict) -> None:
+  """Shrinks ``c`` in place to run in a few minutes on a laptop CPU: a small
+  net of the same kind, few epochs, small batches. The data and the costs
+  stay those of the experiment."""
+  for key, val in _QUICK_MODELS[c.model.name].items():
+    setattr(c.model, key, val)
+  c.data.batch_size = 32
+  c.data.eval_batch_size = 64
+  c.train.max_epochs = 3
+  c.train.patience = 3
+  c.train.log_every_steps = 10
+
+
+def load_experiment(path: str) -> types.ModuleType:
+  """Loads an experiment file (``experiments/blocks.py``) as a module, the
+  way ``--config=<path>`` does: by path, whatever ``sys.path`` holds."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"Experiment file {path!r} not found; pass the path of one of the "
+        "experiments/*.py files, e.g. experiments/blocks.py.")
+  name = "experiment_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  for attr in ("get_config", "sweep"):
+    if not callable(getattr(module, attr, None)):
+      raise ValueError(f"Experiment file {path!r} has no {attr}() function; "
+                       "every experiments/*.py defines get_config(arg) and "
+                       "sweep(seeds).")
+  return module
+
+
+def run_name(model: str, costs: str, fraction: float, seed: int) -> str:
+  """``seq_mt_L+T+C_f0.05_s0``: a run's directory name."""
+  return f"{model}_{costs}_f{fraction:g}_s{seed}"
+
+
+def table_runs(experiment: str, models: Sequence[str],
+               seeds: Sequence[int] = SEEDS) -> List[Dict]:
+  """The runs of the paper's table for ``experiment``, restricted to the row
+  ``models`` an experiment file offers: one per reported cell (model, costs,
+  label fraction) and seed, in the paper's row order.
+
+  Each run is ``{"name", "config_arg", "overrides"}``: train it with
+  ``--config=<experiment file>:<config_arg>`` plus
+  ``--config.<key>=<value>`` for each override.
+  """
+  runs = []
+  for model, costs, fraction in paper_results.landmark_cells(experiment):
+    if model not in models:
+      continue
+    for seed in seeds:
+      runs.append({
+          "name": run_name(model, costs, fraction, seed),
+          "config_arg": f"model={model},costs={costs}",
+          "overrides": {"data.labeled_fraction": fraction, "seed": int(seed)},
+      })
+  return runs
