@@ -1,0 +1,1 @@
+"""The Shapes dataset (one triangle and one square, white on black)."""

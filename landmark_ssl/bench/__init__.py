@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m landmark_ssl.bench.<name>`` prints measurements."""

@@ -1,0 +1,544 @@
+"""Input pipeline: TFDS array_record data sources -> grain -> numpy batches.
+
+What a run reads (HELPERS.md has the batch table):
+
+* ``get_dataset_info(data_config)``: shapes and class counts of a dataset.
+  Opening ``shapes`` or ``blocks`` that is not built yet builds it (a few
+  seconds); a real dataset that is not built raises an error that gives the
+  ``python -m landmark_ssl.build_data`` command.
+* ``select_labeled(data_config, seed)``: which train images keep their
+  landmark labels. ``round(labeled_fraction * N_train)`` images (at least
+  one), stratified over the joint value of all class features (largest
+  remainder allocation, so each class keeps its share of the labelled
+  subset to within one image; uniform when the dataset has no class
+  feature), drawn from ``seed``. ``save_labeled`` / ``load_labeled`` keep the
+  choice in ``<workdir>/label_subset.json``; ``labeled_subset`` does
+  load-or-select-and-save and checks that a saved subset matches the config.
+* ``TrainLoader``: the training batches, a pure function of
+  ``(data config, seed, labelled indices, step)``.
+* ``eval_batches``: one pass over a split in fixed-size padded batches.
+
+Batch composition (the paper leaves it open). Every global training batch of
+``B = batch_size`` rows holds ``n_lab`` labelled images (``has_landmarks = 1``)
+and ``B - n_lab`` unlabelled ones (``has_landmarks = 0``; their class labels
+are kept, their landmarks are in the arrays but must not be used):
+``n_lab = B`` if ``labeled_fraction == 1`` (or no image is left unlabelled),
+else ``min(B, max(1, round(B * labeled_fraction), ceil(B * labeled_share)))``.
+So ``labeled_share`` (default 0) guarantees labelled images in every batch
+even at 1% labels. The labelled rows are spread evenly over the batch (row
+``r`` is labelled iff ``floor((r + 1) n_lab / B) > floor(r n_lab / B)``), so
+every process and device gets its share of them. The two pools (labelled
+and unlabelled train images) are read as two endless streams, each a fresh
+permutation of its pool per pass, drawn from the seed; step ``s`` takes
+positions ``[s n_lab, (s + 1) n_lab)`` of the labelled stream and
+``[s (B - n_lab), (s + 1)(B - n_lab))`` of the unlabelled one. An **epoch**
+is ``steps_per_epoch = ceil(N_train / B)`` steps: as many images as the
+train split holds, whatever their mix (with ``labeled_share`` above the
+labelled fraction, the labelled pool is seen several times per epoch and
+the unlabelled pool less than once).
+
+Multi-process: process ``p`` of ``P`` gets rows ``[p B / P, (p + 1) B / P)``
+of every global batch and reads only those examples; ``B`` must be divisible
+by ``P``. Concatenating the process batches in process order gives the
+global batch. Every process yields the same number of eval batches.
+
+Settings read from ``config.data`` (ml_collections ``ConfigDict``):
+``name``, ``data_dir`` (None: TFDS default), ``labeled_fraction``,
+``labeled_share`` (default 0), ``batch_size``, ``eval_batch_size``,
+``train_split`` (default ``'train'``), and the optional loader knobs
+``read_threads`` (default 2) and ``prefetch_batches`` (default 4).
+
+Batches are numpy dicts: ``image`` ``(B, H, W, C) float32`` in [0, 1],
+``landmarks`` ``(B, K, 2)``, ``visible`` ``(B, K)``, ``has_landmarks``,
+``normalizer``, ``mask`` ``(B,)`` float32, ``labels`` ``{feature: (B,)
+int32}``, and ``index`` ``(B,) int32``, each row's example index in its
+split (for tracing; padding rows repeat example 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import sys
+from typing import Any, Iterator, Mapping, Sequence
+
+from absl import logging
+from etils import epath
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from landmark_ssl import build_data
+
+LABEL_SUBSET_FILE = "label_subset.json"
+DEFAULT_READ_THREADS = 2
+DEFAULT_PREFETCH_BATCHES = 4
+# Purposes of the random streams derived from a run seed.
+_SELECT, _LABELED_POOL, _UNLABELED_POOL = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the model and the loop need to know about a dataset.
+
+  Attributes:
+    name: the dataset name of the config (e.g. ``'blocks'``).
+    image_shape: ``(H, W, C)`` of the stored (and batched) images.
+    num_landmarks: ``K``.
+    classes: ``{class feature: number of classes}``, empty for 300W.
+    split_sizes: ``{split: number of examples}``.
+  """
+  name: str
+  image_shape: tuple[int, int, int]
+  num_landmarks: int
+  classes: Mapping[str, int]
+  split_sizes: Mapping[str, int]
+
+
+# --------------------------------------------------------------------------
+# opening datasets
+
+
+def _setting(data_config: Any, key: str, default: Any = None) -> Any:
+  if isinstance(data_config, Mapping) or hasattr(data_config, "get"):
+    return data_config.get(key, default)
+  return getattr(data_config, key, default)
+
+
+def open_dataset(data_config: Any):
+  """The prepared TFDS builder of ``config.data.name`` in ``data_dir``.
+
+  Builds ``shapes`` / ``blocks`` if they are missing (logged); raises
+  ``FileNotFoundError`` with the build command for a missing real dataset.
+  """
+  name = _setting(data_config, "name")
+  data_dir = _setting(data_config, "data_dir")
+  base, _ = build_data.split_name(name)
+  builder = build_data.make_builder(name, data_dir)
+  if builder.is_prepared():
+    return builder
+  if base in build_data.SYNTHETIC:
+    logging.info("Dataset %s is not built in %s; building it now.", name,
+                 builder.data_dir)
+    return build_data.build(name, data_dir)
+  dir_flag = f" --data_dir={data_dir}" if data_dir else ""
+  raise FileNotFoundError(
+      f"Dataset {name!r} is not built in {builder.data_dir} "
+      f"(config.data.data_dir={data_dir!r}). Build it once with:\n"
+      f"  python -m landmark_ssl.build_data --dataset={name}{dir_flag} "
+      f"--manual_dir=<directory with the downloaded files, see DATASETS.md>")
+
+
+def class_features(builder) -> tuple[str, ...]:
+  """Names of the ``ClassLabel`` features of a dataset, sorted."""
+  features = builder.info.features
+  return tuple(sorted(k for k, f in features.items()
+                      if isinstance(f, tfds.features.ClassLabel)))
+
+
+def dataset_info(builder, name: str | None = None) -> DatasetInfo:
+  """The ``DatasetInfo`` of an opened builder."""
+  features = builder.info.features
+  return DatasetInfo(
+      name=name or builder.name,
+      image_shape=tuple(int(d) for d in features["image"].shape),
+      num_landmarks=int(features["landmarks"].shape[0]),
+      classes={k: int(features[k].num_classes) for k in class_features(builder)},
+      split_sizes={k: int(v.num_examples)
+                   for k, v in builder.info.splits.items()},
+  )
+
+
+def get_dataset_info(data_config: Any) -> DatasetInfo:
+  """``DatasetInfo`` of ``config.data.name`` (building synthetic data if missing)."""
+  return dataset_info(open_dataset(data_config), _setting(data_config, "name"))
+
+
+def _source(builder, split: str, setting: str):
+  splits = list(builder.info.splits.keys())
+  if split not in splits:
+    raise ValueError(
+        f"Split {split!r} (config.data.{setting}) is not a split of dataset "
+        f"{builder.name!r}; its splits are {splits}. Set "
+        f"config.data.{setting} to one of them.")
+  return builder.as_data_source(split=split)
+
+
+# --------------------------------------------------------------------------
+# checks of the settings
+
+
+def _labeled_fraction(data_config: Any) -> float:
+  value = _setting(data_config, "labeled_fraction")
+  if value is None or not 0.0 < float(value) <= 1.0:
+    raise ValueError(
+        f"config.data.labeled_fraction={value!r} must be in (0, 1]: the "
+        f"fraction of train images that keep their landmark labels (e.g. "
+        f"0.05 for 5%, 1.0 for all). Set --config.data.labeled_fraction.")
+  return float(value)
+
+
+def _labeled_share(data_config: Any) -> float:
+  value = _setting(data_config, "labeled_share", 0.0)
+  value = 0.0 if value is None else value
+  if not 0.0 <= float(value) <= 1.0:
+    raise ValueError(
+        f"config.data.labeled_share={value!r} must be in [0, 1]: the minimum "
+        f"share of each training batch drawn from the labelled images. Set "
+        f"--config.data.labeled_share.")
+  return float(value)
+
+
+def _process_share(batch_size: Any, setting: str, process_index: int | None,
+                   process_count: int | None) -> tuple[int, int, int]:
+  """``(process_index, process_count, local batch size)``, checked."""
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} is not in "
+                     f"[0, process_count={process_count}).")
+  if batch_size is None or int(batch_size) <= 0:
+    raise ValueError(f"config.data.{setting}={batch_size!r} must be a "
+                     f"positive integer; set --config.data.{setting}.")
+  batch_size = int(batch_size)
+  if batch_size % process_count:
+    raise ValueError(
+        f"config.data.{setting}={batch_size} is not divisible by the "
+        f"{process_count} processes; set --config.data.{setting} to a "
+        f"multiple of {process_count} (each process loads an equal share).")
+  return process_index, process_count, batch_size // process_count
+
+
+def labeled_rows_per_batch(batch_size: int, labeled_fraction: float,
+                           labeled_share: float) -> int:
+  """``n_lab``: labelled rows in each global batch (module docstring)."""
+  if labeled_fraction >= 1.0:
+    return batch_size
+  n = max(1, round(batch_size * labeled_fraction),
+          math.ceil(batch_size * labeled_share - 1e-9))
+  return min(batch_size, n)
+
+
+def labeled_row_mask(batch_size: int, n_lab: int) -> np.ndarray:
+  """``(B,) bool``: which rows of a global batch are labelled, spread evenly."""
+  r = np.arange(batch_size)
+  return (r + 1) * n_lab // batch_size > r * n_lab // batch_size
+
+
+# --------------------------------------------------------------------------
+# the labelled subset
+
+
+def _read_labels(source, names: Sequence[str]) -> np.ndarray:
+  """``(N, len(names)) int64`` class labels of every example of a source."""
+  n = len(source)
+  out = np.zeros((n, len(names)), np.int64)
+  if names:
+    chunk = 512
+    for start in range(0, n, chunk):
+      records = source.__getitems__(list(range(start, min(n, start + chunk))))
+      for i, rec in enumerate(records):
+        out[start + i] = [int(rec[k]) for k in names]
+  return out
+
+
+def stratified_choice(strata: np.ndarray, count: int,
+                      rng: np.random.Generator) -> np.ndarray:
+  """Chooses ``count`` of ``len(strata)`` items, stratified by ``strata``.
+
+  Each stratum gets ``floor(count * size / N)`` items, and the remaining ones
+  go to the strata with the largest fractional parts (ties broken at random).
+
+  Args:
+    strata: ``(N, F)`` integer keys (one row per item).
+    count: how many to choose, in ``[0, N]``.
+    rng: the random generator.
+
+  Returns:
+    Sorted ``int64`` indices of the chosen items.
+  """
+  n = len(strata)
+  keys, inverse = np.unique(strata.reshape(n, -1), axis=0, return_inverse=True)
+  inverse = inverse.reshape(-1)
+  sizes = np.bincount(inverse, minlength=len(keys))
+  quota = count * sizes / n
+  take = np.floor(quota).astype(int)
+  left = count - take.sum()
+  order = np.lexsort((rng.random(len(keys)), -(quota - take)))
+  take[order[:left]] += 1
+  chosen = [rng.choice(np.flatnonzero(inverse == s), t, replace=False)
+            for s, t in enumerate(take)]
+  return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def select_labeled(data_config: Any, seed: int) -> np.ndarray:
+  """Sorted train indices that keep their landmark labels (module docstring)."""
+  fraction = _labeled_fraction(data_config)
+  builder = open_dataset(data_config)
+  split = _setting(data_config, "train_split", "train")
+  source = _source(builder, split, "train_split")
+  n = len(source)
+  count = max(1, round(fraction * n))
+  strata = _read_labels(source, class_features(builder))
+  rng = np.random.default_rng((int(seed), _SELECT))
+  return stratified_choice(strata, count, rng)
+
+
+def save_labeled(workdir: str | epath.PathLike, indices: np.ndarray,
+                 **metadata: Any) -> epath.Path:
+  """Writes the labelled subset to ``<workdir>/label_subset.json``.
+
+  ``metadata`` (e.g. ``dataset``, ``labeled_fraction``, ``seed``) is stored
+  beside the indices and checked by ``labeled_subset``.
+  """
+  path = epath.Path(workdir) / LABEL_SUBSET_FILE
+  path.parent.mkdir(parents=True, exist_ok=True)
+  payload = dict(metadata, indices=[int(i) for i in np.asarray(indices)])
+  path.write_text(json.dumps(payload))
+  return path
+
+
+def load_labeled(workdir: str | epath.PathLike) -> np.ndarray | None:
+  """The indices saved by ``save_labeled``, or None if there are none."""
+  path = epath.Path(workdir) / LABEL_SUBSET_FILE
+  if not path.exists():
+    return None
+  try:
+    payload = json.loads(path.read_text())
+    return np.asarray(payload["indices"], np.int64)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a label subset file written by "
+                     f"save_labeled ({e}); delete it to draw a new subset."
+                     ) from e
+
+
+def labeled_subset(data_config: Any, seed: int,
+                   workdir: str | epath.PathLike | None,
+                   write: bool = True) -> np.ndarray:
+  """The run's labelled subset: loaded from ``workdir`` if saved, else drawn
+  with ``select_labeled`` and (if ``write``) saved there.
+
+  Raises:
+    ValueError: the saved subset was drawn for another dataset, fraction or
+      seed than the config's.
+  """
+  meta = dict(dataset=str(_setting(data_config, "name")),
+              labeled_fraction=_labeled_fraction(data_config), seed=int(seed))
+  if workdir is not None:
+    path = epath.Path(workdir) / LABEL_SUBSET_FILE
+    saved = load_labeled(workdir)
+    if saved is not None:
+      stored = json.loads(path.read_text())
+      for key, value in meta.items():
+        if stored.get(key) != value:
+          raise ValueError(
+              f"{path} holds a labelled subset for {key}={stored.get(key)!r} "
+              f"but this run has {key}={value!r}; use a fresh --workdir (or "
+              f"delete the file to draw a new subset).")
+      return saved
+  indices = select_labeled(data_config, seed)
+  if workdir is not None and write:
+    save_labeled(workdir, indices, **meta)
+  return indices
+
+
+# --------------------------------------------------------------------------
+# reading batches
+
+
+class PoolStream:
+  """An endless stream over a pool of indices, a fresh permutation per pass.
+
+  Position ``t`` is ``pool[perm_e[t % n]]`` with ``e = t // n`` and
+  ``perm_e`` drawn from ``np.random.default_rng((seed, purpose, e))``: a pure
+  function of ``(pool, seed, purpose, t)``. (grain's ``shuffle().repeat()``
+  has the same semantics, but its index shuffle costs milliseconds per
+  lookup on pools of tens of images, as the 1%-labelled pools are.)
+  """
+
+  def __init__(self, pool: np.ndarray, seed: int, purpose: int):
+    self.pool = np.asarray(pool, np.int64)
+    if self.pool.size == 0:
+      raise ValueError("PoolStream needs a non-empty pool.")
+    self._seed = (int(seed), int(purpose))
+    # A batch spans at most a few passes; keep the last ones.
+    self._permutation = functools.lru_cache(maxsize=4)(self._draw)
+
+  def _draw(self, epoch: int) -> np.ndarray:
+    rng = np.random.default_rng(self._seed + (int(epoch),))
+    return self.pool[rng.permutation(self.pool.size)]
+
+  def take(self, positions: np.ndarray) -> np.ndarray:
+    """The pool indices at stream ``positions`` (any int array)."""
+    positions = np.asarray(positions, np.int64)
+    epochs, within = np.divmod(positions, self.pool.size)
+    out = np.empty_like(positions)
+    for e in np.unique(epochs):
+      sel = epochs == e
+      out[sel] = self._permutation(int(e))[within[sel]]
+    return out
+
+
+def read_batch(source, indices: np.ndarray, has_landmarks: np.ndarray,
+               mask: np.ndarray, names: Sequence[str]) -> dict:
+  """Reads examples ``indices`` of a TFDS data source into one batch dict."""
+  records = source.__getitems__([int(i) for i in indices])
+  def stack(key, dtype):
+    return np.stack([np.asarray(r[key]) for r in records]).astype(dtype)
+  return {
+      "image": stack("image", np.float32) / np.float32(255.0),
+      "landmarks": stack("landmarks", np.float32),
+      "visible": stack("visible", np.float32),
+      "normalizer": stack("normalizer", np.float32),
+      "labels": {k: stack(k, np.int32) for k in names},
+      "has_landmarks": np.asarray(has_landmarks, np.float32),
+      "mask": np.asarray(mask, np.float32),
+      "index": np.asarray(indices, np.int32),
+  }
+
+
+def _read_options(data_config: Any) -> grain.ReadOptions:
+  return grain.ReadOptions(
+      num_threads=int(_setting(data_config, "read_threads",
+                               DEFAULT_READ_THREADS)),
+      prefetch_buffer_size=int(_setting(data_config, "prefetch_batches",
+                                        DEFAULT_PREFETCH_BATCHES)))
+
+
+class TrainLoader:
+  """Training batches of one process; batch ``s`` is a pure function of
+  ``(data config, seed, labelled indices, s)`` (module docstring).
+
+  Args:
+    data_config: ``config.data``.
+    seed: the run seed (shuffling of both pools).
+    labeled_indices: train indices that keep their landmark labels (e.g.
+      from ``labeled_subset``); all others are unlabelled.
+    process_index, process_count: this process and the number of processes
+      (default: ``jax.process_index()``, ``jax.process_count()``).
+    dataset: an opened TFDS builder to read instead of ``data_config.name``
+      (benchmarks, tests).
+
+  Attributes:
+    info: the ``DatasetInfo``.
+    steps_per_epoch: ``ceil(N_train / batch_size)``.
+    labeled_per_batch: ``n_lab`` of the global batch.
+    local_batch_size: rows of this process's batches.
+  """
+
+  def __init__(self, data_config: Any, seed: int,
+               labeled_indices: Sequence[int] | np.ndarray,
+               process_index: int | None = None,
+               process_count: int | None = None, *, dataset: Any = None):
+    fraction = _labeled_fraction(data_config)
+    share = _labeled_share(data_config)
+    batch_size = _setting(data_config, "batch_size")
+    self.process_index, self.process_count, self.local_batch_size = (
+        _process_share(batch_size, "batch_size", process_index, process_count))
+    batch_size = int(batch_size)
+    builder = open_dataset(data_config) if dataset is None else dataset
+    self.info = dataset_info(builder, _setting(data_config, "name"))
+    self._names = class_features(builder)
+    split = _setting(data_config, "train_split", "train")
+    self._source = _source(builder, split, "train_split")
+    n = len(self._source)
+
+    labeled = np.unique(np.asarray(labeled_indices, np.int64))
+    if labeled.size == 0 or labeled[0] < 0 or labeled[-1] >= n:
+      raise ValueError(
+          f"labeled_indices must be a non-empty set of indices of the "
+          f"{n}-example {split!r} split (got {labeled.size} indices in "
+          f"[{labeled.min(initial=0)}, {labeled.max(initial=0)}]); draw them "
+          f"with input_pipeline.labeled_subset for this dataset.")
+    unlabeled = np.setdiff1d(np.arange(n), labeled)
+    n_lab = labeled_rows_per_batch(batch_size, fraction, share)
+    if unlabeled.size == 0:
+      n_lab = batch_size
+    self.labeled_per_batch = n_lab
+    self.steps_per_epoch = math.ceil(n / batch_size)
+    self.global_batch_size = batch_size
+
+    rows = labeled_row_mask(batch_size, n_lab)
+    # Rank of each global row within its pool's rows of the batch.
+    rank = np.where(rows, np.cumsum(rows) - 1, np.cumsum(~rows) - 1)
+    lo = self.process_index * self.local_batch_size
+    local = slice(lo, lo + self.local_batch_size)
+    self._rows, self._rank = rows[local], rank[local]
+    self._labeled = PoolStream(labeled, seed, _LABELED_POOL)
+    self._unlabeled = (PoolStream(unlabeled, seed, _UNLABELED_POOL)
+                       if n_lab < batch_size else None)
+    self._read_options = _read_options(data_config)
+    self._batches = (grain.MapDataset.range(0, sys.maxsize)
+                     .map(self._indices_of_step).map(self._read))
+
+  def _indices_of_step(self, step: int) -> np.ndarray:
+    """``(local B,)`` train indices of this process's rows of batch ``step``."""
+    step = int(step)
+    n_lab = self.labeled_per_batch
+    n_unl = self.global_batch_size - n_lab
+    out = np.empty(self.local_batch_size, np.int64)
+    out[self._rows] = self._labeled.take(step * n_lab + self._rank[self._rows])
+    if self._unlabeled is not None and (~self._rows).any():
+      out[~self._rows] = self._unlabeled.take(
+          step * n_unl + self._rank[~self._rows])
+    return out
+
+  def _read(self, indices: np.ndarray) -> dict:
+    return read_batch(self._source, indices, self._rows,
+                      np.ones(len(indices)), self._names)
+
+  def get_batch(self, step: int) -> dict:
+    """This process's rows of global batch ``step`` (a numpy dict)."""
+    if step < 0:
+      raise ValueError(f"step must be >= 0, got {step}.")
+    return self._batches[int(step)]
+
+  def iterate(self, start_step: int = 0) -> Iterator[dict]:
+    """Endless prefetching iterator: ``get_batch(start_step)``, then the next.
+
+    Uses ``read_threads`` threads and ``prefetch_batches`` batches ahead
+    (``config.data``); ``close()`` the returned iterator to stop them early.
+    """
+    if start_step < 0:
+      raise ValueError(f"start_step must be >= 0, got {start_step}.")
+    return iter(self._batches[int(start_step):]
+                .to_iter_dataset(self._read_options))
+
+
+def eval_batches(data_config: Any, split: str,
+                 process_index: int | None = None,
+                 process_count: int | None = None, *,
+                 batch_size: int | None = None,
+                 dataset: Any = None) -> Iterator[dict]:
+  """One pass over ``split`` in batches of this process's share of
+  ``eval_batch_size`` (or ``batch_size``).
+
+  Global batch ``b`` holds examples ``[b E, (b + 1) E)``; process ``p`` gets
+  rows ``[p E / P, (p + 1) E / P)`` of it. Rows past the end of the split are
+  padding (``mask = 0``, a copy of example 0), so every process yields
+  ``ceil(N / E)`` batches of the same shape and every example appears
+  exactly once with ``mask = 1`` across processes. ``has_landmarks`` is 1.
+  """
+  setting = "eval_batch_size" if batch_size is None else "batch_size"
+  size = _setting(data_config, "eval_batch_size") if batch_size is None else batch_size
+  process_index, process_count, local = _process_share(
+      size, setting, process_index, process_count)
+  size = int(size)
+  builder = open_dataset(data_config) if dataset is None else dataset
+  names = class_features(builder)
+  source = _source(builder, split, "eval_split / test_splits")
+  n = len(source)
+  num_batches = math.ceil(n / size)
+
+  def read(b: int) -> dict:
+    pos = b * size + process_index * local + np.arange(local)
+    real = pos < n
+    return read_batch(source, np.where(real, pos, 0), np.ones(local), real,
+                      names)
+
+  batches = grain.MapDataset.range(num_batches).map(read)
+  return iter(batches.to_iter_dataset(_read_options(data_config)))

@@ -1,0 +1,246 @@
+"""landmark_ssl.input_pipeline on a small Blocks build (150 images per split)."""
+
+import math
+
+import ml_collections
+import numpy as np
+import pytest
+
+from landmark_ssl import build_data, input_pipeline as ip
+
+N = 150  # images per split of blocks/small
+CLASSES = 15
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """An empty TFDS data dir; the first test that opens blocks/small builds it."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _config(data_dir, **overrides):
+  cfg = ml_collections.ConfigDict(dict(
+      name="blocks/small", data_dir=data_dir, manual_dir=None,
+      labeled_fraction=0.2, labeled_share=0.25, batch_size=20,
+      eval_batch_size=40, train_split="train", read_threads=2,
+      prefetch_batches=2))
+  cfg.update(overrides)
+  return cfg
+
+
+@pytest.fixture(scope="session")
+def source(data_dir):
+  ip.get_dataset_info(_config(data_dir))  # builds it if no test did yet
+  builder = build_data.make_builder("blocks/small", data_dir)
+  return {split: builder.as_data_source(split=split)
+          for split in ("train", "validation", "test")}
+
+
+def _labels(source, indices):
+  return np.array([source[int(i)]["label"] for i in indices])
+
+
+def test_info_builds_the_missing_synthetic_dataset(tmp_path, caplog):
+  builder = build_data.make_builder("shapes/small", str(tmp_path))
+  assert not builder.is_prepared()
+  with caplog.at_level("INFO"):
+    info = ip.get_dataset_info(_config(str(tmp_path), name="shapes/small"))
+  assert "building it now" in caplog.text
+  assert builder.is_prepared()
+  assert info == ip.DatasetInfo(
+      name="shapes/small", image_shape=(60, 60, 1), num_landmarks=2,
+      classes={"label": 2},
+      split_sizes={"train": N, "validation": N, "test": N})
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.2, 0.5, 1.0])
+def test_labeled_subset_is_exact_sorted_and_class_balanced(data_dir, source,
+                                                           fraction):
+  cfg = _config(data_dir, labeled_fraction=fraction)
+  seed = int(np.random.default_rng().integers(1000))
+  chosen = ip.select_labeled(cfg, seed)
+  assert len(chosen) == max(1, round(fraction * N))
+  np.testing.assert_array_equal(chosen, np.unique(chosen))
+  assert chosen.min() >= 0 and chosen.max() < N
+  counts = np.bincount(_labels(source["train"], chosen), minlength=CLASSES)
+  assert counts.max() - counts.min() <= 1
+  np.testing.assert_array_equal(chosen, ip.select_labeled(cfg, seed))
+  if fraction < 1:
+    assert not np.array_equal(chosen, ip.select_labeled(cfg, seed + 1))
+
+
+def test_stratified_choice_known_allocation():
+  rng = np.random.default_rng()
+  # Two class features; joint strata of sizes 50, 30, 20 in shuffled order.
+  strata = np.array([[0, 1]] * 50 + [[1, 0]] * 30 + [[1, 1]] * 20)
+  strata = strata[rng.permutation(100)]
+  chosen = ip.stratified_choice(strata, 10, rng)
+  keys = [tuple(k) for k in strata[chosen]]
+  assert [keys.count(k) for k in [(0, 1), (1, 0), (1, 1)]] == [5, 3, 2]
+  # Remainders: 7 of (50, 30, 20) -> quotas 3.5, 2.1, 1.4 -> 4, 2, 1.
+  chosen = ip.stratified_choice(strata, 7, rng)
+  keys = [tuple(k) for k in strata[chosen]]
+  assert [keys.count(k) for k in [(0, 1), (1, 0), (1, 1)]] == [4, 2, 1]
+
+
+def test_save_load_and_mismatch(data_dir, tmp_path):
+  cfg = _config(data_dir)
+  assert ip.load_labeled(tmp_path) is None
+  first = ip.labeled_subset(cfg, 3, tmp_path)
+  assert (tmp_path / ip.LABEL_SUBSET_FILE).exists()
+  np.testing.assert_array_equal(ip.load_labeled(tmp_path), first)
+  np.testing.assert_array_equal(ip.labeled_subset(cfg, 3, tmp_path), first)
+  with pytest.raises(ValueError, match="seed=3.*seed=4"):
+    ip.labeled_subset(cfg, 4, tmp_path)
+  with pytest.raises(ValueError, match="labeled_fraction"):
+    ip.labeled_subset(_config(data_dir, labeled_fraction=0.5), 3, tmp_path)
+
+
+@pytest.mark.parametrize("batch,fraction,share,expected", [
+    (20, 0.2, 0.25, 5), (20, 0.2, 0.0, 4), (64, 0.01, 0.0, 1),
+    (64, 0.01, 0.25, 16), (64, 0.5, 0.25, 32), (20, 1.0, 0.25, 20),
+    (20, 0.9, 1.0, 20)])
+def test_labeled_rows_per_batch(batch, fraction, share, expected):
+  assert ip.labeled_rows_per_batch(batch, fraction, share) == expected
+  rows = ip.labeled_row_mask(batch, expected)
+  assert rows.sum() == expected
+  if 0 < expected < batch:  # spread: any half of the batch holds about half
+    assert abs(rows[: batch // 2].sum() - expected / 2) <= 1
+
+
+def test_masks_share_and_passes(data_dir, source):
+  cfg = _config(data_dir)  # 30 labelled, 5 per batch; 120 unlabelled, 15
+  seed = int(np.random.default_rng().integers(1000))
+  labeled = ip.select_labeled(cfg, seed)
+  loader = ip.TrainLoader(cfg, seed, labeled, 0, 1)
+  assert loader.steps_per_epoch == math.ceil(N / 20)
+  assert loader.labeled_per_batch == 5
+  lab_seen, unl_seen = [], []
+  for step in range(24):  # 4 passes of the labelled pool, 3 of the other
+    b = loader.get_batch(step)
+    assert b["image"].shape == (20, 60, 60, 1) and b["image"].dtype == np.float32
+    assert 0.0 <= b["image"].min() and b["image"].max() <= 1.0
+    assert b["labels"]["label"].dtype == np.int32
+    np.testing.assert_array_equal(b["mask"], np.ones(20))
+    np.testing.assert_array_equal(b["has_landmarks"],
+                                  np.isin(b["index"], labeled))
+    assert b["has_landmarks"].sum() == 5
+    lab_seen.append(b["index"][b["has_landmarks"] == 1])
+    unl_seen.append(b["index"][b["has_landmarks"] == 0])
+  lab_seen = np.concatenate(lab_seen).reshape(4, 30)
+  unl_seen = np.concatenate(unl_seen).reshape(3, 120)
+  for seen, pool in [(lab_seen, labeled),
+                     (unl_seen, np.setdiff1d(np.arange(N), labeled))]:
+    for one_pass in seen:  # each pass visits its pool exactly once...
+      np.testing.assert_array_equal(np.sort(one_pass), pool)
+    assert not np.array_equal(seen[0], seen[1])  # ...in a new order
+  # Rows carry the stored examples.
+  b = loader.get_batch(5)
+  for r in np.random.default_rng().choice(20, 3, replace=False):
+    ex = source["train"][int(b["index"][r])]
+    np.testing.assert_allclose(b["image"][r], ex["image"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(b["landmarks"][r], ex["landmarks"])
+    assert b["labels"]["label"][r] == ex["label"]
+
+
+def test_all_labelled_when_fraction_is_one(data_dir):
+  cfg = _config(data_dir, labeled_fraction=1.0)
+  loader = ip.TrainLoader(cfg, 0, ip.select_labeled(cfg, 0), 0, 1)
+  seen = np.concatenate([loader.get_batch(s)["index"] for s in range(15)])
+  assert loader.get_batch(3)["has_landmarks"].min() == 1.0
+  np.testing.assert_array_equal(np.sort(seen[:N]), np.arange(N))
+
+
+def test_determinism_and_resume(data_dir):
+  cfg = _config(data_dir, labeled_fraction=0.1)
+  labeled = ip.select_labeled(cfg, 7)
+  a = ip.TrainLoader(cfg, 7, labeled, 0, 1)
+  b = ip.TrainLoader(cfg, 7, labeled, 0, 1)
+  for step in [0, 3, 11, 40]:
+    ba, bb = a.get_batch(step), b.get_batch(step)
+    for key in ("index", "image", "landmarks", "has_landmarks"):
+      np.testing.assert_array_equal(ba[key], bb[key])
+  start = 9
+  it = b.iterate(start)
+  for i in range(6):
+    got = next(it)
+    want = a.get_batch(start + i)
+    np.testing.assert_array_equal(got["index"], want["index"])
+    np.testing.assert_array_equal(got["image"], want["image"])
+  it.close()
+  other = ip.TrainLoader(cfg, 8, labeled, 0, 1)
+  assert not np.array_equal(other.get_batch(0)["index"], a.get_batch(0)["index"])
+
+
+def test_process_slices_concatenate_to_the_global_batch(data_dir):
+  cfg = _config(data_dir)
+  labeled = ip.select_labeled(cfg, 1)
+  whole = ip.TrainLoader(cfg, 1, labeled, 0, 1)
+  parts = [ip.TrainLoader(cfg, 1, labeled, p, 4) for p in range(4)]
+  assert all(p.local_batch_size == 5 for p in parts)
+  for step in [0, 7]:
+    want = whole.get_batch(step)
+    got = [p.get_batch(step) for p in parts]
+    for key in ("index", "has_landmarks", "landmarks", "image"):
+      np.testing.assert_array_equal(np.concatenate([g[key] for g in got]),
+                                    want[key])
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_eval_visits_every_example_once(data_dir, source, count):
+  cfg = _config(data_dir)
+  per_process = [list(ip.eval_batches(cfg, "validation", p, count))
+                 for p in range(count)]
+  assert len({len(b) for b in per_process}) == 1
+  assert len(per_process[0]) == math.ceil(N / 40)
+  real, pad = [], 0
+  for batches in per_process:
+    for b in batches:
+      assert b["image"].shape == (40 // count, 60, 60, 1)
+      real.append(b["index"][b["mask"] == 1])
+      pad += int((b["mask"] == 0).sum())
+      np.testing.assert_array_equal(b["has_landmarks"], 1.0)
+  np.testing.assert_array_equal(np.sort(np.concatenate(real)), np.arange(N))
+  assert pad == math.ceil(N / 40) * 40 - N
+  last = per_process[-1][-1]
+  r = int(np.flatnonzero(last["mask"])[-1]) if last["mask"].any() else None
+  if r is not None:
+    ex = source["validation"][int(last["index"][r])]
+    np.testing.assert_array_equal(last["landmarks"][r], ex["landmarks"])
+
+
+def test_missing_real_dataset_says_how_to_build_it(tmp_path, monkeypatch):
+  # Any non-synthetic builder that is not prepared: the 300W-sized noise one.
+  monkeypatch.setitem(build_data.DATASETS, "noise",
+                      ("landmark_ssl.bench.noise_builder", "Bench300w"))
+  with pytest.raises(FileNotFoundError,
+                     match="build_data --dataset=noise --data_dir=.*--manual_dir"):
+    ip.get_dataset_info(_config(str(tmp_path), name="noise"))
+  assert not list(tmp_path.iterdir())  # nothing was built
+
+
+def test_bad_inputs_name_the_setting_and_the_fix(data_dir):
+  with pytest.raises(ValueError, match="'blokcs'.*blocks.*the300w"):
+    ip.get_dataset_info(_config(data_dir, name="blokcs"))
+  with pytest.raises(ValueError, match="no builder config 'tiny'.*small"):
+    ip.get_dataset_info(_config(data_dir, name="blocks/tiny"))
+  for bad in (0.0, -0.1, 1.5):
+    with pytest.raises(ValueError, match=r"labeled_fraction.*\(0, 1\]"):
+      ip.select_labeled(_config(data_dir, labeled_fraction=bad), 0)
+  with pytest.raises(ValueError, match="labeled_share"):
+    ip.TrainLoader(_config(data_dir, labeled_share=2.0), 0, [0], 0, 1)
+  with pytest.raises(ValueError, match="batch_size=20 is not divisible by the 3"):
+    ip.TrainLoader(_config(data_dir), 0, [0, 1], 0, 3)
+  with pytest.raises(ValueError, match="eval_batch_size=40 .* 3 processes"):
+    next(ip.eval_batches(_config(data_dir), "test", 0, 3))
+  with pytest.raises(ValueError, match="'training'.*train_split.*validation"):
+    ip.select_labeled(_config(data_dir, train_split="training"), 0)
+  with pytest.raises(ValueError, match="'valid'.*'validation'"):
+    next(ip.eval_batches(_config(data_dir), "valid", 0, 1))
+  with pytest.raises(ValueError, match="labeled_indices"):
+    ip.TrainLoader(_config(data_dir), 0, [N + 3], 0, 1)
+  # A real dataset that is not built: the error says how to build it (or,
+  # while its builder is absent, which module is missing).
+  with pytest.raises((FileNotFoundError, ImportError),
+                     match="(build_data --dataset=hgr1|hgr1_dataset_builder)"):
+    ip.get_dataset_info(_config(data_dir, name="hgr1"))
