@@ -149,3 +149,24 @@ def test_models_take_conv_method_from_the_config():
   with pytest.raises(ValueError, match="conv_method"):
     bad = models.create_model(dict(cfg, conv_method="fast"), 2, {"label": 3})
     bad.init(jax.random.key(1), images)
+
+
+def test_fft_net_on_the_data_mesh_equals_one_device():
+  """The FFT formulation partitions over the batch like lax.conv does."""
+  from landmark_ssl import steps
+  mesh = steps.make_mesh()
+  n = 2 * mesh.devices.size
+  images = jax.random.uniform(jax.random.key(0), (n, 12, 12, 1))
+  net = layers.LandmarkConvNet((9, 1), 3, 2, "fft")
+  params = net.init(jax.random.key(1), images[:1])
+
+  def loss(p, x):
+    return jnp.sum(jnp.sin(net.apply(p, x)))
+
+  sharded = jax.jit(jax.value_and_grad(loss),
+                    in_shardings=(steps.replicated(mesh), steps.data_sharded(mesh)))
+  value, grads = sharded(params, images)
+  value_ref, grads_ref = jax.value_and_grad(loss)(params, images)
+  _close(value, value_ref)
+  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+    _close(got, want)

@@ -9,7 +9,8 @@ model; ``--models=all`` for every experiment file), see
 ``landmark_ssl.bench.train_step``: the train step's images/s with costs
 ``L`` and the experiment's default costs (``L+T+C`` for Blocks and HGR1),
 counted and model FLOPs per step, model FLOP/s and their fraction of the
-same-process float32 matrix product, the ratio of the two step times, XLA's
+best float32 matrix product timed in the same run (interleaved with the
+steps), the ratio of the two step times, XLA's
 memory estimate and the peak RSS. Then the input pipeline's images/s for the
 experiment's dataset (``landmark_ssl.bench.input_pipeline.measure``: the
 loader, the on-device augmentation, and both), when the dataset is there:
@@ -31,6 +32,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 import jax
+import tensorflow_datasets as tfds
 
 from landmark_ssl import build_data
 from landmark_ssl import input_pipeline
@@ -97,7 +99,8 @@ def main(argv: Sequence[str]) -> None:
   print(f"{info['device_kind']} x{info['device_count']} ({info['platform']}, "
         f"{info['cpu_count']} CPUs), jax {info['jax']}; load average "
         f"{info.get('load_average_at_start')}")
-  matmul = train_step.matmul_reference(_MATMUL.value)
+  tfds.disable_progress_bar()
+  matmul = train_step.MatmulReference(_MATMUL.value)
   results = {}
   with tempfile.TemporaryDirectory() as tmp:
     for name in names:
@@ -115,11 +118,15 @@ def main(argv: Sequence[str]) -> None:
         res["input_pipeline"] = pipeline_speed(
             exp, FLAGS.data_dir or tmp, FLAGS.data_dir)
       results[name] = res
+  for res in results.values():
+    if "steps" in res:
+      train_step.set_reference(res, matmul.best)
   if hasattr(os, "getloadavg"):
     info["load_average_at_end"] = list(os.getloadavg())
   print()
   print(train_step.format_table(results, _MATMUL.value))
   report = {"machine": info, "matmul_size": _MATMUL.value,
+            "matmul_best_flop_per_s": matmul.best,
             "devices": [str(d) for d in jax.devices()],
             "experiments": results}
   with open(_OUT.value, "w") as f:

@@ -15,25 +15,26 @@ Both formulations compute the same cross-correlation (what ``lax.conv`` and
   agree with ``'direct'`` to float32 rounding (about ``1e-6`` of the
   output's scale, forward and gradients; ``tests/convolution_test.py``).
 
-Why: on CPU (jax 0.10, XLA lowering convolutions and dots to YNNPACK) a 9x9
-convolution reaches only 0.2-0.45 of the FLOP/s of a large matrix product in
-the same process (fwd+bwd, 8 or 32 channels, 60x60; ``kthr`` measurement in
-the perf report), while the FFT form does 1/10 to 1/30 of the arithmetic.
-Measured fwd+bwd on a shared 2-core CPU (N=64, 60x60, C=O, interleaved
-repetitions, "of mm" = direct-convolution FLOPs per second over the
-same-process 2048^2 float32 matmul FLOP/s):
+Why: on CPU (jax 0.10, where XLA hands convolutions and dots to YNNPACK)
+a 9x9 convolution runs at only 0.25-0.45 of the FLOP/s of a large matrix
+product, while the FFT form does 1/10 (8 maps) to 1/30 (64 maps) of its
+arithmetic. ``python -m landmark_ssl.bench.convolution`` (N=64, 60x60,
+C -> C maps, forward + backward, interleaved with a 2048^2 float32 product;
+"of mm" = the direct convolution's FLOPs per second over the product's
+FLOP/s) gave, on a shared 2-core AMD EPYC VM under load (load average 6):
 
-=======  ====  ==============  ==============
-C=O      k     direct          fft
-=======  ====  ==============  ==============
-8        3     0.24 of mm      0.05
-8        5     0.39            0.23
-8        7     0.39            0.79
-8        9     0.44            1.18
-32       5     0.27            0.40
-32       7     0.21            1.02
-32       9     0.24            1.82
-=======  ====  ==============  ==============
+====  =====  ===================  ===================
+C     k      direct               fft
+====  =====  ===================  ===================
+8     3      45 ms (0.25 of mm)   132 ms (0.09)
+8     5      58 ms (0.54)         58 ms (0.54)
+8     7      157 ms (0.39)        71 ms (0.87)
+8     9      249 ms (0.41)        73 ms (1.39)
+32    3      695 ms (0.26)        850 ms (0.21)
+32    5      1318 ms (0.38)       582 ms (0.86)
+32    7      2313 ms (0.43)       539 ms (1.83)
+32    9      4420 ms (0.37)       824 ms (1.97)
+====  =====  ===================  ===================
 
 so :func:`resolve_method` (``'auto'``) picks ``'fft'`` on CPU for ``k >= 7``
 and ``'direct'`` otherwise. On accelerators ``'auto'`` keeps ``'direct'``
