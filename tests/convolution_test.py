@@ -170,3 +170,39 @@ def test_fft_net_on_the_data_mesh_equals_one_device():
   _close(value, value_ref)
   for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
     _close(got, want)
+
+
+def test_same_conv_has_nn_conv_parameters_and_values():
+  """Checkpoints written with flax's nn.Conv load into SameConv unchanged."""
+  import flax.linen as nn
+  x = jax.random.uniform(jax.random.key(0), (2, 9, 8, 3))
+  ours = layers.SameConv(5, 7, "fft", "NCHW")
+  theirs = nn.Conv(5, (7, 7), padding="SAME", kernel_init=layers.conv_init)
+  p_ours = ours.init(jax.random.key(4), _nchw(x))
+  p_theirs = theirs.init(jax.random.key(4), x)
+  assert jax.tree.structure(p_ours) == jax.tree.structure(p_theirs)
+  for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_theirs)):
+    np.testing.assert_array_equal(a, b)
+  p = jax.tree.map(lambda v: v + 0.1, p_theirs)  # a non-zero bias too
+  _close(_nhwc(ours.apply(p, _nchw(x))), theirs.apply(p, x))
+
+
+def test_comm_mt_fft_equals_direct():
+  cfg = dict(name="comm_mt", kernel_size=7, features=3, convs_before_pool=2,
+             convs_after_pool=1, hidden=(8,), conv_method="direct")
+  images = jax.random.uniform(jax.random.key(0), (3, 12, 16, 1))
+  direct = models.create_model(cfg, 2, {"label": 3})
+  fft = models.create_model(dict(cfg, conv_method="fft"), 2, {"label": 3})
+  variables = direct.init(jax.random.key(1), images)
+  assert (jax.tree.structure(fft.init(jax.random.key(1), images))
+          == jax.tree.structure(variables))
+
+  def loss(v, model):
+    out = model.apply(v, images)
+    return jnp.sum(out["landmarks"] ** 2) + jnp.sum(out["logits"]["label"])
+
+  _close(fft.apply(variables, images)["landmarks"],
+         direct.apply(variables, images)["landmarks"])
+  for got, want in zip(jax.tree.leaves(jax.grad(loss)(variables, fft)),
+                       jax.tree.leaves(jax.grad(loss)(variables, direct))):
+    _close(got, want)
