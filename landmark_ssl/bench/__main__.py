@@ -2,7 +2,7 @@ r"""All benchmarks: the train step of each experiment's model against the
 machine's matrix-product speed, and the input pipeline.
 
   python -m landmark_ssl.bench [--models=blocks,hgr1] [--batch_size=64] \
-      [--repeats=3] [--out=bench.json]
+      [--repeats=3] [--out=bench.json] [--data_dir=DIR] [--steps=60]
 
 For each experiment of ``--models`` (``experiments/<name>.py``, its default
 model; ``--models=all`` for every experiment file), see
@@ -36,14 +36,10 @@ import tensorflow_datasets as tfds
 
 from landmark_ssl import build_data
 from landmark_ssl import input_pipeline
+# Also defines --batch_size (global batch, of the steps too), --data_dir,
+# --steps (input batches timed) and --read_threads.
+from landmark_ssl.bench import input_pipeline as input_bench
 from landmark_ssl.bench import train_step
-
-try:  # written on another branch; the step benchmark runs without it
-  from landmark_ssl.bench import input_pipeline as input_bench
-  _INPUT_BENCH_ERROR = None
-except ImportError as e:  # pragma: no cover - depends on the checkout
-  input_bench = None
-  _INPUT_BENCH_ERROR = str(e)
 
 _MODELS = flags.DEFINE_list(
     "models", ["blocks", "hgr1"],
@@ -62,17 +58,11 @@ _CONFIG_ARG = flags.DEFINE_string(
     "config_arg", "", "Extra config argument items, e.g. 'quick'.")
 _PIPELINE = flags.DEFINE_bool("input_pipeline", True,
                               "Also time the input pipeline.")
-if input_bench is None:  # the input bench defines these when present
-  flags.DEFINE_integer("batch_size", 64, "Global batch size.")
-  flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 FLAGS = flags.FLAGS
 
 
 def pipeline_speed(exp, data_dir: str, real_data_dir: str | None) -> dict:
   """images/s of the experiment's input pipeline, or why it was skipped."""
-  if input_bench is None:
-    return {"skipped": "landmark_ssl.bench.input_pipeline is not in this "
-                       f"checkout ({_INPUT_BENCH_ERROR})"}
   config = exp.get_config(f"model={exp.DEFAULT.model},costs={exp.DEFAULT.costs}")
   data = config.data.to_dict()
   synthetic = build_data.split_name(data["name"])[0] in build_data.SYNTHETIC
