@@ -25,6 +25,7 @@ import ml_collections
 
 from landmark_ssl import checkpointing
 from landmark_ssl import input_pipeline
+from landmark_ssl import metrics_log
 from landmark_ssl import models
 from landmark_ssl import steps
 from landmark_ssl import train
@@ -111,6 +112,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required.")
+  metrics_log.quiet_library_logs()
   try:
     evaluate_run(_WORKDIR.value, _SPLITS.value, _STEP.value)
   except (FileNotFoundError, ValueError) as e:

@@ -23,7 +23,6 @@ Exit codes:
 
 from __future__ import annotations
 
-import logging as std_logging
 import sys
 
 from absl import app
@@ -31,6 +30,8 @@ from absl import flags
 from absl import logging
 import ml_collections
 from ml_collections import config_flags
+
+from landmark_ssl import metrics_log
 
 EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
@@ -100,23 +101,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(EXIT_USAGE)
 
 
-class _QuietLibraries(std_logging.Filter):
-  """Keeps orbax's per-save chatter out of the log (``-v 1`` shows it): its
-  INFO records, and its warning that a checkpoint between evaluations has no
-  metrics (expected: only evaluation checkpoints compete for "best")."""
-
-  def filter(self, record):
-    if logging.get_verbosity() >= 1 or "/orbax/" not in record.pathname:
-      return True
-    if record.levelno >= std_logging.WARNING:
-      return "did not provide metrics" not in record.getMessage()
-    return False
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  metrics_log.quiet_library_logs()
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("--config and --workdir are required.")
   config = _CONFIG.value
@@ -135,7 +123,8 @@ def main(argv):
   except train.NonFiniteCostError as e:
     logging.error("%s", e)
     sys.exit(EXIT_NON_FINITE)
-  except (train.ConfigMismatchError, FileNotFoundError, ValueError) as e:
+  except (train.ConfigMismatchError, FileNotFoundError, ImportError,
+          ValueError) as e:
     logging.error("%s", e)
     logging.debug("Traceback:", exc_info=True)
     sys.exit(EXIT_USAGE)

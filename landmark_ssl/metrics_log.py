@@ -22,9 +22,11 @@ uninterrupted run. Only process 0 writes (``enabled``).
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import math
 import os
 
+from absl import logging
 from etils import epath
 
 METRICS_FILE = "metrics.jsonl"
@@ -106,3 +108,27 @@ class MetricsLog:
     if self._writer is not None:
       self._writer.close()
       self._writer = None
+
+
+# orbax warnings that are expected here: checkpoints between evaluations
+# carry no metrics (only evaluation checkpoints compete for "best"), and
+# re-evaluation opens the checkpoints read-only.
+_EXPECTED_ORBAX_WARNINGS = ("did not provide metrics", "read_only=True",
+                            "is read only")
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Drops orbax's per-save INFO chatter and expected warnings unless ``-v 1``."""
+
+  def filter(self, record):
+    if logging.get_verbosity() >= 1 or "/orbax/" not in record.pathname:
+      return True
+    if record.levelno >= std_logging.WARNING:
+      message = record.getMessage()
+      return not any(m in message for m in _EXPECTED_ORBAX_WARNINGS)
+    return False
+
+
+def quiet_library_logs() -> None:
+  """Installs the filter above on absl's log handler (CLI entry points)."""
+  logging.get_absl_handler().addFilter(_QuietLibraries())

@@ -21,8 +21,11 @@ all; ``--config.x=y`` overrides any of them):
 * ``costs``: ``'L'``, ``'L+C'``, ``'L+T'``, ``'L+T+C'`` or ``'C'``.
 * ``data.{name, data_dir, manual_dir, labeled_fraction, labeled_share,
   batch_size, eval_batch_size, class_heads, train_split, eval_split,
-  test_splits}``: see ``input_pipeline``; batch sizes are global and must be
-  divisible by the number of devices.
+  test_splits}``: see ``input_pipeline`` (also its optional
+  ``read_threads``, ``prefetch_batches``); batch sizes are global and must be
+  divisible by the number of devices. Declare unset paths as
+  ``ml_collections.config_dict.placeholder(str)``, not ``None``: a ``None``
+  field cannot be overridden from the command line.
 * ``augment.{...}``: passed to ``augment.augment`` inside the train step.
 * ``model.{name, ...}``: ``models.create_model``.
 * ``loss.{alpha, gamma, weight_decay, elt_on, elt.{rotation, scale,
@@ -30,8 +33,9 @@ all; ``--config.x=y`` overrides any of them):
 * ``optim.learning_rate``; optional ``optim.schedule`` (``'constant'``,
   default, or ``'cosine'``: cosine decay to 0 over ``max_epochs``) and
   ``optim.grad_clip_norm`` (``0`` = off, the default). Adam.
-* ``train.max_epochs`` (may be fractional), ``train.eval_every_epochs``
-  (validation cadence, fractional allowed), ``train.patience`` (evaluations
+* ``train.max_epochs`` and ``train.eval_every_epochs`` (validation cadence)
+  in epochs, fractions allowed (declare them as floats, so that
+  ``--config.train.max_epochs=0.5`` parses), ``train.patience`` (evaluations
   without improvement before stopping; ``0`` = never stop early),
   ``train.log_every_steps``, ``train.checkpoint_every_steps`` (``0`` = only
   at evaluations).
@@ -297,25 +301,37 @@ def write_split_outputs(workdir, split: str, outputs: Mapping[str, np.ndarray],
       "thresholds": thresholds.tolist(), "fraction": fraction.tolist()})
 
 
+def _has_run_state(workdir: epath.Path) -> bool:
+  """Whether ``workdir`` holds a checkpoint or results (not just a config)."""
+  ckpt = workdir / checkpointing.CHECKPOINT_DIR
+  return (workdir / RESULTS_FILE).exists() or (
+      ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir()))
+
+
 def prepare_workdir(config_dict: dict, workdir: epath.Path, overwrite: bool,
                     is_main: bool) -> None:
   """Checks the workdir's stored config against ``config_dict``; saves it.
 
-  A workdir holding a run of another config is refused (the message names
-  the differing keys) unless ``overwrite``, which removes that run's files
-  (only files a run writes; nothing else in the folder).
+  A workdir holding a run (a checkpoint or results) of another config is
+  refused (the message names the differing keys) unless ``overwrite``, which
+  removes that run's files (only files a run writes; nothing else in the
+  folder). A workdir with only the config of a run that never got to its
+  first checkpoint (e.g. one stopped by a mistyped dataset name) is taken
+  over without ``overwrite``.
   """
   stored_path = workdir / CONFIG_FILE
   if stored_path.exists():
     diffs = config_differences(json.loads(stored_path.read_text()), config_dict)
-    if diffs and not overwrite:
+    has_run = _has_run_state(workdir)
+    if diffs and has_run and not overwrite:
       raise ConfigMismatchError(
           f"{workdir} holds a run of a different config:\n  " +
           "\n  ".join(diffs) +
           "\nUse another --workdir, or pass --overwrite to replace that run.")
     if diffs and is_main:
-      logging.warning("--overwrite: replacing the run in %s (%s).", workdir,
-                      "; ".join(diffs))
+      logging.warning("%s: replacing the %s in %s (%s).",
+                      "--overwrite" if has_run else "No checkpoint yet",
+                      "run" if has_run else "config", workdir, "; ".join(diffs))
       for name in _RUN_ARTIFACTS:
         path = workdir / name
         if path.is_dir():

@@ -8,7 +8,6 @@ conftest.py (the environment is inherited).
 """
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -253,6 +252,8 @@ def test_nan_cost_stops_with_step_and_term(fake, tmp_path):
   config = tiny_config.get_config()
   config.data.name = "fake_nan"
   config.costs = "L"
+  # Augmentation would mark the NaN landmark invisible (it is "outside").
+  config.augment.update(dict(rotation=0.0, scale=0.0, translation=0.0))
   with pytest.raises(train.NonFiniteCostError) as info:
     train.train_and_evaluate(config, tmp_path)
   err = info.value
@@ -274,12 +275,16 @@ def test_config_mismatch_is_refused(fake, tmp_path):
   config = tiny_config.get_config()
   config_dict = train.config_to_dict(config)
   train.prepare_workdir(config_dict, tmp_path, overwrite=False, is_main=True)
-  (tmp_path / "results.json").write_text("{}")
-  (tmp_path / "checkpoints").mkdir()
-  (tmp_path / "notes.txt").write_text("mine")
   other = tiny_config.get_config()
   other.optim.learning_rate = 0.1
   other.model.features = 4
+  # Only a config (the run never reached a checkpoint): taken over silently.
+  train.prepare_workdir(train.config_to_dict(other), tmp_path, overwrite=False,
+                        is_main=True)
+  train.prepare_workdir(config_dict, tmp_path, overwrite=False, is_main=True)
+  (tmp_path / "results.json").write_text("{}")
+  (tmp_path / "checkpoints" / "12").mkdir(parents=True)
+  (tmp_path / "notes.txt").write_text("mine")
   with pytest.raises(train.ConfigMismatchError) as info:
     train.train_and_evaluate(other, tmp_path)
   message = str(info.value)
@@ -301,10 +306,20 @@ def test_cli_errors_are_clear(tmp_path):
   assert typo.returncode == 2
   assert "config.optim has no key 'learning_rat'" in typo.stderr
   assert "learning_rate" in typo.stderr
-  missing = _run(tmp_path / "b", "--config.data.name=nonexistent")
-  assert missing.returncode == 2
-  assert "Dataset 'nonexistent' not found" in missing.stderr
-  assert "Traceback" not in missing.stderr
+  # The real pipeline's error for an unknown dataset passes through main.
+  unknown = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.main",
+       f"--config={REPO / 'tests' / 'tiny_config.py'}",
+       f"--workdir={tmp_path / 'b'}", "--config.data.name=blokcs",
+       f"--config.data.data_dir={tmp_path / 'tfds'}"],
+      capture_output=True, text=True, timeout=240, cwd=REPO)
+  assert unknown.returncode == 2, unknown.stderr[-3000:]
+  assert "Unknown dataset 'blokcs'" in unknown.stderr
+  assert "Traceback" not in unknown.stderr
+  # Fixing the name in the same workdir is not a config mismatch: that run
+  # never reached a checkpoint.
+  fixed = _run(tmp_path / "b", "--config.train.max_epochs=0.5")
+  assert fixed.returncode == 0, fixed.stderr[-3000:]
 
 
 def test_evaluate_reproduces_results(fake, reference, tmp_path):
@@ -318,3 +333,39 @@ def test_evaluate_reproduces_results(fake, reference, tmp_path):
   (tmp_path / "config.json").write_text((workdir / "config.json").read_text())
   with pytest.raises(evaluate.NoCheckpointError, match="has no checkpoint"):
     evaluate.evaluate_run(tmp_path)
+
+
+def test_tiny_blocks_run_learns(tmp_path_factory):
+  """End to end on the real pipeline (blocks/small, built here), all costs on."""
+  from landmark_ssl import input_pipeline, models, steps  # pylint: disable=g-import-not-at-top
+  config = tiny_config.get_config("blocks")
+  config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+  config.data.labeled_fraction = 0.5
+  config.train.max_epochs = 4.0
+  info = input_pipeline.get_dataset_info(config.data)  # builds blocks/small
+  # The validation error of the untrained model: what training must beat.
+  mesh = steps.make_mesh()
+  model = models.create_model(config.model, info.num_landmarks,
+                              train.model_heads(config, info))
+  settings = steps.StepSettings.from_config(config, model.landmark_cost)
+  key = jax.random.fold_in(jax.random.key(config.seed), 0)  # as in train.py
+  state = train.create_train_state(model, train.make_optimizer(config.optim, 1),
+                                   settings, info.image_shape, key, mesh)
+  start, _ = train.split_metrics(
+      train.predict_split(state, steps.jit_eval_step(mesh), config.data,
+                          "validation", mesh), "pixels", [])
+  workdir = tmp_path_factory.mktemp("blocks_run")
+  t0 = time.time()
+  results = train.train_and_evaluate(config, workdir)
+  seconds = time.time() - t0
+  print(f"tiny blocks run: {results['steps']} steps in {seconds:.1f}s; "
+        f"validation error {start['landmark_error']:.2f} -> "
+        f"{results['metrics']['validation']['landmark_error']:.2f} px")
+  assert results["status"] == "finished" and results["error_unit"] == "pixels"
+  assert results["metrics"]["validation"]["num_images"] == 150
+  assert results["label_subset"]["count"] == 75
+  assert (results["metrics"]["validation"]["landmark_error"]
+          < 0.7 * start["landmark_error"])
+  assert results["metrics"]["test"]["landmark_error"] < 0.7 * start["landmark_error"]
+  pred = np.load(workdir / "predictions_test.npz")
+  np.testing.assert_array_equal(np.sort(pred["index"]), np.arange(150))
