@@ -30,6 +30,7 @@ import tempfile
 from typing import Sequence
 
 from absl import app
+from absl import logging
 from absl import flags
 import jax
 import tensorflow_datasets as tfds
@@ -56,6 +57,10 @@ _EXPERIMENTS_DIR = flags.DEFINE_string(
     "Directory of the experiment files.")
 _CONFIG_ARG = flags.DEFINE_string(
     "config_arg", "", "Extra config argument items, e.g. 'quick'.")
+_PEAK = flags.DEFINE_float(
+    "peak_flops", 0.0, "Nominal peak FLOP/s of one device (e.g. from the "
+    "accelerator's data sheet, for the dtype the matmuls run in); when set, "
+    "each step also gets fraction_of_peak = model FLOP/s / (peak x devices).")
 _PIPELINE = flags.DEFINE_bool("input_pipeline", True,
                               "Also time the input pipeline.")
 FLAGS = flags.FLAGS
@@ -100,9 +105,11 @@ def main(argv: Sequence[str]) -> None:
             name, FLAGS.batch_size, _REPEATS.value, matmul, _CONV.value,
             _EXPERIMENTS_DIR.value, _CONFIG_ARG.value,
             log=lambda s: print(s, flush=True))
-      except (ValueError, FileNotFoundError) as e:
-        res = {"error": str(e)}
-        print(f"  skipped: {e}")
+      except Exception as e:  # pylint: disable=broad-except
+        # One experiment that cannot run (bad config, missing file) must not
+        # hide the others; the table and the JSON say why.
+        logging.exception("Benchmark of %s failed", name)
+        res = {"error": f"{type(e).__name__}: {e}"}
       if "error" not in res and _PIPELINE.value:
         exp = train_step.experiment_module(name, _EXPERIMENTS_DIR.value)
         res["input_pipeline"] = pipeline_speed(
@@ -111,11 +118,16 @@ def main(argv: Sequence[str]) -> None:
   for res in results.values():
     if "steps" in res:
       train_step.set_reference(res, matmul.best)
+      for step in res["steps"].values():
+        if _PEAK.value > 0:
+          step["fraction_of_peak"] = step["model_flop_per_s"] / (
+              _PEAK.value * jax.device_count())
   if hasattr(os, "getloadavg"):
     info["load_average_at_end"] = list(os.getloadavg())
   print()
   print(train_step.format_table(results, _MATMUL.value))
   report = {"machine": info, "matmul_size": _MATMUL.value,
+            "peak_flops_per_device": _PEAK.value or None,
             "matmul_best_flop_per_s": matmul.best,
             "devices": [str(d) for d in jax.devices()],
             "experiments": results}

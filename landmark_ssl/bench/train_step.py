@@ -23,7 +23,9 @@ model) and one cost setting:
   repetition). ``fraction_of_matmul`` divides by the best product of the
   whole run (the machine's reference; conservative when the load changed
   during the run), ``fraction_of_interleaved_matmul`` by the best product
-  interleaved with this experiment's steps. The best step counts;
+  interleaved with this experiment's steps. The product runs on one device
+  while the step runs on all of them: with several accelerators use
+  ``--peak_flops`` (``fraction_of_peak``) instead. The best step counts;
 * memory: XLA's estimate for the compiled step (arguments + outputs +
   temporaries - aliased, ``compiled.memory_analysis()``), and the process's
   peak resident set size (``ru_maxrss``) after the experiment's runs.
@@ -216,6 +218,7 @@ def machine() -> dict:
       "cpu_count": os.cpu_count(),
       "processor": platform.processor() or platform.machine(),
       "jax": jax.__version__,
+      "matmul_precision": str(jax.config.jax_default_matmul_precision),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
   if hasattr(os, "getloadavg"):
