@@ -24,7 +24,7 @@ Hyper-parameters, (alpha, beta, lambda, gamma) in the paper's notation:
 | ELT ranges | rotation 180 deg, scale 0.1, translation 0.1 | ours, see below |
 | optimiser, learning rate | Adam, 1e-3 | Adam: Sec. 4.4; rate ours |
 | batch, labeled_share | 64, 0.25 | ours |
-| epochs, patience | 500, 50 (early stopping on validation error) | ours |
+| epochs, patience (evaluations, one per epoch) | 500, 50 (early stopping on validation error) | ours |
 | labeled_fraction | 0.05 | one column of Table 1 (the sweep sets each) |
 
 ELT ranges: the paper draws ELT transforms from the ranges used to make the
@@ -88,6 +88,7 @@ def get_config(arg=None):
   c.eval.normalizer = "pixels"
   if choice.quick:
     configs.make_quick(c)
+    c.data.name = "blocks/small"  # the builder's 150-images-per-split config
   c.lock()
   return c
 

@@ -25,7 +25,7 @@ Hyper-parameters, (alpha, beta, lambda, gamma) = (0.001, 0.3, 1e-5, 2)
 | ELT ranges | as the augmentation | footnote 1 |
 | optimiser, learning rate | Adam, 1e-3 | Adam: Sec. 4.4; rate ours |
 | batch, labeled_share | 64, 0.25 | ours |
-| epochs, patience | 1000 (Sec. 4.4), 100 (ours) | early stopping on validation error: Sec. 4.4 |
+| epochs, patience (evaluations, one per epoch) | 1000 (Sec. 4.4), 100 (ours) | early stopping on validation error: Sec. 4.4 |
 | labeled_fraction | 0.05 | one column of Table 3 (the sweep sets each) |
 | normalizer | eye_centers ('dataset': the builder's) | Sec. 4.4 |
 """

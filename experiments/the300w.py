@@ -25,12 +25,12 @@ it for Seq-MT too (ours).
 | Comm-MT | Fig. 6 layout; kernel 9, 32 maps, FC 256, 256 | sizes ours (as Seq-MT) |
 | Heatmap-MT | Seq-MT's landmark net | Fig. 8 |
 | augmentation | rotation 30 deg, scale 0.1, translation 0.1 | footnote 9 |
-| black rectangles | 1 per image with probability 0.5, sides up to 30% | Table 6 caption ("random black rectangles"); sizes ours |
+| black rectangles | 0 or 1 per image (uniform), sides up to 30% of the image | Table 6 caption ("random black rectangles"); sizes ours |
 | ELT ranges | rotation 30 deg, scale 0.1, translation 0.1 | footnote 1 (as the augmentation) |
 | ELT on | all images, labelled or not | Sec. 4.5 ("on 300W ... samples with or without labelled landmarks"); see below |
 | optimiser, learning rate | Adam, 1e-3 | ours |
 | batch, labeled_share | 64, 0.25 | ours |
-| epochs, patience | 1000, 100 (early stopping on validation error) | ours |
+| epochs, patience (evaluations, one per epoch) | 1000, 100 (early stopping on validation error) | ours |
 | labeled_fraction | 1.0 | Table 4 (the sweep sets each column of Table 5) |
 | normalizer | eye_centers ('dataset': the builder's) | Sec. 4.5 |
 
@@ -67,9 +67,8 @@ def set_dataset(c):
   c.augment.rotation = 30.0
   c.augment.scale = 0.1
   c.augment.translation = 0.1
-  c.augment.black_rectangles.count = 1
-  c.augment.black_rectangles.probability = 0.5
-  c.augment.black_rectangles.max_size = 0.3
+  c.augment.black_rectangles = 1  # 0 or 1 per image, each with chance 1/2
+  c.augment.rectangle_size = 0.3
   c.loss.elt_on = "all"
   c.loss.elt.rotation = 30.0
   c.loss.elt.scale = 0.1

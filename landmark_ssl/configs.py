@@ -11,7 +11,9 @@ The config argument is comma-separated ``key=value`` pairs and flags, e.g.
 * ``model``: a row of the experiment's table (``seq_mt``, ``comm_mt``,
   ``heatmap_mt``, and on 300W ``rcn`` / ``rcn_plus``);
 * ``costs``: ``L``, ``L+C``, ``L+T``, ``L+T+C`` (Shapes: ``C``);
-* ``quick``: a small net and a few epochs, for a laptop CPU.
+* ``quick``: a small net of the same kind, 3 epochs, batches of 32, and for
+  the synthetic datasets their ``small`` builder config (150 images per
+  split): a run takes well under a minute on a laptop CPU.
 
 Run names (one workdir per run) are built from the settings:
 ``<model>_<costs>_f<fraction>_s<seed>``, e.g. ``seq_mt_L+T+C_f0.05_s0``.
@@ -129,10 +131,11 @@ def base_config() -> config_dict.ConfigDict:
   c.augment.rotation = 0.0
   c.augment.scale = 0.0
   c.augment.translation = 0.0
-  c.augment.black_rectangles = config_dict.ConfigDict()
-  c.augment.black_rectangles.count = 0  # rectangles per image; 0 = off
-  c.augment.black_rectangles.max_size = 0.0  # largest side, fraction of image side
-  c.augment.black_rectangles.probability = 0.0  # chance each one is drawn
+  # Random black rectangles (occlusion): up to this many per image (the
+  # count is uniform in {0, ..., black_rectangles}), sides up to
+  # rectangle_size of the image side; 0 = off.
+  c.augment.black_rectangles = 0
+  c.augment.rectangle_size = 0.0
 
   c.model = config_dict.ConfigDict()  # {name, attributes of the model class}
 
@@ -146,23 +149,25 @@ def base_config() -> config_dict.ConfigDict:
   c.loss.elt.scale = 0.0
   c.loss.elt.translation = 0.0
 
-  c.optim = config_dict.ConfigDict()
-  c.optim.optimizer = "adam"  # the paper: Adam (Sec. 4.4)
+  c.optim = config_dict.ConfigDict()  # Adam (the paper, Sec. 4.4)
   c.optim.learning_rate = 1e-3  # our choice (Adam's usual); the paper is silent
+  c.optim.schedule = "constant"  # or 'cosine' (decay to 0 over max_epochs)
+  c.optim.grad_clip_norm = 0.0  # 0 = off
 
   c.train = config_dict.ConfigDict()
   c.train.max_epochs = 100
   c.train.eval_every_epochs = 1
-  c.train.patience = 50  # epochs without a better validation metric; stop
-  # The validation metric early stopping and checkpoint selection follow
-  # (the paper: the validation landmark error).
-  c.train.early_stopping_metric = "landmark_error"
+  # Evaluations without a better validation metric before stopping (0 =
+  # never). The metric: validation landmark error, or class accuracy for
+  # costs without L (train.selection_rule).
+  c.train.patience = 50
   c.train.log_every_steps = 50
+  c.train.checkpoint_every_steps = 0  # 0 = at every evaluation only
 
   c.eval = config_dict.ConfigDict()
+  # 'pixels', 'wrist', 'eye_centers', 'outer_eye_corners', 'inter_pupil' or
+  # 'dataset' (the builder's stored normaliser): evaluation.NORMALIZERS.
   c.eval.normalizer = "pixels"
-  c.eval.failure_thresholds = (0.08, 0.10)  # failure rate: error above these
-  c.eval.auc_threshold = 0.08  # AUC of the CED curve up to this error
   return c
 
 
@@ -179,8 +184,9 @@ _QUICK_MODELS = {
 
 def make_quick(c: config_dict.ConfigDict) -> None:
   """Shrinks ``c`` in place to run in a few minutes on a laptop CPU: a small
-  net of the same kind, few epochs, small batches. The data and the costs
-  stay those of the experiment."""
+  net of the same kind, few epochs, small batches. The costs and the loss
+  weights stay those of the experiment (synthetic experiments also switch
+  to their ``small`` dataset)."""
   for key, val in _QUICK_MODELS[c.model.name].items():
     setattr(c.model, key, val)
   c.data.batch_size = 32
@@ -212,6 +218,15 @@ def load_experiment(path: str) -> types.ModuleType:
 def run_name(model: str, costs: str, fraction: float, seed: int) -> str:
   """``seq_mt_L+T+C_f0.05_s0``: a run's directory name."""
   return f"{model}_{costs}_f{fraction:g}_s{seed}"
+
+
+def row_model(model_config: Mapping) -> str:
+  """The table row of a model config: its name, except that ``rcn`` with the
+  soft-argmax is ``rcn_plus`` (RCN+)."""
+  name = model_config["name"]
+  if name == "rcn" and model_config.get("soft_argmax", True):
+    return "rcn_plus"
+  return name
 
 
 def table_runs(experiment: str, models: Sequence[str],

@@ -1,0 +1,371 @@
+r"""Aggregates a sweep's finished runs into the paper's tables.
+
+  python -m landmark_ssl.report --workdir=DIR [--config=experiments/blocks.py ...]
+
+Reads every ``results.json`` under ``DIR`` (written by ``train.py``) and
+writes ``DIR/report.md`` and ``DIR/report.csv``:
+
+* one table per experiment, test split and metric: rows are the model and
+  costs in the paper's order (then any others found), columns the share of
+  training images with landmark labels;
+* each cell: ``mean ± std (n=...)`` over the seeds, where ``std`` is the
+  *sample* standard deviation (``ddof=1``; none with one seed), then the
+  paper's number (``landmark_ssl.paper_results``) where it has one;
+* units: landmark errors in pixels where the run measured pixels (Blocks),
+  otherwise in percent of the normaliser (``results.json`` stores fractions,
+  multiplied by 100 here); accuracies, failure rates and AUCs in percent;
+* with ``--config`` (repeatable: e.g. both 300W files), the runs of those
+  experiments' sweeps that have no finished result, i.e. the missing cells.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+
+from absl import app
+from absl import flags
+
+from landmark_ssl import configs
+from landmark_ssl import paper_results
+from landmark_ssl import sweep as sweep_lib
+
+REPORT_MD = "report.md"
+REPORT_CSV = "report.csv"
+CSV_FIELDS = ("experiment", "split", "metric", "unit", "model", "costs",
+              "fraction", "n", "mean", "std", "paper", "seeds")
+_SKIP_METRICS = ("num_images",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One finished run, read from its ``results.json``."""
+  run_dir: str
+  experiment: str  # config.data.name without a builder config
+  model: str  # table row: configs.row_model
+  costs: str
+  fraction: float
+  seed: int
+  error_unit: str  # 'pixels' or 'fraction of <normalizer>'
+  metrics: Mapping[str, Mapping[str, float]]  # split -> metric -> value
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  mean: float
+  std: float  # sample standard deviation (ddof=1); nan for n = 1
+  n: int
+  seeds: Tuple[int, ...]
+
+
+def load_runs(workdir: str) -> Tuple[List[Run], List[Tuple[str, str]]]:
+  """Every ``results.json`` under ``workdir``.
+
+  Returns:
+    ``(finished runs, [(run_dir, status), ...] of the others)``.
+
+  Raises:
+    ValueError: naming a ``results.json`` that is not the expected JSON.
+  """
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
+                            "the --workdir of the sweep.")
+  finished, other = [], []
+  for root, dirs, files in os.walk(workdir):
+    dirs.sort()
+    if sweep_lib.RESULTS_FILE not in files:
+      continue
+    path = os.path.join(root, sweep_lib.RESULTS_FILE)
+    try:
+      with open(path) as f:
+        data = json.load(f)
+    except ValueError as e:
+      raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun "
+                       "that run to rewrite it.") from None
+    status = data.get("status") if isinstance(data, dict) else None
+    if status != "finished":
+      other.append((root, str(status)))
+      continue
+    finished.append(_run_of(root, data, path))
+  return finished, other
+
+
+def _run_of(run_dir: str, data: Mapping, path: str) -> Run:
+  try:
+    config = data["config"]
+    metrics = {split: {k: float(v) for k, v in m.items()
+                       if k not in _SKIP_METRICS and _is_number(v)}
+               for split, m in data["metrics"].items()}
+    return Run(run_dir=run_dir,
+               experiment=experiment_of(config["data"]["name"]),
+               model=configs.row_model(config["model"]),
+               costs=config["costs"],
+               fraction=float(config["data"]["labeled_fraction"]),
+               seed=int(config["seed"]),
+               error_unit=str(data.get("error_unit", "")),
+               metrics=metrics)
+  except (KeyError, TypeError, AttributeError) as e:
+    raise ValueError(
+        f"{path} lacks {e} or has the wrong type: a finished results.json "
+        "holds config.{data.name, data.labeled_fraction, model.name, costs, "
+        "seed}, error_unit and metrics.{split}.{metric}.") from None
+
+
+def experiment_of(data_name: str) -> str:
+  """The paper experiment of a dataset name: ``'blocks/small'`` -> ``'blocks'``
+  (a TFDS builder config does not change the table)."""
+  return str(data_name).partition("/")[0]
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def display(metric: str, value: float, error_unit: str) -> Tuple[float, str]:
+  """A stored metric in the paper's units: ``(value, unit)``."""
+  if metric == "landmark_error":
+    if error_unit == "pixels":
+      return value, "pixels"
+    normalizer = error_unit.replace("fraction of ", "", 1) or "normaliser"
+    return 100.0 * value, f"% of {normalizer}"
+  return 100.0 * value, "%"
+
+
+CellKey = Tuple[str, str, str, str, str, str, float]  # exp, split, metric,
+# unit, model, costs, fraction
+
+
+def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
+  """Mean, sample std (ddof=1) and count over the runs of each cell, per
+  test split (every split but ``validation``) and metric, in display
+  units."""
+  values = collections.defaultdict(list)
+  for r in runs:
+    for split, metrics in r.metrics.items():
+      if split == "validation":
+        continue
+      for metric, v in metrics.items():
+        shown, unit = display(metric, v, r.error_unit)
+        key = (r.experiment, split, metric, unit, r.model, r.costs, r.fraction)
+        values[key].append((r.seed, shown))
+  out = {}
+  for key, pairs in values.items():
+    xs = [v for _, v in pairs]
+    n = len(xs)
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
+    out[key] = Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
+  return out
+
+
+def expected_runs(experiment_files: Sequence[str], seeds=None,
+                  quick: bool = False) -> List[Tuple[Dict, Tuple]]:
+  """``[(run, (experiment, model, costs, fraction, seed)), ...]`` of the
+  experiment files' sweeps."""
+  out = []
+  for path in experiment_files:
+    module = configs.load_experiment(path)
+    runs = module.sweep() if seeds is None else module.sweep(seeds=seeds)
+    for run in sweep_lib.select_runs(runs, quick=quick):
+      config = module.get_config(run["config_arg"])
+      config.update_from_flattened_dict(run["overrides"])
+      out.append((run, (experiment_of(config.data.name),
+                        configs.row_model(config.model),
+                        config.costs, float(config.data.labeled_fraction),
+                        int(config.seed))))
+  return out
+
+
+def missing_runs(expected, runs: Sequence[Run], workdir: str) -> List[Tuple]:
+  """``[((experiment, model, costs, fraction), run name, state), ...]`` of
+  the expected runs with no finished result, in sweep order; state is
+  ``'not started'`` or ``'started, not finished'``."""
+  have = {(r.experiment, r.model, r.costs, r.fraction, r.seed) for r in runs}
+  out = []
+  for run, cell in expected:
+    if cell in have:
+      continue
+    started = os.path.isdir(os.path.join(workdir, run["name"]))
+    out.append((cell[:4], run["name"],
+                "started, not finished" if started else "not started"))
+  return out
+
+
+def _fmt(x: float) -> str:
+  return f"{x:.2f}"
+
+
+def _cell_text(stats: Stats | None, paper: float | None) -> str:
+  parts = []
+  if stats is not None:
+    std = "" if math.isnan(stats.std) else f" ± {_fmt(stats.std)}"
+    parts.append(f"{_fmt(stats.mean)}{std} (n={stats.n})")
+  elif paper is not None:
+    parts.append("–")
+  if paper is not None:
+    parts.append(f"paper {_fmt(paper)}")
+  return " · ".join(parts)
+
+
+_METRIC_ORDER = ("landmark_error", "accuracy/", "failure_rate@", "auc@")
+
+
+def _metric_rank(metric: str):
+  for i, prefix in enumerate(_METRIC_ORDER):
+    if metric.startswith(prefix):
+      return (i, metric)
+  return (len(_METRIC_ORDER), metric)
+
+
+def _fraction_label(f: float) -> str:
+  return f"{100 * f:g}%"
+
+
+def tables(stats: Mapping[CellKey, Stats]):
+  """Yields ``(experiment, split, metric, unit, rows, fractions, cells)``:
+  every table of the report, in a stable order; ``cells[(model, costs,
+  fraction)] = (Stats or None, paper number or None)``."""
+  groups = collections.defaultdict(dict)
+  for (exp, split, metric, unit, model, costs, frac), s in stats.items():
+    groups[(exp, split, metric, unit)][(model, costs, frac)] = s
+  order = list(paper_results.FRACTIONS)
+  for exp, split, metric, unit in sorted(
+      groups, key=lambda k: (order.index(k[0]) if k[0] in order else len(order),
+                             k[0], k[1], _metric_rank(k[2]), k[3])):
+    found = groups[(exp, split, metric, unit)]
+    paper = {(m, c, f): v for (e, met, sp, m, c, f), v in
+             paper_results.RESULTS.items()
+             if e == exp and met == metric and sp == split}
+    rows = [rc for rc in paper_results.ROWS.get(exp, [])
+            if any(k[:2] == rc for k in list(found) + list(paper))]
+    rows += sorted({k[:2] for k in found} - set(rows))
+    fractions = sorted({k[2] for k in found} | {k[2] for k in paper})
+    cells = {}
+    for model, costs in rows:
+      for f in fractions:
+        s, p = found.get((model, costs, f)), paper.get((model, costs, f))
+        if s is not None or p is not None:
+          cells[(model, costs, f)] = (s, p)
+    yield exp, split, metric, unit, rows, fractions, cells
+
+
+def render_markdown(stats: Mapping[CellKey, Stats],
+                    missing: Sequence[Tuple[str, str]] | None = None,
+                    unfinished: Sequence[Tuple[str, str]] = (),
+                    workdir: str = "") -> str:
+  out = io.StringIO()
+  w = out.write
+  w(f"# Results{f' of {workdir}' if workdir else ''}\n\n")
+  w("Each cell: mean ± sample standard deviation (ddof=1) over seeds, with "
+    "the number of seeds n, then the paper's number (– where no run "
+    "finished). Columns: share of "
+    "training images with landmark labels. Landmark errors in pixels "
+    "(Blocks) or percent of the normaliser; accuracies, failure rates and "
+    "AUCs in percent.\n")
+  if not stats:
+    w("\nNo finished runs yet.\n")
+  for exp, split, metric, unit, rows, fractions, cells in tables(stats):
+    w(f"\n## {exp}, {split}: {metric} ({unit})\n\n")
+    if exp == "shapes":
+      w("Shapes trains on class labels only (costs C): no landmark labels "
+        "are used whatever the fraction.\n\n")
+    w("| model | " + " | ".join(_fraction_label(f) for f in fractions) + " |\n")
+    w("| --- |" + " --- |" * len(fractions) + "\n")
+    for model, costs in rows:
+      texts = [_cell_text(*cells.get((model, costs, f), (None, None)))
+               for f in fractions]
+      w(f"| {paper_results.row_label(model, costs)} | " + " | ".join(texts) + " |\n")
+  if missing is not None:
+    w(f"\n## Missing runs ({len(missing)})\n\n")
+    if missing:
+      w("Runs of the sweep with no finished results.json, by cell (rerun the "
+        "sweep command to train them; started runs resume):\n\n")
+      by_cell = collections.defaultdict(list)
+      for cell, name, state in missing:
+        by_cell[cell].append(f"{name} ({state})")
+      for (exp, model, costs, frac), names in by_cell.items():
+        w(f"- {exp}, {paper_results.row_label(model, costs)}, "
+          f"{_fraction_label(frac)}: {', '.join(names)}\n")
+    else:
+      w("None: every run of the sweep has finished.\n")
+  if unfinished:
+    w(f"\n## Unfinished results.json ({len(unfinished)})\n\n")
+    for run_dir, status in unfinished:
+      w(f"- {run_dir}: status {status}\n")
+  return out.getvalue()
+
+
+def csv_rows(stats: Mapping[CellKey, Stats]) -> List[Dict]:
+  """One row per table cell, in the order of the markdown tables; cells the
+  paper has but no run reached have ``n = 0``."""
+  out = []
+  for exp, split, metric, unit, rows, fractions, cells in tables(stats):
+    for model, costs in rows:
+      for f in fractions:
+        if (model, costs, f) not in cells:
+          continue
+        s, p = cells[(model, costs, f)]
+        out.append(dict(
+            experiment=exp, split=split, metric=metric, unit=unit,
+            model=model, costs=costs, fraction=f,
+            n=s.n if s else 0,
+            mean="" if s is None else s.mean,
+            std="" if s is None or math.isnan(s.std) else s.std,
+            paper="" if p is None else p,
+            seeds="" if s is None else " ".join(map(str, s.seeds))))
+  return out
+
+
+def write_report(workdir: str, experiment_files: Sequence[str] = (),
+                 seeds=None, quick: bool = False) -> str:
+  """Writes ``report.md`` and ``report.csv`` in ``workdir``; returns the
+  markdown."""
+  runs, unfinished = load_runs(workdir)
+  stats = aggregate(runs)
+  missing = None
+  if experiment_files:
+    missing = missing_runs(expected_runs(experiment_files, seeds, quick), runs,
+                           workdir)
+  text = render_markdown(stats, missing, unfinished, workdir)
+  with open(os.path.join(workdir, REPORT_MD), "w") as f:
+    f.write(text)
+  with open(os.path.join(workdir, REPORT_CSV), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(csv_rows(stats))
+  return text
+
+
+def define_flags(flag_values=flags.FLAGS):
+  flags.DEFINE_string("workdir", None, "The sweep's directory.",
+                      flag_values=flag_values)
+  flags.DEFINE_multi_string("config", [], "Experiment file(s) whose sweep "
+                            "defines the expected runs; lists missing ones.",
+                            flag_values=flag_values)
+  flags.DEFINE_string("seeds", None, "Comma-separated seeds the sweep used, "
+                      "if not its own.", flag_values=flag_values)
+  flags.DEFINE_bool("quick", False, "The sweep ran with --quick.",
+                    flag_values=flag_values)
+  flags.mark_flag_as_required("workdir", flag_values=flag_values)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  FLAGS = flags.FLAGS
+  text = write_report(FLAGS.workdir, FLAGS.config,
+                      sweep_lib.parse_seeds(FLAGS.seeds), FLAGS.quick)
+  print(text)
+  print(f"Wrote {os.path.join(FLAGS.workdir, REPORT_MD)} and "
+        f"{os.path.join(FLAGS.workdir, REPORT_CSV)}.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,176 @@
+"""The report: mean and sample std over seeds against hand-computed numbers,
+units, the paper's numbers beside each cell, per-split tables, missing cells."""
+
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from landmark_ssl import configs
+from landmark_ssl import report
+
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+EXP = {n: configs.load_experiment(f"{ROOT}/experiments/{n}.py")
+       for n in ("blocks", "hgr1", "the300w", "the300w_rcn")}
+
+
+def fake_results(workdir, experiment, run, metrics, status="finished",
+                 error_unit=None, normalizer=None):
+  """Writes ``results.json`` of one sweep run as train.py does."""
+  exp = EXP[experiment]
+  config = exp.get_config(run["config_arg"])
+  config.update_from_flattened_dict(run["overrides"])
+  normalizer = normalizer or config.eval.normalizer
+  unit = error_unit or ("pixels" if normalizer == "pixels"
+                        else f"fraction of {normalizer}")
+  run_dir = os.path.join(workdir, run["name"])
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, "results.json"), "w") as f:
+    json.dump({"config": config.to_dict(), "status": status, "steps": 10,
+               "epochs": 1.0, "best_step": 5, "wall_time_s": 1.0,
+               "device_kind": "cpu", "num_devices": 8, "num_processes": 1,
+               "label_subset": {"fraction": config.data.labeled_fraction,
+                                "count": 3, "file": "label_subset.json"},
+               "normalizer": normalizer, "error_unit": unit,
+               "metrics": metrics}, f)
+
+
+def run_of(experiment, name):
+  (run,) = [r for r in EXP[experiment].sweep() if r["name"] == name]
+  return run
+
+
+def test_blocks_mean_and_sample_std_by_hand(tmp_path):
+  # seq_mt L+T+C at 5%: errors 1, 2, 4 pixels over seeds 0-2:
+  # mean 7/3 = 2.3333; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2
+  # = (16 + 1 + 25) / 18 = 7/3, std 1.5275.
+  for seed, err, acc in ((0, 1.0, 0.5), (1, 2.0, 0.75), (2, 4.0, 1.0)):
+    fake_results(tmp_path, "blocks", run_of("blocks", f"seq_mt_L+T+C_f0.05_s{seed}"),
+                 {"validation": {"landmark_error": 9.0},
+                  "test": {"landmark_error": err, "accuracy/label": acc,
+                           "num_images": 3200}})
+  # comm_mt L at 100%, one seed: no std.
+  fake_results(tmp_path, "blocks", run_of("blocks", "comm_mt_L_f1_s3"),
+               {"test": {"landmark_error": 3.5, "num_images": 3200}})
+  text = report.write_report(str(tmp_path), [f"{ROOT}/experiments/blocks.py"])
+  assert "2.33 ± 1.53 (n=3) · paper 1.70 |" in text
+  assert "3.50 (n=1) · paper 3.41" in text
+  assert "– · paper 8.33" in text  # a paper cell without runs
+  assert "## blocks, test: landmark_error (pixels)" in text
+  assert "## blocks, test: accuracy/label (%)" in text
+  assert "75.00 ± 25.00 (n=3)" in text  # accuracies in percent
+  assert "validation" not in text.split("## Missing")[0]  # no validation table
+  rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+  (cell,) = [r for r in rows if r["metric"] == "landmark_error"
+             and r["model"] == "seq_mt" and r["costs"] == "L+T+C"
+             and float(r["fraction"]) == 0.05]
+  assert math.isclose(float(cell["mean"]), 7 / 3)
+  assert math.isclose(float(cell["std"]), math.sqrt(7 / 3))
+  assert (cell["n"], cell["seeds"], float(cell["paper"])) == ("3", "0 1 2", 1.70)
+  (single,) = [r for r in rows if r["metric"] == "landmark_error"
+               and r["model"] == "comm_mt" and r["costs"] == "L"
+               and float(r["fraction"]) == 1.0]
+  assert single["std"] == "" and single["n"] == "1"
+  # Missing: the 230 runs of Table 1 minus the 4 finished ones.
+  missing = text.split("## Missing runs (")[1]
+  assert missing.startswith("226)")
+  line = [l for l in missing.splitlines()
+          if l.startswith("- blocks, Seq-MT (L+T+C), 5%: ")]
+  assert line == ["- blocks, Seq-MT (L+T+C), 5%: seq_mt_L+T+C_f0.05_s3 "
+                  "(not started), seq_mt_L+T+C_f0.05_s4 (not started)"]
+  # Rows in Table 1's order.
+  table = text.split("## blocks, test: landmark_error")[1].split("##")[0]
+  labels = [line.split("|")[1].strip() for line in table.splitlines()
+            if line.startswith("| ") and "(" in line.split("|")[1]]
+  assert labels == ["Seq-MT (L)", "Seq-MT (L+C)", "Seq-MT (L+T)",
+                    "Seq-MT (L+T+C)", "Comm-MT (L)", "Comm-MT (L+C)",
+                    "Heatmap-MT (L)", "Heatmap-MT (L+C)"]
+
+
+def test_random_values_match_numpy(tmp_path):
+  rng = np.random.default_rng(0)
+  errs = rng.uniform(0.05, 0.6, size=5)
+  for seed, err in enumerate(errs):
+    fake_results(tmp_path, "hgr1", run_of("hgr1", f"heatmap_mt_L+C_f0.2_s{seed}"),
+                 {"test": {"landmark_error": float(err),
+                           "accuracy/gesture": float(1 - err)}})
+  runs, unfinished = report.load_runs(str(tmp_path))
+  assert len(runs) == 5 and not unfinished
+  stats = report.aggregate(runs)
+  s = stats[("hgr1", "test", "landmark_error", "% of wrist", "heatmap_mt",
+             "L+C", 0.2)]
+  assert math.isclose(s.mean, 100 * np.mean(errs))  # fractions -> percent
+  assert math.isclose(s.std, 100 * np.std(errs, ddof=1))
+  assert math.isclose(s.std, statistics.stdev(100 * errs))
+  assert s.n == 5 and s.seeds == (0, 1, 2, 3, 4)
+  text = report.render_markdown(stats)
+  assert "paper 43.20" in text and "paper 87.55" in text
+
+
+def test_300w_has_one_table_per_test_split_and_rows_of_both_files(tmp_path):
+  splits = {"test_common": 0.04, "test_ibug": 0.09, "test_full": 0.05}
+  fake_results(tmp_path, "the300w", run_of("the300w", "seq_mt_L+T_f1_s0"),
+               {k: {"landmark_error": v, "failure_rate@0.08": 0.1,
+                    "auc@0.08": 0.5} for k, v in splits.items()})
+  fake_results(tmp_path, "the300w_rcn", run_of("the300w_rcn", "rcn_plus_L_f0.05_s0"),
+               {"test_full": {"landmark_error": 0.07}})
+  fake_results(tmp_path, "the300w_rcn", run_of("the300w_rcn", "rcn_L_f1_s0"),
+               {"test_full": {"landmark_error": 0.055}})
+  files = [f"{ROOT}/experiments/the300w.py", f"{ROOT}/experiments/the300w_rcn.py"]
+  text = report.write_report(str(tmp_path), files)
+  for split, paper in (("test_common", 4.84), ("test_ibug", 9.53),
+                       ("test_full", 5.74)):
+    table = text.split(f"## the300w, {split}: landmark_error (% of eye_centers)")[1]
+    table = table.split("##")[0]
+    line = [l for l in table.splitlines() if l.startswith("| Seq-MT (L+T)")][0]
+    assert f"{100 * splits[split]:.2f} (n=1) · paper {paper:.2f}" in line
+  full = text.split("## the300w, test_full: landmark_error")[1].split("##")[0]
+  assert "| RCN+ (L) | 7.00 (n=1) · paper 7.26 |" in full
+  assert "5.50 (n=1) · paper 5.54" in full  # RCN [12] at 100%
+  assert "## the300w, test_ibug: failure_rate@0.08 (%)" in text
+  assert text.split("## Missing runs (")[1].startswith(f"{100 + 55 - 3})")
+
+
+def test_unfinished_runs_are_listed_not_counted(tmp_path):
+  run = run_of("blocks", "seq_mt_L_f0.01_s0")
+  fake_results(tmp_path, "blocks", run, {"test": {"landmark_error": 5.0}},
+               status="running")
+  text = report.write_report(str(tmp_path), [f"{ROOT}/experiments/blocks.py"])
+  assert "No finished runs yet." in text
+  assert "- blocks, Seq-MT (L), 1%: seq_mt_L_f0.01_s0 (started, not finished), " \
+      "seq_mt_L_f0.01_s1 (not started)" in text
+  assert "status running" in text
+
+
+def test_bad_results_name_the_file(tmp_path):
+  bad = tmp_path / "x" / "results.json"
+  bad.parent.mkdir()
+  bad.write_text("{not json")
+  with pytest.raises(ValueError, match="x/results.json"):
+    report.load_runs(str(tmp_path))
+  bad.write_text(json.dumps({"status": "finished", "metrics": {}}))
+  with pytest.raises(ValueError, match="x/results.json lacks 'config'"):
+    report.load_runs(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="--workdir"):
+    report.load_runs(str(tmp_path / "nope"))
+
+
+def test_cli_writes_both_files(tmp_path):
+  fake_results(tmp_path, "blocks", run_of("blocks", "heatmap_mt_L_f0.5_s0"),
+               {"test": {"landmark_error": 2.5}})
+  out = subprocess.run([sys.executable, "-m", "landmark_ssl.report",
+                        f"--workdir={tmp_path}"], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, check=True)
+  assert "2.50 (n=1) · paper 2.78" in out.stdout
+  assert "Missing runs" not in out.stdout  # no --config: nothing expected
+  assert (tmp_path / "report.md").read_text() in out.stdout
+  assert len(list(csv.DictReader(open(tmp_path / "report.csv")))) == 46

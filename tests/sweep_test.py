@@ -1,0 +1,322 @@
+"""The sweep runner: its commands parse back into the runs' configs, it skips
+finished runs, counts failures, logs, runs N at a time, respects the lock of
+a run still in progress, and stops and resumes cleanly."""
+
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from landmark_ssl import configs
+from landmark_ssl import report
+from landmark_ssl import sweep
+
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+# A stand-in for `python -m landmark_ssl.main`: records its pid, prints, sleeps
+# FAKE_SLEEP seconds, fails (exit 3) for seeds in FAKE_FAIL_SEEDS, else writes
+# a finished results.json.
+FAKE_MAIN = textwrap.dedent(f"""\
+    #!{sys.executable}
+    import json, os, sys, time
+    args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+    wd, seed = args["workdir"], int(args.get("config.seed", 0))
+    os.makedirs(wd, exist_ok=True)
+    with open(os.path.join(wd, "pids"), "a") as f:
+      f.write(f"{{os.getpid()}} {{time.time()}}\\n")
+    print("fake training in", wd, flush=True)
+    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    if str(seed) in os.environ.get("FAKE_FAIL_SEEDS", "").split(","):
+      print("fake failure", flush=True)
+      sys.exit(3)
+    with open(os.path.join(wd, "results.json"), "w") as f:
+      json.dump({{"status": "finished", "config": {{"seed": seed}},
+                  "end": time.time()}}, f)
+    """)
+
+
+@pytest.fixture
+def fake_main(tmp_path):
+  path = tmp_path / "fake_python"
+  path.write_text(FAKE_MAIN)
+  path.chmod(0o755)
+  return str(path)
+
+
+def _fake_jobs(fake, workdir, seeds):
+  runs = [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
+          for s in seeds]
+  return sweep.make_jobs(runs, "fake.py", str(workdir), python=fake)
+
+
+def _parse_main_command(argv):
+  """Parses a landmark_ssl.main command line as main does (config_flags)."""
+  assert list(argv[1:3]) == ["-m", "landmark_ssl.main"]
+  args = ["main"] + list(argv[3:])
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=args)
+  flags.DEFINE_string("workdir", None, "", flag_values=fv)
+  fv(args)
+  return fv.config, fv.workdir
+
+
+def test_select_runs():
+  runs = configs.load_experiment(f"{ROOT}/experiments/blocks.py").sweep()
+  some = sweep.select_runs(runs, only=r"^seq_mt_L\+T_f0\.(05|1)_")
+  assert [r["name"] for r in some] == [
+      f"seq_mt_L+T_f{f}_s{s}" for f in ("0.05", "0.1") for s in range(5)]
+  quick = sweep.select_runs(some[:1], quick=True)
+  assert quick[0]["name"] == "seq_mt_L+T_f0.05_s0_quick"
+  assert quick[0]["config_arg"] == "model=seq_mt,costs=L+T,quick"
+  assert some[0]["name"] == "seq_mt_L+T_f0.05_s0"  # input untouched
+  with pytest.raises(ValueError, match="twice"):
+    sweep.select_runs(runs[:1] * 2)
+
+
+@pytest.mark.parametrize("name,stride", [
+    ("shapes", 1), ("blocks", 7), ("hgr1", 11), ("multipie", 13),
+    ("the300w", 3), ("the300w_rcn", 1)])
+def test_commands_parse_back_into_the_runs_configs(name, stride, tmp_path):
+  path = f"{ROOT}/experiments/{name}.py"
+  exp = configs.load_experiment(path)
+  runs = exp.sweep()[::stride]
+  jobs = sweep.make_jobs(runs, path, str(tmp_path),
+                         {"data.data_dir": "/data/tfds", "train.max_epochs": "7"})
+  assert len(jobs) == len(runs)
+  for run, job in zip(runs, jobs):
+    config, workdir = _parse_main_command(job.argv)
+    want = exp.get_config(run["config_arg"])
+    want.update_from_flattened_dict(run["overrides"])
+    want.data.data_dir, want.train.max_epochs = "/data/tfds", 7
+    assert config.to_dict() == want.to_dict()
+    assert workdir == str(tmp_path / run["name"]) == job.run_dir
+
+
+def test_overrides_may_not_clash_with_the_sweep(tmp_path):
+  runs = [{"name": "a", "config_arg": "", "overrides": {"seed": 0}}]
+  with pytest.raises(ValueError, match="seed"):
+    sweep.make_jobs(runs, "x.py", str(tmp_path), {"seed": "1"})
+  assert sweep.parse_overrides(["config.seed=1", "data.data_dir=/a=b"]) == {
+      "seed": "1", "data.data_dir": "/a=b"}
+  with pytest.raises(ValueError, match="key=value"):
+    sweep.parse_overrides(["data.data_dir"])
+  assert sweep.parse_seeds("3,1") == (3, 1) and sweep.parse_seeds("") is None
+  with pytest.raises(ValueError, match="integers"):
+    sweep.parse_seeds("a")
+
+
+def test_dry_run_prints_runnable_commands_for_unfinished_runs(tmp_path):
+  done = tmp_path / "seq_mt_L_f0.05_s1"
+  done.mkdir()
+  (done / "results.json").write_text(json.dumps({"status": "finished"}))
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.sweep",
+       "--config=experiments/blocks.py", f"--workdir={tmp_path}", "--dry_run",
+       r"--only=^seq_mt_L_f0\.05_", "--seeds=0,1,2",
+       "--override=data.data_dir=/data/tfds"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+  lines = out.stdout.strip().splitlines()
+  assert len(lines) == 2  # s1 is finished
+  for line, seed in zip(lines, (0, 2)):
+    argv = shlex.split(line)
+    assert argv[0] == sys.executable
+    config, workdir = _parse_main_command(argv)
+    assert (config.seed, config.data.labeled_fraction) == (seed, 0.05)
+    assert (config.model.name, config.costs) == ("seq_mt", "L")
+    assert config.data.data_dir == "/data/tfds"
+    assert workdir == str(tmp_path / f"seq_mt_L_f0.05_s{seed}")
+  assert not any(tmp_path.glob("seq_mt_L_f0.05_s0"))  # dry: nothing made
+
+
+def test_dry_run_rejects_bad_flags(tmp_path):
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.sweep",
+       "--config=experiments/blocks.py", f"--workdir={tmp_path}", "--dry_run",
+       "--only=nothing_matches"], cwd=ROOT, env=ENV, capture_output=True,
+      text=True)
+  assert out.returncode != 0 and "No run of" in out.stderr
+
+
+def test_execute_skips_finished_counts_failures_and_logs(fake_main, tmp_path,
+                                                         monkeypatch):
+  monkeypatch.setenv("FAKE_FAIL_SEEDS", "2")
+  jobs = _fake_jobs(fake_main, tmp_path, (0, 1, 2))
+  os.makedirs(jobs[0].run_dir)
+  with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
+    json.dump({"status": "finished"}, f)
+  out = sweep.execute(jobs, parallel=2, poll_s=0.05)
+  assert out == {"finished": ["run_s1"], "failed": ["run_s2"],
+                 "skipped": ["run_s0"], "busy": []}
+  assert not os.path.exists(os.path.join(jobs[0].run_dir, "pids"))
+  log = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
+  assert "sweep starts: " + jobs[2].command_line in log
+  assert "fake training in" in log and "fake failure" in log
+  # Run again: the failed run is retried, its log keeps both attempts.
+  monkeypatch.setenv("FAKE_FAIL_SEEDS", "")
+  out = sweep.execute(jobs, parallel=1, poll_s=0.05)
+  assert out["finished"] == ["run_s2"] and out["skipped"] == ["run_s0", "run_s1"]
+  log = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
+  assert log.count("sweep starts: ") == 2
+
+
+def _spans(job):
+  start = float(open(os.path.join(job.run_dir, "pids")).read().split()[1])
+  end = json.load(open(os.path.join(job.run_dir, "results.json")))["end"]
+  return start, end
+
+
+def test_execute_runs_n_at_a_time(fake_main, tmp_path, monkeypatch):
+  monkeypatch.setenv("FAKE_SLEEP", "1.0")
+  jobs = _fake_jobs(fake_main, tmp_path, (0, 1, 2))
+  out = sweep.execute(jobs, parallel=2, poll_s=0.05)
+  assert sorted(out["finished"]) == ["run_s0", "run_s1", "run_s2"]
+  (s0, e0), (s1, e1), (s2, e2) = (_spans(j) for j in jobs)
+  assert s1 < e0 and s0 < e1  # the first two overlap
+  assert s2 >= min(e0, e1)  # the third waits for a free slot
+  with pytest.raises(ValueError, match="at least 1"):
+    sweep.execute(jobs, parallel=0)
+
+
+def test_a_locked_run_is_left_alone(fake_main, tmp_path):
+  jobs = _fake_jobs(fake_main, tmp_path, (0, 1))
+  os.makedirs(jobs[0].run_dir)
+  fd = os.open(os.path.join(jobs[0].run_dir, sweep.LOCK_FILE), os.O_RDWR | os.O_CREAT)
+  fcntl.flock(fd, fcntl.LOCK_EX)  # as if an orphaned run still trained
+  try:
+    out = sweep.execute(jobs, poll_s=0.05)
+  finally:
+    os.close(fd)
+  assert out["busy"] == ["run_s0"] and out["finished"] == ["run_s1"]
+  assert not os.path.exists(os.path.join(jobs[0].run_dir, "pids"))
+
+
+FAKE_EXPERIMENT = textwrap.dedent("""\
+    def get_config(arg=None):
+      raise NotImplementedError
+
+    def sweep(seeds=(0, 1, 2)):
+      return [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
+              for s in seeds]
+    """)
+
+
+def _pid_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  # A zombie is dead too.
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split(")")[-1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+def test_cli_interrupt_then_resume(fake_main, tmp_path):
+  experiment = tmp_path / "fake_experiment.py"
+  experiment.write_text(FAKE_EXPERIMENT)
+  workdir = tmp_path / "sweep"
+  cmd = [sys.executable, "-m", "landmark_ssl.sweep", f"--config={experiment}",
+         f"--workdir={workdir}", f"--python={fake_main}"]
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(ENV, FAKE_SLEEP="30"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  pids = workdir / "run_s0" / "pids"
+  deadline = time.time() + 60
+  while not pids.exists() and time.time() < deadline:
+    time.sleep(0.1)
+  assert pids.exists(), proc.stdout.read() if proc.poll() is not None else ""
+  child = int(pids.read_text().split()[0])
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(60) == 128 + signal.SIGTERM
+  deadline = time.time() + 10
+  while _pid_alive(child) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not _pid_alive(child)  # the sweep stopped its run
+  assert not (workdir / "run_s0" / "results.json").exists()
+  assert not (workdir / "run_s1").exists()
+  # Resume: every run trains; one fails, which the exit status counts.
+  out = subprocess.run(cmd, cwd=ROOT, env=dict(ENV, FAKE_FAIL_SEEDS="2"),
+                       capture_output=True, text=True)
+  assert out.returncode == 1, out.stderr
+  assert "run_s2: FAILED" in out.stderr
+  assert len(pids.read_text().splitlines()) == 2  # run_s0 started twice
+  for s in (0, 1):
+    assert sweep.run_status(str(workdir / f"run_s{s}")) == "finished"
+  # Once more: nothing left but the failed run, which now succeeds.
+  out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr
+  assert len((workdir / "run_s0" / "pids").read_text().splitlines()) == 2
+  assert sweep.run_status(str(workdir / "run_s2")) == "finished"
+
+
+def _wait_for(predicate, timeout_s, what):
+  deadline = time.time() + timeout_s
+  while not predicate():
+    if time.time() > deadline:
+      raise AssertionError(f"timed out waiting for {what}")
+    time.sleep(0.2)
+
+
+def test_real_quick_blocks_sweep_interrupt_resume_report(tmp_path):
+  """2 configs x 2 seeds of the quick Blocks variant, shrunk further, for
+  real (landmark_ssl.main on blocks/small): interrupted while its second run
+  trains, resumed, then reported."""
+  workdir = tmp_path / "sweep"
+  cmd = [sys.executable, "-m", "landmark_ssl.sweep",
+         "--config=experiments/blocks.py", f"--workdir={workdir}", "--quick",
+         r"--only=^seq_mt_L(\+T)?_f0\.05_", "--seeds=0,1",
+         f"--override=data.data_dir={tmp_path / 'tfds'}",
+         "--override=train.max_epochs=2", "--override=model.features=2",
+         "--override=model.kernel_sizes=(3, 1)"]
+  names = [f"seq_mt_{c}_f0.05_s{s}_quick" for c in ("L", "L+T") for s in (0, 1)]
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    second = workdir / names[1]
+    _wait_for(lambda: (second / "log.txt").exists() or proc.poll() is not None,
+              240, "the second run to start")
+    assert proc.poll() is None, proc.stdout.read()
+    assert sweep.run_status(str(workdir / names[0])) == "finished"
+    time.sleep(2.0)  # let it get going
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 128 + signal.SIGTERM
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert sweep.run_status(str(second)) != "finished"
+  assert not (workdir / names[2]).exists()
+
+  out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=400)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f"{names[0]}: finished before, skipped" in out.stderr
+  for name in names:
+    assert sweep.run_status(str(workdir / name)) == "finished", name
+  assert (second / "log.txt").read_text().count("sweep starts: ") == 2
+
+  text = report.write_report(str(workdir), [f"{ROOT}/experiments/blocks.py"],
+                             seeds=(0, 1), quick=True)
+  table = text.split("## blocks, test: landmark_error (pixels)")[1].split("##")[0]
+  for row in ("Seq-MT (L)", "Seq-MT (L+T)"):
+    (line,) = [l for l in table.splitlines() if l.startswith(f"| {row} |")]
+    cells = [c.strip() for c in line.split("|")[2:-1]]
+    assert "(n=2) · paper" in cells[1], line  # the 5% column
+    assert all(c.startswith("– ·") or not c for i, c in enumerate(cells) if i != 1)
+  runs, _ = report.load_runs(str(workdir))
+  assert sorted(os.path.basename(r.run_dir) for r in runs) == sorted(names)
+  missing = text.split("## Missing runs (")[1]
+  assert missing.startswith(f"{46 * 2 - 4})")
+  assert "seq_mt_L_f0.05_s0_quick" not in missing
