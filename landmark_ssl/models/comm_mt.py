@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from landmark_ssl.models import convolution
 from landmark_ssl.models import layers
 
 
@@ -29,6 +30,8 @@ class CommMT(nn.Module):
     dropout: dropout rate in the trunk.
     class_activation: ``'sigmoid'`` (the paper's footnote 7: the class output
       layer has a sigmoid before the softmax) or ``'none'``.
+    conv_method: how the convolutions are computed (``'auto'``, ``'direct'``,
+      ``'fft'``; see ``layers.LandmarkConvNet``); a speed setting only.
   """
   num_landmarks: int
   heads: Tuple[Tuple[str, int], ...] = ()
@@ -39,6 +42,7 @@ class CommMT(nn.Module):
   hidden: Sequence[int] = (256, 256)
   dropout: float = 0.25
   class_activation: str = "sigmoid"
+  conv_method: str = "auto"
 
   landmark_cost: ClassVar[str] = "coordinates"
 
@@ -48,16 +52,24 @@ class CommMT(nn.Module):
       raise ValueError(f"CommMT.class_activation must be 'sigmoid' or 'none', "
                        f"got {self.class_activation!r}.")
     n, h, w, _ = images.shape
-    x = images
-    k = (self.kernel_size, self.kernel_size)
-    for i in range(self.convs_before_pool):
-      x = nn.relu(nn.Conv(self.features, k, padding="SAME",
-                          kernel_init=layers.conv_init, name=f"conv{i}")(x))
+    k = self.kernel_size
+    method = convolution.resolve_method(self.conv_method, k)
+    layout = "NCHW" if method == "fft" else "NHWC"
+
+    def convs(x, first, count):
+      # Same-resolution convs + ReLU; pooling stays in NHWC.
+      if layout == "NCHW":
+        x = jnp.transpose(x, (0, 3, 1, 2))
+      for i in range(first, first + count):
+        x = nn.relu(layers.SameConv(self.features, k, method, layout,
+                                    name=f"conv{i}")(x))
+      if layout == "NCHW":
+        x = jnp.transpose(x, (0, 2, 3, 1))
+      return x
+
+    x = convs(images, 0, self.convs_before_pool)
     x = nn.max_pool(x, (2, 2), (2, 2))
-    for i in range(self.convs_after_pool):
-      x = nn.relu(nn.Conv(self.features, k, padding="SAME",
-                          kernel_init=layers.conv_init,
-                          name=f"conv{self.convs_before_pool + i}")(x))
+    x = convs(x, self.convs_before_pool, self.convs_after_pool)
     x = nn.max_pool(x, (2, 2), (2, 2))
     x = x.reshape(n, -1)
     for i, width in enumerate(self.hidden):

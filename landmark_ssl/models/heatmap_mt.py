@@ -26,6 +26,9 @@ class HeatmapMT(nn.Module):
     classifier_convs: maps of each pool+conv stage of the classifier.
     classifier_hidden: FC widths before each head's output layer.
     dropout: dropout rate after each hidden FC layer.
+    conv_method: how the landmark net's convolutions are computed
+      (``'auto'``, ``'direct'``, ``'fft'``; see ``layers.LandmarkConvNet``);
+      a speed setting only: results agree to float32 rounding.
   """
   num_landmarks: int
   heads: Tuple[Tuple[str, int], ...] = ()
@@ -34,13 +37,15 @@ class HeatmapMT(nn.Module):
   classifier_convs: Sequence[int] = (16, 16)
   classifier_hidden: Sequence[int] = (256, 256)
   dropout: float = 0.25
+  conv_method: str = "auto"
 
   landmark_cost: ClassVar[str] = "heatmap"
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False):
     maps = layers.LandmarkConvNet(self.kernel_sizes, self.features,
-                                  self.num_landmarks, name="landmark_net")(images)
+                                  self.num_landmarks, self.conv_method,
+                                  name="landmark_net")(images)
     landmarks = geometry.hard_argmax(maps)
     logits = {}
     for name, classes in self.heads:

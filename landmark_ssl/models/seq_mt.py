@@ -27,6 +27,9 @@ class SeqMT(nn.Module):
     beta: soft-argmax temperature (softmax of ``beta * M``).
     classifier_hidden: FC widths before each head's output layer.
     dropout: dropout rate after each hidden FC layer.
+    conv_method: how the landmark net's convolutions are computed
+      (``'auto'``, ``'direct'``, ``'fft'``; see ``layers.LandmarkConvNet``);
+      a speed setting only: results agree to float32 rounding.
   """
   num_landmarks: int
   heads: Tuple[Tuple[str, int], ...] = ()
@@ -35,6 +38,7 @@ class SeqMT(nn.Module):
   beta: float = 1.0
   classifier_hidden: Sequence[int] = (256, 256)
   dropout: float = 0.25
+  conv_method: str = "auto"
 
   landmark_cost: ClassVar[str] = "coordinates"
 
@@ -42,7 +46,8 @@ class SeqMT(nn.Module):
   def __call__(self, images: jax.Array, train: bool = False):
     _, h, w, _ = images.shape
     maps = layers.LandmarkConvNet(self.kernel_sizes, self.features,
-                                  self.num_landmarks, name="landmark_net")(images)
+                                  self.num_landmarks, self.conv_method,
+                                  name="landmark_net")(images)
     landmarks = geometry.soft_argmax(maps, self.beta)
     coords = layers.normalize_points(landmarks, h, w).reshape(landmarks.shape[0], -1)
     logits = {
