@@ -56,19 +56,6 @@ _HIDDEN = (256, 256)  # Sec. 4.2: FC 256, 256, 15
 _DROPOUT = 0.25  # footnote 5
 
 
-def _model(name):
-  if name == "seq_mt":
-    return dict(name="seq_mt", kernel_sizes=_KERNELS, features=_FEATURES,
-                beta=0.01, classifier_hidden=_HIDDEN, dropout=_DROPOUT)
-  if name == "comm_mt":
-    return dict(name="comm_mt", kernel_size=9, features=_FEATURES,
-                convs_before_pool=5, convs_after_pool=1, hidden=_HIDDEN,
-                dropout=_DROPOUT, class_activation="sigmoid")  # footnote 7
-  return dict(name="heatmap_mt", kernel_sizes=_KERNELS, features=_FEATURES,
-              classifier_convs=(16, 16), classifier_hidden=_HIDDEN,
-              dropout=_DROPOUT)
-
-
 def get_config(arg=None):
   choice = configs.parse_arg(arg, MODELS, DEFAULT, "blocks")
   c = configs.base_config()
@@ -76,7 +63,9 @@ def get_config(arg=None):
   c.data.name = "blocks"
   c.data.labeled_fraction = 0.05
   c.data.class_heads = ("label",)
-  c.model.update(_model(choice.model))
+  c.model.update(configs.paper_model(
+      choice.model, _KERNELS, _FEATURES, beta=0.01, hidden=_HIDDEN,
+      dropout=_DROPOUT))
   c.loss.alpha = 1.0
   c.loss.gamma = 1.0
   c.loss.weight_decay = 1e-5

@@ -50,19 +50,6 @@ _HIDDEN = (256, 256)  # Sec. 4.4
 _DROPOUT = 0.25  # Sec. 4.4
 
 
-def _model(name):
-  if name == "seq_mt":
-    return dict(name="seq_mt", kernel_sizes=_KERNELS, features=_FEATURES,
-                beta=0.3, classifier_hidden=_HIDDEN, dropout=_DROPOUT)
-  if name == "comm_mt":
-    return dict(name="comm_mt", kernel_size=9, features=_FEATURES,
-                convs_before_pool=5, convs_after_pool=1, hidden=_HIDDEN,
-                dropout=_DROPOUT, class_activation="sigmoid")  # footnote 7
-  return dict(name="heatmap_mt", kernel_sizes=_KERNELS, features=_FEATURES,
-              classifier_convs=(16, 16), classifier_hidden=_HIDDEN,
-              dropout=_DROPOUT)
-
-
 def get_config(arg=None):
   choice = configs.parse_arg(arg, MODELS, DEFAULT, "multipie")
   c = configs.base_config()
@@ -73,7 +60,9 @@ def get_config(arg=None):
   c.augment.rotation = 20.0
   c.augment.scale = 0.1
   c.augment.translation = 0.1
-  c.model.update(_model(choice.model))
+  c.model.update(configs.paper_model(
+      choice.model, _KERNELS, _FEATURES, beta=0.3, hidden=_HIDDEN,
+      dropout=_DROPOUT))
   c.loss.alpha = 0.001
   c.loss.gamma = 2.0
   c.loss.weight_decay = 1e-5

@@ -78,25 +78,14 @@ def set_dataset(c):
   c.eval.normalizer = "eye_centers"
 
 
-def _model(name):
-  if name == "seq_mt":
-    return dict(name="seq_mt", kernel_sizes=_KERNELS, features=_FEATURES,
-                beta=2.0, classifier_hidden=(256, 256), dropout=0.25)
-  if name == "comm_mt":
-    return dict(name="comm_mt", kernel_size=9, features=_FEATURES,
-                convs_before_pool=5, convs_after_pool=1, hidden=(256, 256),
-                dropout=0.25, class_activation="sigmoid")
-  return dict(name="heatmap_mt", kernel_sizes=_KERNELS, features=_FEATURES,
-              classifier_convs=(16, 16), classifier_hidden=(256, 256),
-              dropout=0.25)
-
-
 def get_config(arg=None):
   choice = configs.parse_arg(arg, MODELS, DEFAULT, "the300w")
   c = configs.base_config()
   c.costs = choice.costs
   set_dataset(c)
-  c.model.update(_model(choice.model))
+  c.model.update(configs.paper_model(
+      choice.model, _KERNELS, _FEATURES, beta=2.0, hidden=(256, 256),
+      dropout=0.25))
   c.loss.alpha = 0.01
   c.loss.gamma = 2.0
   c.loss.weight_decay = 1e-5

@@ -171,6 +171,34 @@ def base_config() -> config_dict.ConfigDict:
   return c
 
 
+def paper_model(name: str, kernel_sizes, features: int, beta: float,
+                hidden=(256, 256), dropout: float = 0.25) -> dict:
+  """``config.model`` of a table row, sized like the experiment's Seq-MT.
+
+  Seq-MT is the paper's net of the experiment; the baselines get the same
+  kernel size and width (our choice: the paper gives their figures, not
+  their sizes): Comm-MT (Fig. 6) five convs, pool, one conv, pool, the
+  shared FC trunk ``hidden`` and a sigmoid class output (footnote 7);
+  Heatmap-MT (Fig. 8) Seq-MT's landmark net and a classifier of two
+  (pool, 3x3 conv, 16 maps) stages before the FC layers ``hidden``.
+  """
+  if name == "seq_mt":
+    return dict(name="seq_mt", kernel_sizes=tuple(kernel_sizes),
+                features=features, beta=beta, classifier_hidden=tuple(hidden),
+                dropout=dropout)
+  if name == "comm_mt":
+    return dict(name="comm_mt", kernel_size=max(kernel_sizes),
+                features=features, convs_before_pool=5, convs_after_pool=1,
+                hidden=tuple(hidden), dropout=dropout,
+                class_activation="sigmoid")
+  if name == "heatmap_mt":
+    return dict(name="heatmap_mt", kernel_sizes=tuple(kernel_sizes),
+                features=features, classifier_convs=(16, 16),
+                classifier_hidden=tuple(hidden), dropout=dropout)
+  raise ValueError(f"paper_model: no table row {name!r}; rows are seq_mt, "
+                   "comm_mt, heatmap_mt.")
+
+
 # The quick variant: every model shrunk to a few small layers.
 _QUICK_MODELS = {
     "seq_mt": dict(kernel_sizes=(5, 5, 1), features=4, classifier_hidden=(32,)),
