@@ -21,6 +21,8 @@ follows the same rule, so both always name the same step.
 
 from __future__ import annotations
 
+import os
+
 from typing import Any
 
 from etils import epath
@@ -60,8 +62,11 @@ def manager(workdir, selection_mode: str, read_only: bool = False
       best_fn=get_metric, best_mode=selection_mode,
       preservation_policy=None if read_only else policy,
       create=not read_only, read_only=read_only)
+  directory = epath.Path(workdir) / CHECKPOINT_DIR
+  if "://" not in str(directory):  # orbax wants absolute local paths
+    directory = epath.Path(os.path.abspath(directory))
   return ocp.CheckpointManager(
-      epath.Path(workdir) / CHECKPOINT_DIR, options=options,
+      directory, options=options,
       item_handlers={"state": ocp.StandardCheckpointHandler(),
                      "progress": ocp.JsonCheckpointHandler()})
 

@@ -43,9 +43,9 @@ def _command(workdir, *extra):
           f"--workdir={workdir}", *extra]
 
 
-def _run(workdir, *extra, timeout=240):
+def _run(workdir, *extra, timeout=240, cwd=REPO):
   return subprocess.run(_command(workdir, *extra), capture_output=True,
-                        text=True, timeout=timeout, cwd=REPO)
+                        text=True, timeout=timeout, cwd=cwd)
 
 
 def _events(workdir):
@@ -239,7 +239,8 @@ def test_sigterm_checkpoints_exits_75_and_resumes(reference, tmp_path):
   saved = [int(p.name) for p in (tmp_path / "checkpoints").iterdir()
            if p.name.isdigit()]
   assert max(saved) >= 10
-  resumed = _run(tmp_path)
+  # Resume through a relative --workdir (orbax itself wants absolute paths).
+  resumed = _run(tmp_path.name, cwd=tmp_path.parent)
   assert resumed.returncode == 0, resumed.stderr[-5000:]
   results_text = (tmp_path / "results.json").read_text()
   assert json.loads(results_text)["metrics"] == ref_results["metrics"]
