@@ -118,10 +118,15 @@ _EXPECTED_ORBAX_WARNINGS = ("did not provide metrics", "read_only=True",
 
 
 class _QuietLibraries(std_logging.Filter):
-  """Drops orbax's per-save INFO chatter and expected warnings unless ``-v 1``."""
+  """Drops orbax's per-save INFO chatter and expected warnings, and TFDS's
+  INFO lines on every opening of a dataset, unless ``-v 1``."""
 
   def filter(self, record):
-    if logging.get_verbosity() >= 1 or "/orbax/" not in record.pathname:
+    if logging.get_verbosity() >= 1:
+      return True
+    if "/tensorflow_datasets/" in record.pathname:
+      return record.levelno >= std_logging.WARNING
+    if "/orbax/" not in record.pathname:
       return True
     if record.levelno >= std_logging.WARNING:
       message = record.getMessage()
