@@ -161,11 +161,40 @@ def accuracy(logits: np.ndarray, labels: np.ndarray,
   return float(np.mean(correct[m])) if m.any() else float("nan")
 
 
+def hit_rates(pred: np.ndarray, targets: np.ndarray, radii: np.ndarray,
+              mask: np.ndarray | None = None) -> np.ndarray:
+  """How often each predicted landmark lands on each target object.
+
+  For landmarks learnt without landmark labels (Shapes, trained on class
+  labels only) the order of the K predictions is the model's own, so this
+  reports every pairing.
+
+  Args:
+    pred: ``(N, K, 2)`` predicted landmarks.
+    targets: ``(N, J, 2)`` centres of the objects.
+    radii: ``(N, J)`` extent of each object (e.g. its circumradius).
+    mask: ``(N,)`` real images.
+
+  Returns:
+    ``(K, J)``: entry ``[k, j]`` is the fraction of real images whose
+    predicted landmark ``k`` lies within ``radii[:, j]`` of ``targets[:, j]``.
+  """
+  pred = np.asarray(pred, np.float64)
+  targets = np.asarray(targets, np.float64)
+  d = np.linalg.norm(pred[:, :, None, :] - targets[:, None, :, :], axis=-1)
+  hit = d <= np.asarray(radii, np.float64)[:, None, :]
+  m = np.ones(hit.shape[0], bool) if mask is None else np.asarray(mask) > 0
+  if not m.any():
+    return np.full(hit.shape[1:], np.nan)
+  return hit[m].mean(axis=0)
+
+
 def summarize(pred_landmarks: np.ndarray, landmarks: np.ndarray,
               visible: np.ndarray, stored_normalizer: np.ndarray,
               mask: np.ndarray, normalizer: str,
               logits: Mapping[str, np.ndarray] | None = None,
               labels: Mapping[str, np.ndarray] | None = None,
+              radii: np.ndarray | None = None,
               failure_thresholds: Sequence[float] = FAILURE_THRESHOLDS,
               auc_threshold: float = AUC_THRESHOLD) -> tuple[dict, np.ndarray]:
   """All metrics of one split.
@@ -173,8 +202,9 @@ def summarize(pred_landmarks: np.ndarray, landmarks: np.ndarray,
   Returns:
     ``(metrics, errors)``: ``metrics`` holds ``landmark_error``,
     ``failure_rate@<t>`` for each threshold (formatted ``0.08``, ``0.10``),
-    ``auc@<t>``, ``accuracy/<head>`` for each head of ``logits`` and
-    ``num_images`` (real images); ``errors`` the ``(N,)`` per-image errors
+    ``auc@<t>``, ``accuracy/<head>`` for each head of ``logits``,
+    ``hit/<k>/<j>`` (:func:`hit_rates`) when ``radii`` ``(N, K)`` give the
+    extent of each true landmark's object, and ``num_images`` (real images); ``errors`` the ``(N,)`` per-image errors
     (``NaN`` for padding and for images without visible landmarks).
   """
   mask = np.asarray(mask) > 0
@@ -187,5 +217,9 @@ def summarize(pred_landmarks: np.ndarray, landmarks: np.ndarray,
   metrics[f"auc@{auc_threshold:.2f}"] = auc(errors, auc_threshold)
   for head, head_logits in (logits or {}).items():
     metrics[f"accuracy/{head}"] = accuracy(head_logits, labels[head], mask)
+  if radii is not None:
+    rates = hit_rates(pred_landmarks, landmarks, radii, mask)
+    for (k, j), rate in np.ndenumerate(rates):
+      metrics[f"hit/{k}/{j}"] = float(rate)
   metrics["num_images"] = int(mask.sum())
   return metrics, errors

@@ -389,7 +389,7 @@ def read_batch(source, indices: np.ndarray, has_landmarks: np.ndarray,
   records = source.__getitems__([int(i) for i in indices])
   def stack(key, dtype):
     return np.stack([np.asarray(r[key]) for r in records]).astype(dtype)
-  return {
+  batch = {
       "image": stack("image", np.float32) / np.float32(255.0),
       "landmarks": stack("landmarks", np.float32),
       "visible": stack("visible", np.float32),
@@ -399,6 +399,11 @@ def read_batch(source, indices: np.ndarray, has_landmarks: np.ndarray,
       "mask": np.asarray(mask, np.float32),
       "index": np.asarray(indices, np.int32),
   }
+  if "shape_size" in records[0]:
+    # Shapes: the extent (circumradius) of the object each landmark marks,
+    # for evaluation.hit_rates ("does the landmark land on its shape").
+    batch["landmark_radius"] = stack("shape_size", np.float32)
+  return batch
 
 
 def _read_options(data_config: Any) -> grain.ReadOptions:

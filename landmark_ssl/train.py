@@ -248,6 +248,7 @@ def create_train_state(model, tx, settings, image_shape, rng, mesh):
 
 
 _EVAL_KEYS = ("image", "landmarks", "visible", "normalizer", "mask", "labels")
+_OPTIONAL_EVAL_KEYS = ("index", "landmark_radius")
 
 
 def predict_split(state, eval_fn, data_config, split: str, mesh,
@@ -267,7 +268,8 @@ def predict_split(state, eval_fn, data_config, split: str, mesh,
   for local in input_pipeline.eval_batches(
       data_config, split, jax.process_index(), jax.process_count()):
     batch = steps.global_batch(
-        {k: local[k] for k in _EVAL_KEYS + ("index",) if k in local}, mesh)
+        {k: local[k] for k in _EVAL_KEYS + _OPTIONAL_EVAL_KEYS if k in local},
+        mesh)
     preds = eval_fn(state, batch)
     del batch["image"]
     chunks.append(multihost_utils.process_allgather(
@@ -298,8 +300,9 @@ def _split_outputs(preds: Mapping[str, Any], batch: Mapping[str, Any]
     out[f"logits_{head}"] = logits[keep]
   for feature, labels in batch["labels"].items():
     out[f"label_{feature}"] = labels[keep]
-  if "index" in batch:
-    out["index"] = batch["index"][keep]
+  for key in _OPTIONAL_EVAL_KEYS:
+    if key in batch:
+      out[key] = batch[key][keep]
   return out
 
 
@@ -311,7 +314,8 @@ def split_metrics(outputs: Mapping[str, np.ndarray], normalizer: str,
       outputs["pred_landmarks"], outputs["landmarks"], outputs["visible"],
       outputs["normalizer"], np.ones((n,)), normalizer,
       logits={h: outputs[f"logits_{h}"] for h in heads},
-      labels={h: outputs[f"label_{h}"] for h in heads})
+      labels={h: outputs[f"label_{h}"] for h in heads},
+      radii=outputs.get("landmark_radius"))
 
 
 def _write_json(path: epath.Path, obj) -> None:

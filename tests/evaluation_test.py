@@ -109,3 +109,25 @@ def test_summarize_ignores_padding_and_is_invariant_to_it():
 def test_error_unit():
   assert evaluation.error_unit("pixels") == "pixels"
   assert evaluation.error_unit("wrist") == "fraction of wrist"
+
+
+def test_hit_rates_by_hand_and_in_summarize():
+  rng = np.random.default_rng(5)
+  n, k = 40, 2
+  targets = rng.uniform(0, 60, (n, k, 2))
+  radii = rng.uniform(3, 8, (n, k))
+  # Landmark 0 near object 1 and landmark 1 near object 0, with noise.
+  pred = targets[:, ::-1] + rng.normal(0, 4, (n, k, 2))
+  mask = (rng.random(n) > 0.2).astype(np.float32)
+  expected = np.zeros((k, k))
+  for a in range(k):
+    for b in range(k):
+      hits = [np.hypot(*(pred[i, a] - targets[i, b])) <= radii[i, b]
+              for i in range(n) if mask[i]]
+      expected[a, b] = np.mean(hits)
+  rates = evaluation.hit_rates(pred, targets, radii, mask)
+  np.testing.assert_allclose(rates, expected)
+  assert rates[0, 1] > rates[0, 0] and rates[1, 0] > rates[1, 1]
+  metrics, _ = evaluation.summarize(pred, targets, np.ones((n, k)), np.ones(n),
+                                    mask, "pixels", radii=radii)
+  assert metrics["hit/0/1"] == rates[0, 1] and metrics["hit/1/0"] == rates[1, 0]
