@@ -204,8 +204,8 @@ def summarize(pred_landmarks: np.ndarray, landmarks: np.ndarray,
     ``failure_rate@<t>`` for each threshold (formatted ``0.08``, ``0.10``),
     ``auc@<t>``, ``accuracy/<head>`` for each head of ``logits``,
     ``hit/<k>/<j>`` (:func:`hit_rates`) when ``radii`` ``(N, K)`` give the
-    extent of each true landmark's object, and ``num_images`` (real images); ``errors`` the ``(N,)`` per-image errors
-    (``NaN`` for padding and for images without visible landmarks).
+    extent of each true landmark's object, and ``num_images`` (real
+    images); ``errors`` the ``(N,)`` per-image errors (``NaN`` for padding and for images without visible landmarks).
   """
   mask = np.asarray(mask) > 0
   norm = normalizers(normalizer, landmarks, stored_normalizer)
