@@ -205,7 +205,8 @@ def summarize(pred_landmarks: np.ndarray, landmarks: np.ndarray,
     ``auc@<t>``, ``accuracy/<head>`` for each head of ``logits``,
     ``hit/<k>/<j>`` (:func:`hit_rates`) when ``radii`` ``(N, K)`` give the
     extent of each true landmark's object, and ``num_images`` (real
-    images); ``errors`` the ``(N,)`` per-image errors (``NaN`` for padding and for images without visible landmarks).
+    images); ``errors`` the ``(N,)`` per-image errors (``NaN`` for padding
+    and for images without visible landmarks).
   """
   mask = np.asarray(mask) > 0
   norm = normalizers(normalizer, landmarks, stored_normalizer)
