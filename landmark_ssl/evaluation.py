@@ -201,8 +201,9 @@ def summarize(pred_landmarks: np.ndarray, landmarks: np.ndarray,
 
   Returns:
     ``(metrics, errors)``: ``metrics`` holds ``landmark_error``,
-    ``failure_rate@<t>`` for each threshold (formatted ``0.08``, ``0.10``),
-    ``auc@<t>``, ``accuracy/<head>`` for each head of ``logits``,
+    ``failure_rate@<t>`` for each threshold (formatted ``0.08``, ``0.10``)
+    and ``auc@<t>`` (not for ``normalizer='pixels'``: the thresholds are
+    fractions of a normaliser), ``accuracy/<head>`` for each head of ``logits``,
     ``hit/<k>/<j>`` (:func:`hit_rates`) when ``radii`` ``(N, K)`` give the
     extent of each true landmark's object, and ``num_images`` (real
     images); ``errors`` the ``(N,)`` per-image errors (``NaN`` for padding
@@ -213,9 +214,10 @@ def summarize(pred_landmarks: np.ndarray, landmarks: np.ndarray,
   errors = per_image_errors(pred_landmarks, landmarks, visible, norm)
   errors = np.where(mask, errors, np.nan)
   metrics = {"landmark_error": mean_error(errors)}
-  for t in failure_thresholds:
-    metrics[f"failure_rate@{t:.2f}"] = failure_rate(errors, t)
-  metrics[f"auc@{auc_threshold:.2f}"] = auc(errors, auc_threshold)
+  if normalizer != "pixels":  # thresholds are fractions of a normaliser
+    for t in failure_thresholds:
+      metrics[f"failure_rate@{t:.2f}"] = failure_rate(errors, t)
+    metrics[f"auc@{auc_threshold:.2f}"] = auc(errors, auc_threshold)
   for head, head_logits in (logits or {}).items():
     metrics[f"accuracy/{head}"] = accuracy(head_logits, labels[head], mask)
   if radii is not None:

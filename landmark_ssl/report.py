@@ -46,6 +46,9 @@ REPORT_CSV = "report.csv"
 CSV_FIELDS = ("experiment", "split", "metric", "unit", "model", "costs",
               "fraction", "n", "mean", "std", "paper", "seeds")
 _SKIP_METRICS = ("num_images",)
+# Metrics whose thresholds are fractions of a normaliser: meaningless, and
+# not reported, for errors in pixels (Blocks).
+_NORMALISED_ONLY = ("failure_rate@", "auc@")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,13 +152,15 @@ CellKey = Tuple[str, str, str, str, str, str, float]  # exp, split, metric,
 def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
   """Mean, sample std (ddof=1) and count over the runs of each cell, per
   test split (every split but ``validation``) and metric, in display
-  units."""
+  units (failure rates and AUCs only for normalised errors)."""
   values = collections.defaultdict(list)
   for r in runs:
     for split, metrics in r.metrics.items():
       if split == "validation":
         continue
       for metric, v in metrics.items():
+        if r.error_unit == "pixels" and metric.startswith(_NORMALISED_ONLY):
+          continue  # results.json written before evaluation dropped them
         shown, unit = display(metric, v, r.error_unit)
         key = (r.experiment, split, metric, unit, r.model, r.costs, r.fraction)
         values[key].append((r.seed, shown))

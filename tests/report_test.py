@@ -57,7 +57,10 @@ def test_blocks_mean_and_sample_std_by_hand(tmp_path):
     fake_results(tmp_path, "blocks", run_of("blocks", f"seq_mt_L+T+C_f0.05_s{seed}"),
                  {"validation": {"landmark_error": 9.0},
                   "test": {"landmark_error": err, "accuracy/label": acc,
-                           "num_images": 3200}})
+                           "num_images": 3200,
+                           # as written before evaluation dropped them for
+                           # pixel errors: the report must not show them
+                           "failure_rate@0.08": 1.0, "auc@0.08": 0.0}})
   # comm_mt L at 100%, one seed: no std.
   fake_results(tmp_path, "blocks", run_of("blocks", "comm_mt_L_f1_s3"),
                {"test": {"landmark_error": 3.5, "num_images": 3200}})
@@ -69,6 +72,7 @@ def test_blocks_mean_and_sample_std_by_hand(tmp_path):
   assert "## blocks, test: accuracy/label (%)" in text
   assert "75.00 ± 25.00 (n=3)" in text  # accuracies in percent
   assert "validation" not in text.split("## Missing")[0]  # no validation table
+  assert "failure_rate" not in text and "auc@" not in text
   rows = list(csv.DictReader(open(tmp_path / "report.csv")))
   (cell,) = [r for r in rows if r["metric"] == "landmark_error"
              and r["model"] == "seq_mt" and r["costs"] == "L+T+C"
