@@ -128,8 +128,8 @@ def test_hit_rates_by_hand_and_in_summarize():
   rates = evaluation.hit_rates(pred, targets, radii, mask)
   np.testing.assert_allclose(rates, expected)
   assert rates[0, 1] > rates[0, 0] and rates[1, 0] > rates[1, 1]
-  metrics, pixel_errors = evaluation.summarize(pred, targets, np.ones((n, k)), np.ones(n),
-                                    mask, "pixels", radii=radii)
+  metrics, pixel_errors = evaluation.summarize(
+      pred, targets, np.ones((n, k)), np.ones(n), mask, "pixels", radii=radii)
   assert metrics["hit/0/1"] == rates[0, 1] and metrics["hit/1/0"] == rates[1, 0]
   # Pixel errors: no failure rates / AUC (their thresholds are fractions of
   # a normaliser); a normalised error keeps them.
