@@ -37,6 +37,16 @@ train split holds, whatever their mix (with ``labeled_share`` above the
 labelled fraction, the labelled pool is seen several times per epoch and
 the unlabelled pool less than once).
 
+Costs that use nothing of an unlabelled image (``'L'`` alone; ``train``
+decides) read batches with ``TrainLoader(..., labeled_only=True)``: step
+``s`` holds only the ``n_lab`` labelled images of step ``s`` above, padded
+with masked rows to a multiple of the device count. The landmark cost is a
+mean over labelled rows and no model layer mixes rows, so the cost and its
+gradients are those of the whole batch (to float32 rounding; tested), at
+``n_lab / B`` of the model's work (a quarter with ``labeled_share = 0.25``).
+With augmentation on, the transforms are drawn per row of the batch, so
+they differ from the whole batch's draws (same distribution).
+
 Multi-process: process ``p`` of ``P`` gets rows ``[p B / P, (p + 1) B / P)``
 of every global batch and reads only those examples; ``B`` must be divisible
 by ``P``. Concatenating the process batches in process order gives the
@@ -427,23 +437,37 @@ class TrainLoader:
       (default: ``jax.process_index()``, ``jax.process_count()``).
     dataset: an opened TFDS builder to read instead of ``data_config.name``
       (benchmarks, tests).
+    labeled_only: read only the ``n_lab`` labelled rows of each global batch
+      (for costs that use nothing of an unlabelled image: ``'L'``). Step
+      ``s`` then holds exactly the labelled images of step ``s`` of the
+      full loader (same streams and positions; in stream order rather
+      than spread over the batch), so a mean over labelled rows is
+      unchanged while the model runs on ``n_lab`` rows instead of ``B``.
+      The global batch is padded to a multiple of ``row_multiple`` rows
+      with copies of its first image (``mask = has_landmarks = 0``).
+      ``steps_per_epoch`` stays ``ceil(N_train / B)``.
+    row_multiple: with ``labeled_only``, the global batch's row count is
+      rounded up to a multiple of this (the device count, so it shards).
 
   Attributes:
     info: the ``DatasetInfo``.
     steps_per_epoch: ``ceil(N_train / batch_size)``.
     labeled_per_batch: ``n_lab`` of the global batch.
+    global_batch_size: rows of the global batch (``batch_size``, or ``n_lab``
+      rounded up to ``row_multiple`` with ``labeled_only``).
     local_batch_size: rows of this process's batches.
   """
 
   def __init__(self, data_config: Any, seed: int,
                labeled_indices: Sequence[int] | np.ndarray,
                process_index: int | None = None,
-               process_count: int | None = None, *, dataset: Any = None):
+               process_count: int | None = None, *, dataset: Any = None,
+               labeled_only: bool = False, row_multiple: int = 1):
     fraction = _labeled_fraction(data_config)
     share = _labeled_share(data_config)
     batch_size = _setting(data_config, "batch_size")
-    self.process_index, self.process_count, self.local_batch_size = (
-        _process_share(batch_size, "batch_size", process_index, process_count))
+    process_index, process_count, _ = _process_share(
+        batch_size, "batch_size", process_index, process_count)
     batch_size = int(batch_size)
     builder = open_dataset(data_config) if dataset is None else dataset
     self.info = dataset_info(builder, _setting(data_config, "name"))
@@ -465,17 +489,36 @@ class TrainLoader:
       n_lab = batch_size
     self.labeled_per_batch = n_lab
     self.steps_per_epoch = math.ceil(n / batch_size)
-    self.global_batch_size = batch_size
+    self._n_unl = batch_size - n_lab  # unlabelled rows of the full batch
 
-    rows = labeled_row_mask(batch_size, n_lab)
-    # Rank of each global row within its pool's rows of the batch.
-    rank = np.where(rows, np.cumsum(rows) - 1, np.cumsum(~rows) - 1)
+    if labeled_only and n_lab < batch_size:
+      if int(row_multiple) < 1:
+        raise ValueError(f"row_multiple={row_multiple!r} must be >= 1.")
+      multiple = math.lcm(int(row_multiple), process_count)
+      rows_total = -(-n_lab // multiple) * multiple
+      rows = np.ones(rows_total, bool)
+      real = np.arange(rows_total) < n_lab
+      # Padding rows repeat the batch's first labelled image (masked out).
+      rank = np.where(real, np.arange(rows_total), 0)
+      unlabeled_pool = None
+    else:
+      rows_total = batch_size
+      rows = labeled_row_mask(batch_size, n_lab)
+      real = np.ones(batch_size, bool)
+      # Rank of each global row within its pool's rows of the batch.
+      rank = np.where(rows, np.cumsum(rows) - 1, np.cumsum(~rows) - 1)
+      unlabeled_pool = unlabeled if n_lab < batch_size else None
+    self.global_batch_size = rows_total
+    self.process_index, self.process_count = process_index, process_count
+    self.local_batch_size = rows_total // process_count
     lo = self.process_index * self.local_batch_size
     local = slice(lo, lo + self.local_batch_size)
     self._rows, self._rank = rows[local], rank[local]
+    self._mask = real[local].astype(np.float32)
+    self._has = (rows & real)[local]
     self._labeled = PoolStream(labeled, seed, _LABELED_POOL)
-    self._unlabeled = (PoolStream(unlabeled, seed, _UNLABELED_POOL)
-                       if n_lab < batch_size else None)
+    self._unlabeled = (None if unlabeled_pool is None else
+                       PoolStream(unlabeled_pool, seed, _UNLABELED_POOL))
     self._read_options = _read_options(data_config)
     self._batches = (grain.MapDataset.range(0, sys.maxsize)
                      .map(self._indices_of_step).map(self._read))
@@ -484,7 +527,7 @@ class TrainLoader:
     """``(local B,)`` train indices of this process's rows of batch ``step``."""
     step = int(step)
     n_lab = self.labeled_per_batch
-    n_unl = self.global_batch_size - n_lab
+    n_unl = self._n_unl
     out = np.empty(self.local_batch_size, np.int64)
     out[self._rows] = self._labeled.take(step * n_lab + self._rank[self._rows])
     if self._unlabeled is not None and (~self._rows).any():
@@ -493,8 +536,8 @@ class TrainLoader:
     return out
 
   def _read(self, indices: np.ndarray) -> dict:
-    return read_batch(self._source, indices, self._rows,
-                      np.ones(len(indices)), self._names)
+    return read_batch(self._source, indices, self._has, self._mask,
+                      self._names)
 
   def get_batch(self, step: int) -> dict:
     """This process's rows of global batch ``step`` (a numpy dict)."""

@@ -793,10 +793,15 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
                            "config.data.batch_size")
     steps.check_batch_size(config.data.eval_batch_size, mesh,
                            "config.data.eval_batch_size")
+    # Costs that read nothing of an unlabelled image (L alone) train on the
+    # labelled rows of each batch only: the same mean over the same images,
+    # without running the model on the B - n_lab rows it would discard.
+    labeled_only = not {"C", "T"} & set(terms)
     for run in runs:
       run.loader = input_pipeline.TrainLoader(
           run.config.data, run.config.seed, run.labeled, jax.process_index(),
-          jax.process_count())
+          jax.process_count(), labeled_only=labeled_only,
+          row_multiple=mesh.devices.size)
     sched = _Schedule.of(config, int(runs[0].loader.steps_per_epoch))
     tx = make_optimizer(config.optim, sched.total_steps)
 
@@ -821,7 +826,7 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
     program = _Program(mesh, [run.train_key for run in runs])
     state = program.stack(states)
     del states
-    global_batch_size = int(config.data.batch_size)
+    global_batch_size = int(runs[0].loader.global_batch_size)  # rows read
     for run in runs:
       logging.info(
           "%sRun %s: %s, %d steps per epoch, %d steps, evaluation every %d "

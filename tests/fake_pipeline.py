@@ -87,7 +87,10 @@ def _take(data, idx):
 class TrainLoader:
 
   def __init__(self, data_config, seed, labeled_indices, process_index=None,
-               process_count=None):
+               process_count=None, *, labeled_only=False, row_multiple=1):
+    # labeled_only is an optimisation of the real loader (the same costs on
+    # fewer rows); the fixture always yields whole batches.
+    del labeled_only, row_multiple
     self._data = _split(data_config.train_split)
     self._n = SPLITS[data_config.train_split]
     self._batch = int(data_config.batch_size)
@@ -96,6 +99,7 @@ class TrainLoader:
     self._has = np.zeros((self._n,), np.float32)
     self._has[np.asarray(labeled_indices, np.int64)] = 1.0
     self.steps_per_epoch = self._n // self._batch
+    self.global_batch_size = self._batch
 
   def get_batch(self, step):
     epoch, i = divmod(int(step), self.steps_per_epoch)

@@ -244,3 +244,46 @@ def test_bad_inputs_name_the_setting_and_the_fix(data_dir):
   with pytest.raises((FileNotFoundError, ImportError),
                      match="(build_data --dataset=hgr1|hgr1_dataset_builder)"):
     ip.get_dataset_info(_config(data_dir, name="hgr1"))
+
+
+@pytest.mark.parametrize("batch,share,multiple,count", [
+    (20, 0.25, 4, 1), (20, 0.25, 1, 1), (20, 0.25, 4, 2), (20, 0.0, 8, 2)])
+def test_labeled_only_reads_the_labelled_rows_of_the_full_batch(
+    data_dir, batch, share, multiple, count):
+  """``labeled_only`` batch s = the labelled rows of full batch s (+ masked pads)."""
+  cfg = _config(data_dir, batch_size=batch, labeled_share=share)
+  seed = int(np.random.default_rng().integers(1000))
+  labeled = ip.select_labeled(cfg, seed)
+  full = ip.TrainLoader(cfg, seed, labeled, 0, 1)
+  parts = [ip.TrainLoader(cfg, seed, labeled, p, count, labeled_only=True,
+                          row_multiple=multiple) for p in range(count)]
+  n_lab = full.labeled_per_batch
+  rows = parts[0].global_batch_size
+  assert n_lab == max(round(batch * 0.2), math.ceil(batch * share))
+  assert rows >= n_lab and rows % math.lcm(multiple, count) == 0
+  assert rows - n_lab < math.lcm(multiple, count)
+  assert parts[0].steps_per_epoch == full.steps_per_epoch
+  for step in np.random.default_rng().choice(40, 4, replace=False):
+    want = full.get_batch(step)
+    got = [p.get_batch(step) for p in parts]
+    got = {k: np.concatenate([g[k] for g in got]) for k in
+           ("index", "image", "landmarks", "has_landmarks", "mask")}
+    assert got["image"].shape[0] == rows
+    real = got["mask"] == 1
+    np.testing.assert_array_equal(real, np.arange(rows) < n_lab)
+    np.testing.assert_array_equal(got["has_landmarks"], got["mask"])
+    lab = want["has_landmarks"] == 1
+    np.testing.assert_array_equal(got["index"][real], want["index"][lab])
+    np.testing.assert_array_equal(got["image"][real], want["image"][lab])
+    np.testing.assert_array_equal(got["landmarks"][real], want["landmarks"][lab])
+    assert np.isin(got["index"][~real], got["index"][real]).all()
+
+
+def test_labeled_only_with_everything_labelled_is_the_full_batch(data_dir):
+  cfg = _config(data_dir, labeled_fraction=1.0)
+  labeled = ip.select_labeled(cfg, 3)
+  a = ip.TrainLoader(cfg, 3, labeled, 0, 1)
+  b = ip.TrainLoader(cfg, 3, labeled, 0, 1, labeled_only=True, row_multiple=8)
+  assert b.global_batch_size == 20
+  for key in ("index", "mask", "has_landmarks"):
+    np.testing.assert_array_equal(a.get_batch(4)[key], b.get_batch(4)[key])

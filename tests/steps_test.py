@@ -192,3 +192,37 @@ def test_train_steps_are_independent_runs_and_mask_inactive_ones():
     np.testing.assert_allclose(preds["landmarks"][i],
                                evaluate(take(new, i), probe)["landmarks"],
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_landmark_cost_needs_only_the_labelled_rows(dropout):
+  """Costs L: the labelled rows alone (any order, plus masked padding) give
+  the cost and gradients of the whole batch (what TrainLoader's
+  ``labeled_only`` relies on)."""
+  config = _config("L", dropout=dropout)
+  state, _ = _state(config, seed=int(np.random.default_rng().integers(100)))
+  rng = np.random.default_rng()
+  batch = _batch(rng, n=16)
+  batch["has_landmarks"] = (rng.uniform(size=16) < 0.3).astype(np.float32)
+  batch["has_landmarks"][rng.integers(16)] = 1.0
+  lab = np.flatnonzero(batch["has_landmarks"])
+  rows = np.concatenate([rng.permutation(lab), lab[:1], lab[:1]])  # 2 pads
+  small = {k: v[rows] for k, v in batch.items() if k != "labels"}
+  small["labels"] = {k: v[rows] for k, v in batch["labels"].items()}
+  small["mask"] = (np.arange(len(rows)) < len(lab)).astype(np.float32)
+  grad = jax.grad(steps.compute_costs, has_aux=True)
+  (g_full, m_full), (g_small, m_small) = [
+      (grad(state.params, state, b, None, jax.random.key(3)))
+      for b in (batch, small)]
+  np.testing.assert_allclose(m_small["landmark"], m_full["landmark"], rtol=1e-5)
+  assert m_full["landmark"] > 0
+  for a, b in zip(jax.tree.leaves(g_full), jax.tree.leaves(g_small)):
+    # float32 sums in another order: tolerance relative to the leaf's scale.
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(a).max())
+  # The unlabelled rows really are ignored: changing them changes nothing,
+  # while changing a labelled row does.
+  other = dict(batch, image=np.where(batch["has_landmarks"][:, None, None, None]
+                                     > 0, batch["image"], rng.uniform(
+                                         size=batch["image"].shape)).astype(np.float32))
+  _, m_other = grad(state.params, state, other, None, jax.random.key(3))
+  np.testing.assert_allclose(m_other["landmark"], m_full["landmark"], rtol=1e-6)

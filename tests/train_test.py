@@ -7,6 +7,7 @@ tiny config of tests/tiny_config.py; subprocess runs go through
 conftest.py (the environment is inherited).
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -372,6 +373,41 @@ def test_tiny_blocks_run_learns(tmp_path_factory):
   assert results["metrics"]["test"]["landmark_error"] < 0.7 * start["landmark_error"]
   pred = np.load(workdir / "predictions_test.npz")
   np.testing.assert_array_equal(np.sort(pred["index"]), np.arange(150))
+
+
+def test_costs_l_reads_only_labelled_rows_with_the_same_result(
+    tmp_path_factory, monkeypatch):
+  """Costs L train on the labelled rows of each batch (padded to the 8
+  devices) and end where whole batches end, to float32 rounding."""
+  from landmark_ssl import input_pipeline  # pylint: disable=g-import-not-at-top
+  config = tiny_config.get_config("blocks")
+  config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+  config.costs = "L"
+  config.seed = int(np.random.default_rng().integers(1000))
+  config.augment.update(dict(rotation=0.0, scale=0.0, translation=0.0))
+  config.train.update(dict(max_epochs=4.0, eval_every_epochs=2.0))
+  made = []
+  real_loader = input_pipeline.TrainLoader
+
+  def loader(*args, force_full=False, **kwargs):
+    if force_full:
+      kwargs["labeled_only"] = False
+    made.append(real_loader(*args, **kwargs))
+    return made[-1]
+
+  monkeypatch.setattr(input_pipeline, "TrainLoader", loader)
+  fast = train.train_and_evaluate(config, tmp_path_factory.mktemp("fast"))
+  assert made[-1].labeled_per_batch == 12  # labeled_share 0.5 of 24 rows
+  assert made[-1].global_batch_size == 16  # 12 labelled + 4 masked pads
+  monkeypatch.setattr(input_pipeline, "TrainLoader",
+                      functools.partial(loader, force_full=True))
+  full = train.train_and_evaluate(config, tmp_path_factory.mktemp("full"))
+  assert made[-1].global_batch_size == 24
+  assert fast["steps"] == full["steps"] > 0
+  for split in ("validation", "test"):
+    np.testing.assert_allclose(fast["metrics"][split]["landmark_error"],
+                               full["metrics"][split]["landmark_error"],
+                               rtol=1e-4)
 
 
 # --------------------------------------------------------------------------
