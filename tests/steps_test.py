@@ -226,3 +226,7 @@ def test_landmark_cost_needs_only_the_labelled_rows(dropout):
                                          size=batch["image"].shape)).astype(np.float32))
   _, m_other = grad(state.params, state, other, None, jax.random.key(3))
   np.testing.assert_allclose(m_other["landmark"], m_full["landmark"], rtol=1e-6)
+  changed = dict(batch, image=batch["image"].copy())
+  changed["image"][lab[0]] = rng.uniform(size=changed["image"].shape[1:])
+  _, m_changed = grad(state.params, state, changed, None, jax.random.key(3))
+  assert abs(float(m_changed["landmark"]) - float(m_full["landmark"])) > 1e-6
