@@ -404,6 +404,10 @@ def test_costs_l_reads_only_labelled_rows_with_the_same_result(
   full = train.train_and_evaluate(config, tmp_path_factory.mktemp("full"))
   assert made[-1].global_batch_size == 24
   assert fast["steps"] == full["steps"] > 0
+  # Rounding differences grow over the 100 Adam steps: measured relative
+  # gaps 2e-8 to 1.1e-4 over six seeds, so 1e-3 leaves a 10x margin while a
+  # real difference in what is trained on (errors differ by whole percents
+  # between seeds) still fails.
   for split in ("validation", "test"):
     np.testing.assert_allclose(fast["metrics"][split]["landmark_error"],
                                full["metrics"][split]["landmark_error"],
