@@ -58,3 +58,42 @@ def test_measure_experiment_reports_consistent_numbers():
                                   2048)
   assert "blocks     L+T+C" in table and "hgr1       skipped: no data" in table
   assert np.isfinite(full["fraction_of_matmul"])
+
+
+def test_op_scope_names_the_pass_and_the_module():
+  from landmark_ssl.bench import profile
+  def scope(op_name):
+    return profile.op_scope({"op_name": op_name, "opcode": "add", "fft_type": ""})
+  assert scope("jit(train_step)/transpose(jvp(SeqMT))/landmark_net/conv2/"
+               "reduce_sum") == "backward SeqMT/landmark_net/conv2"
+  assert scope("jit(train_step)/jvp(SeqMT)/landmark_net/jit(relu)/max") == (
+      "forward SeqMT/landmark_net")
+  assert scope("jit(train_step)/jvp(vmap(jit(_map_coordinates)))/ge") == "forward -"
+  assert scope("jit(train_step)/div") == "other -"
+  assert profile.op_scope(None) == "other -"
+
+
+def test_profile_counts_the_ffts_the_train_step_runs():
+  from landmark_ssl.bench import profile
+  # Quick Seq-MT: kernels (7, 7, 7, 1), so three FFT layers. Forward: one
+  # RFFT and one IRFFT each; backward: the output cotangent's RFFT each, and
+  # the input cotangent's IRFFT except for the first layer (no input grad).
+  res = profile.profile_experiment("blocks", "L", batch_size=8, steps_run=2,
+                                   conv_method="fft", config_arg="quick")
+  kinds = {g["group"]: g for g in res["by_kind"]}
+  assert kinds["fft RFFT"]["ops_per_step_and_device"] == 6
+  assert kinds["fft IRFFT"]["ops_per_step_and_device"] == 5
+  for key in ("by_kind", "by_scope"):
+    assert sum(g["share"] for g in res[key]) == pytest.approx(1.0)
+    assert sum(g["ms_per_step"] for g in res[key]) == pytest.approx(
+        res["op_ms_per_step"])
+  scopes = {g["group"] for g in res["by_scope"]}
+  assert {"forward SeqMT/landmark_net/conv0",
+          "backward SeqMT/landmark_net/conv2"} <= scopes
+  assert res["wall_ms_per_step"] > 0 and res["devices"] >= 1
+  json.dumps(res)
+  assert "fft IRFFT" in profile.format_profile(res)
+
+  direct = profile.profile_experiment("blocks", "L", batch_size=8, steps_run=1,
+                                      conv_method="direct", config_arg="quick")
+  assert not any(g["group"].startswith("fft") for g in direct["by_kind"])
