@@ -3,7 +3,8 @@ as command lines for a cluster.
 
   python -m landmark_ssl.sweep --config=experiments/blocks.py --workdir=DIR \
       [--parallel=N] [--only=REGEX] [--seeds=0,1] [--quick] \
-      [--override=data.data_dir=/data/tfds ...] [--vectorize_seeds] [--dry_run]
+      [--override=data.data_dir=/data/tfds ...] [--order=table|seed] \
+      [--vectorize_seeds] [--dry_run]
 
 Each run of ``sweep()`` in the experiment file becomes one process
 
@@ -36,6 +37,11 @@ run alone. Only the cell's unfinished runs that no other process holds are
 put in the command (one left: its ordinary command). The process's output
 goes to the first of those runs' ``log.txt``; the others' ``log.txt`` say
 where. Finished, failed and busy are still counted per run.
+
+``--order=seed`` trains every cell of the first seed before the next seed
+(default ``table``: cell by cell, as ``sweep()`` lists them), so a sweep cut
+short leaves paired seeds of every row. Two sweeps over the same runs at once
+(e.g. one per core) share the work through the locks.
 
 ``--dry_run`` prints one command per job that is not finished yet, for a
 cluster scheduler (one line per job; with ``--vectorize_seeds``, one line
@@ -147,6 +153,31 @@ def select_runs(runs: Sequence[Mapping], only: str | None = None,
       r["config_arg"] = ",".join(p for p in (r["config_arg"], "quick") if p)
     out.append(r)
   return out
+
+
+ORDERS = ("table", "seed")
+
+
+def order_runs(runs: Sequence[Mapping], order: str = "table") -> List[Mapping]:
+  """The runs in the order they are trained.
+
+  ``'table'``: as ``sweep()`` lists them (the paper's rows, each cell's seeds
+  together). ``'seed'``: every run of the first seed, then of the next, each
+  seed's runs in table order; an interrupted sweep then leaves whole seeds
+  of every cell (rows compared paired by seed) rather than whole cells.
+  Runs without a ``seed`` override come first, in table order.
+  """
+  if order not in ORDERS:
+    raise ValueError(f"--order={order!r} is not one of {list(ORDERS)}.")
+  if order == "table":
+    return list(runs)
+  seeds = []
+  for r in runs:
+    seed = r["overrides"].get("seed")
+    if seed is not None and seed not in seeds:
+      seeds.append(seed)
+  rank = {seed: i for i, seed in enumerate(seeds)}
+  return sorted(runs, key=lambda r: rank.get(r["overrides"].get("seed"), -1))
 
 
 def make_jobs(runs: Sequence[Mapping], experiment_file: str, workdir: str,
@@ -423,6 +454,10 @@ def define_flags(flag_values=flags.FLAGS):
                     "cell in one process and one compiled program (main "
                     "--seeds); each run still gets its own directory.",
                     flag_values=flag_values)
+  flags.DEFINE_enum("order", "table", list(ORDERS), "Training order: "
+                    "'table' (cell by cell, each cell's seeds together) or "
+                    "'seed' (every cell of one seed, then the next seed).",
+                    flag_values=flag_values)
   flags.DEFINE_bool("dry_run", False, "Print one command per unfinished run "
                     "(with --vectorize_seeds: per cell) and exit.",
                     flag_values=flag_values)
@@ -444,6 +479,10 @@ def main(argv):
     if not runs:
       raise ValueError(f"No run of {FLAGS.config} matches --only="
                        f"{FLAGS.only!r} / --seeds={FLAGS.seeds!r}.")
+    if FLAGS.vectorize_seeds and FLAGS.order != "table":
+      raise ValueError("--vectorize_seeds trains each cell's seeds together; "
+                       "it needs --order=table (the default).")
+    runs = order_runs(runs, FLAGS.order)
     jobs = make_jobs(runs, FLAGS.config, FLAGS.workdir,
                      parse_overrides(FLAGS.override), FLAGS.python)
     if FLAGS.vectorize_seeds:

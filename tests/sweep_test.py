@@ -100,6 +100,36 @@ def test_select_runs():
     sweep.select_runs(runs[:1] * 2)
 
 
+def test_order_runs_by_seed_keeps_the_table_order_within_a_seed():
+  runs = configs.load_experiment(f"{ROOT}/experiments/blocks.py").sweep(
+      seeds=(3, 1, 4))
+  runs = sweep.select_runs(runs, only=r"^seq_mt_L(\+T)?_f0\.05_")
+  names = lambda rs: [r["name"] for r in rs]
+  assert names(sweep.order_runs(runs)) == names(runs)
+  assert names(sweep.order_runs(runs, "seed")) == [
+      f"seq_mt_{c}_f0.05_s{s}" for s in (3, 1, 4) for c in ("L", "L+T")]
+  extra = {"name": "no_seed", "config_arg": "", "overrides": {}}
+  assert names(sweep.order_runs(runs + [extra], "seed"))[0] == "no_seed"
+  with pytest.raises(ValueError, match="--order"):
+    sweep.order_runs(runs, "random")
+
+
+def test_dry_run_in_seed_order_and_its_conflict_with_vectorize(tmp_path):
+  argv = [sys.executable, "-m", "landmark_ssl.sweep",
+          "--config=experiments/blocks.py", f"--workdir={tmp_path}",
+          "--dry_run", r"--only=^seq_mt_L(\+C)?_f0\.2_", "--seeds=0,1",
+          "--order=seed"]
+  out = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True,
+                       text=True, check=True)
+  got = [os.path.basename(_parse_main_command(shlex.split(line))[1])
+         for line in out.stdout.strip().splitlines()]
+  assert got == ["seq_mt_L_f0.2_s0", "seq_mt_L+C_f0.2_s0",
+                 "seq_mt_L_f0.2_s1", "seq_mt_L+C_f0.2_s1"]
+  bad = subprocess.run(argv + ["--vectorize_seeds"], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True)
+  assert bad.returncode != 0 and "--order=table" in bad.stderr
+
+
 @pytest.mark.parametrize("name,stride", [
     ("shapes", 1), ("blocks", 7), ("hgr1", 11), ("multipie", 13),
     ("the300w", 3), ("the300w_rcn", 1)])
