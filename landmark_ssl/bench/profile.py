@@ -11,8 +11,8 @@ runtime executed with its duration, named by its HLO instruction. Each op is
 put in a group by :func:`op_group` (FFTs by direction, fusions by the name
 XLA gave them, which lists their main operations, e.g.
 ``multiply_add_fusion``; other ops by opcode) and, separately, by the part
-of the model it came from (:func:`op_scope`: forward or backward pass, and
-the first Flax module of its ``op_name``).
+of the model it came from (:func:`op_scope`: forward or backward pass, the
+Flax model and up to two submodules named in its ``op_name``).
 
 Printed per group: milliseconds per step (summed over devices), share of
 all op time, and ops per step and device. Op time can exceed the wall time

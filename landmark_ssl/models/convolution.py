@@ -120,8 +120,9 @@ def kernel_spectrum(kernel: Array, p: int, q: int) -> Array:
   matrix product of the ``(k * k, C * O)`` taps with the table of phases
   (:func:`_spectrum_basis`), forward and backward: the separable form (two
   small DFTs over the ``k`` taps, six einsums and their transposes) has
-  fewer FLOPs but made the Blocks net's train step 10% slower on CPU in
-  small-op overhead.
+  fewer FLOPs but many more small ops, whose overhead dominates on CPU
+  (``python -m landmark_ssl.bench.profile`` of the Blocks L step: 97 dots
+  and 45 copy fusions per step with it, 31 and 3 with one product).
 
   Returns:
     ``(C, O, p, q // 2 + 1)`` complex64.
