@@ -104,3 +104,39 @@ def test_class_gradient_reaches_first_conv_through_the_soft_argmax():
   (g_chain,) = vjp(g_lm)
   np.testing.assert_allclose(g_chain["landmark_net"]["conv0"]["kernel"], g_first,
                              rtol=1e-4, atol=1e-7)
+
+
+def test_comm_mt_class_activations():
+  """The readings of footnote 7 on the same parameters: 'sigmoid_normalized'
+  gives exactly sigmoid(z) / sum(sigmoid(z)) of the plain ('none') output z;
+  with the head set to output a known z (zero kernel, bias b), 'sigmoid'
+  caps every class probability at e / (e + C - 1) and the normalised
+  reading does not."""
+  classes = 6
+  cfg = dict(SMALL["comm_mt"])
+  images = jax.random.uniform(jax.random.PRNGKey(3), (5, 16, 16, 1))
+  b = jnp.array([9.0, -9.0, -9.0, -8.0, -9.5, -9.0])
+  def probs(activation, known_bias=False):
+    model = models.create_model(dict(cfg, class_activation=activation), 3,
+                                heads={"label": classes})
+    variables = model.init(jax.random.PRNGKey(4), images)
+    if known_bias:
+      head = variables["params"]["head_label"]
+      variables = {"params": dict(variables["params"], head_label={
+          "kernel": jnp.zeros_like(head["kernel"]), "bias": b})}
+    logits = model.apply(variables, images)["logits"]["label"]
+    return logits, jax.nn.softmax(logits, axis=-1)
+  z, _ = probs("none")
+  _, p_norm = probs("sigmoid_normalized")
+  s = jax.nn.sigmoid(z)
+  np.testing.assert_allclose(p_norm, s / s.sum(-1, keepdims=True), rtol=1e-5)
+  cap = np.e / (np.e + classes - 1)
+  _, p_sig = probs("sigmoid", known_bias=True)
+  assert float(p_sig.max()) <= cap + 1e-6
+  _, p_known = probs("sigmoid_normalized", known_bias=True)
+  sb = jax.nn.sigmoid(b)
+  np.testing.assert_allclose(p_known, jnp.broadcast_to(sb / sb.sum(), (5, classes)),
+                             rtol=1e-5)
+  assert float(p_known[:, 0].min()) > 0.99
+  with pytest.raises(ValueError, match="class_activation"):
+    probs("softmax")

@@ -16,6 +16,14 @@ from landmark_ssl.models import convolution
 from landmark_ssl.models import layers
 
 
+# Class output layer -> the scores the softmax NLL and the accuracy read.
+_CLASS_ACTIVATIONS = {
+    "sigmoid": jax.nn.sigmoid,
+    "sigmoid_normalized": jax.nn.log_sigmoid,
+    "none": lambda z: z,
+}
+
+
 class CommMT(nn.Module):
   """Common multi-tasking model.
 
@@ -28,8 +36,17 @@ class CommMT(nn.Module):
     convs_after_pool: convs between the two pools (Fig. 6: 1).
     hidden: widths of the shared FC trunk (ReLU + dropout).
     dropout: dropout rate in the trunk.
-    class_activation: ``'sigmoid'`` (the paper's footnote 7: the class output
-      layer has a sigmoid before the softmax) or ``'none'``.
+    class_activation: how the class output layer's pre-activations ``z`` become
+      the class scores that the loss puts through a softmax (footnote 7 says
+      only "the classification output layer uses sigmoid non-linearity",
+      which has two readings): ``'sigmoid'`` scores ``sigmoid(z)``, so the
+      softmax sees values in (0, 1) and no class can get more than
+      ``e / (e + C - 1)`` of the probability (0.16 for Blocks' 15 classes);
+      ``'sigmoid_normalized'`` makes the class probabilities
+      ``sigmoid(z) / sum(sigmoid(z))`` (scores ``log sigmoid(z)``, whose
+      softmax is exactly that), which can reach 1, the reading under which
+      abs(tanh), the footnote's other candidate, is also a valid output;
+      ``'none'`` scores ``z`` (a plain softmax classifier).
     conv_method: how the convolutions are computed (``'auto'``, ``'direct'``,
       ``'fft'``; see ``layers.LandmarkConvNet``); a speed setting only.
   """
@@ -48,9 +65,11 @@ class CommMT(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False):
-    if self.class_activation not in ("sigmoid", "none"):
-      raise ValueError(f"CommMT.class_activation must be 'sigmoid' or 'none', "
-                       f"got {self.class_activation!r}.")
+    if self.class_activation not in _CLASS_ACTIVATIONS:
+      raise ValueError(
+          f"CommMT.class_activation must be one of "
+          f"{sorted(_CLASS_ACTIVATIONS)}, got {self.class_activation!r} "
+          "(set --config.model.class_activation).")
     n, h, w, _ = images.shape
     k = self.kernel_size
     method = convolution.resolve_method(self.conv_method, k)
@@ -82,5 +101,5 @@ class CommMT(nn.Module):
     logits = {}
     for name, classes in self.heads:
       z = nn.Dense(classes, kernel_init=layers.conv_init, name=f"head_{name}")(x)
-      logits[name] = jax.nn.sigmoid(z) if self.class_activation == "sigmoid" else z
+      logits[name] = _CLASS_ACTIVATIONS[self.class_activation](z)
     return {"landmarks": landmarks, "maps": None, "logits": logits}
