@@ -1,6 +1,7 @@
 r"""Aggregates a sweep's finished runs into the paper's tables.
 
-  python -m landmark_ssl.report --workdir=DIR [--config=experiments/blocks.py ...]
+  python -m landmark_ssl.report --workdir=DIR [--config=experiments/blocks.py ...] \
+      [--by=model.beta ...]
 
 Reads every ``results.json`` under ``DIR`` (written by ``train.py``) and
 writes ``DIR/report.md`` and ``DIR/report.csv``:
@@ -16,6 +17,15 @@ writes ``DIR/report.md`` and ``DIR/report.csv``:
   multiplied by 100 here); accuracies, failure rates and AUCs in percent;
 * with ``--config`` (repeatable: e.g. both 300W files), the runs of those
   experiments' sweeps that have no finished result, i.e. the missing cells;
+* with ``--by=KEY`` (repeatable; e.g. the keys of ``sweep --grid``): one
+  row per value of those settings (``Seq-MT (L), model.beta=1.0``) and a
+  "Selection on validation" section: per cell, each value's mean
+  validation result over its seeds, the best marked (the runs' own
+  selection metric and direction, e.g. lowest landmark error), with the
+  test result beside it. Without ``--by``, runs of one cell whose settings
+  differ (beyond the seed and paths) are still averaged, and a "Mixed
+  settings" section names the keys that differ, so that a grid is never
+  averaged silently;
 * a "Figures" section linking (relative paths) the PNGs of
   ``python -m landmark_ssl.figures`` found in ``DIR/figures/`` (shown
   inline) and in each run's ``figures/`` folder; ``--figures`` draws the
@@ -44,11 +54,17 @@ from landmark_ssl import sweep as sweep_lib
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 CSV_FIELDS = ("experiment", "split", "metric", "unit", "model", "costs",
-              "fraction", "n", "mean", "std", "paper", "seeds")
+              "settings", "fraction", "n", "mean", "std", "paper", "seeds")
 _SKIP_METRICS = ("num_images",)
 # Metrics whose thresholds are fractions of a normaliser: meaningless, and
 # not reported, for errors in pixels (Blocks).
 _NORMALISED_ONLY = ("failure_rate@", "auc@")
+# Config keys that may differ between the seeds of one cell without changing
+# what is measured (paths, logging, batch size of evaluation, and the
+# convolution formulation, exact to float tolerance).
+_INCIDENTAL_KEYS = ("seed", "data.data_dir", "data.manual_dir",
+                    "data.eval_batch_size", "train.checkpoint_every_steps",
+                    "train.log_every_steps", "model.conv_method")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +78,11 @@ class Run:
   seed: int
   error_unit: str  # 'pixels' or 'fraction of <normalizer>'
   metrics: Mapping[str, Mapping[str, float]]  # split -> metric -> value
+  # The --by settings, e.g. 'model.beta=1.0' ('' without --by).
+  settings: str = ""
+  # The flattened config but the incidental keys, to find mixed cells.
+  config: Tuple[Tuple[str, str], ...] = ()
+  selection: Tuple[str, str] = ("landmark_error", "min")  # metric, mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +93,10 @@ class Stats:
   seeds: Tuple[int, ...]
 
 
-def load_runs(workdir: str) -> Tuple[List[Run], List[Tuple[str, str]]]:
-  """Every ``results.json`` under ``workdir``.
+def load_runs(workdir: str, by: Sequence[str] = ()
+              ) -> Tuple[List[Run], List[Tuple[str, str]]]:
+  """Every ``results.json`` under ``workdir``; ``by``: config keys whose
+  values become each run's ``settings``.
 
   Returns:
     ``(finished runs, [(run_dir, status), ...] of the others)``.
@@ -100,13 +123,29 @@ def load_runs(workdir: str) -> Tuple[List[Run], List[Tuple[str, str]]]:
     if status != "finished":
       other.append((root, str(status)))
       continue
-    finished.append(_run_of(root, data, path))
+    finished.append(_run_of(root, data, path, by))
   return finished, other
 
 
-def _run_of(run_dir: str, data: Mapping, path: str) -> Run:
+def _flatten(node: Mapping, prefix: str = ""):
+  for k, v in node.items():
+    if isinstance(v, Mapping):
+      yield from _flatten(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
+
+
+def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
+            ) -> Run:
   try:
     config = data["config"]
+    flat = {k: json.dumps(v) for k, v in _flatten(config)}
+    for key in by:
+      if key not in flat:
+        raise ValueError(
+            f"--by={key}: {path} has no config key {key!r} (keys are dotted "
+            "paths of its config, e.g. model.beta).")
+    selection = data.get("selection") or {}
     metrics = {split: {k: float(v) for k, v in m.items()
                        if k not in _SKIP_METRICS and _is_number(v)}
                for split, m in data["metrics"].items()}
@@ -117,7 +156,12 @@ def _run_of(run_dir: str, data: Mapping, path: str) -> Run:
                fraction=float(config["data"]["labeled_fraction"]),
                seed=int(config["seed"]),
                error_unit=str(data.get("error_unit", "")),
-               metrics=metrics)
+               metrics=metrics,
+               settings=", ".join(f"{k}={flat[k]}" for k in by),
+               config=tuple(sorted((k, v) for k, v in flat.items()
+                                   if k not in _INCIDENTAL_KEYS)),
+               selection=(str(selection.get("metric", "landmark_error")),
+                          str(selection.get("mode", "min"))))
   except (KeyError, TypeError, AttributeError) as e:
     raise ValueError(
         f"{path} lacks {e} or has the wrong type: a finished results.json "
@@ -145,8 +189,8 @@ def display(metric: str, value: float, error_unit: str) -> Tuple[float, str]:
   return 100.0 * value, "%"
 
 
-CellKey = Tuple[str, str, str, str, str, str, float]  # exp, split, metric,
-# unit, model, costs, fraction
+CellKey = Tuple[str, str, str, str, str, str, str, float]  # exp, split,
+# metric, unit, model, costs, settings, fraction
 
 
 def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
@@ -162,16 +206,107 @@ def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
         if r.error_unit == "pixels" and metric.startswith(_NORMALISED_ONLY):
           continue  # results.json written before evaluation dropped them
         shown, unit = display(metric, v, r.error_unit)
-        key = (r.experiment, split, metric, unit, r.model, r.costs, r.fraction)
+        key = (r.experiment, split, metric, unit, r.model, r.costs,
+               r.settings, r.fraction)
         values[key].append((r.seed, shown))
+  return {key: _stats(pairs) for key, pairs in values.items()}
+
+
+def _stats(pairs: Sequence[Tuple[int, float]]) -> Stats:
+  """Mean, sample std (ddof=1) and seeds of ``[(seed, value), ...]``."""
+  xs = [v for _, v in pairs]
+  n = len(xs)
+  mean = sum(xs) / n
+  std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
+  return Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
+
+
+
+def mixed_settings(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, str, float],
+                                                Dict[str, List[str]]]:
+  """``{(experiment, model, costs, settings, fraction): {key: [values]}}``
+  for the cells whose runs differ in config keys other than the seed and
+  paths (``_INCIDENTAL_KEYS``): what ``aggregate`` would average together
+  (pass those keys as ``--by`` to separate them). Values are JSON text."""
+  cells = collections.defaultdict(list)
+  for r in runs:
+    cells[(r.experiment, r.model, r.costs, r.settings, r.fraction)].append(r)
   out = {}
-  for key, pairs in values.items():
-    xs = [v for _, v in pairs]
-    n = len(xs)
-    mean = sum(xs) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
-    out[key] = Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
+  for cell, members in cells.items():
+    configs_ = [dict(r.config) for r in members]
+    keys = sorted(set().union(*configs_))
+    differ = {k: sorted({c.get(k, "(absent)") for c in configs_}) for k in keys}
+    differ = {k: v for k, v in differ.items() if len(v) > 1}
+    if differ:
+      out[cell] = differ
   return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """One setting's validation and test results in a selection."""
+  settings: str
+  metric: str
+  unit: str
+  validation: Stats
+  test: Dict[str, Stats]  # test split -> stats of the selection metric
+  best: bool
+
+
+def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
+                                             List[Choice]]:
+  """``{(experiment, model, costs, fraction): [Choice per setting]}`` for
+  the cells with more than one ``--by`` setting: each setting's mean
+  validation result over its seeds (the runs' selection metric, in display
+  units) and its test results; ``best`` marks the best mean in the
+  selection's direction (``min`` or ``max``; ties: the first in order)."""
+  groups = collections.defaultdict(lambda: collections.defaultdict(list))
+  for r in runs:
+    groups[(r.experiment, r.model, r.costs, r.fraction)][r.settings].append(r)
+  out = {}
+  for cell, by_setting in groups.items():
+    if len(by_setting) < 2:
+      continue
+    metric, mode = next(iter(by_setting.values()))[0].selection
+    choices = []
+    for setting in sorted(by_setting, key=_setting_order):
+      members = by_setting[setting]
+      val = [(r.seed, display(metric, r.metrics["validation"][metric],
+                              r.error_unit)[0])
+             for r in members if metric in r.metrics.get("validation", {})]
+      if not val:
+        continue
+      unit = display(metric, 0.0, members[0].error_unit)[1]
+      test = collections.defaultdict(list)
+      for r in members:
+        for split, m in r.metrics.items():
+          if split != "validation" and metric in m:
+            test[split].append((r.seed, display(metric, m[metric],
+                                                r.error_unit)[0]))
+      choices.append(Choice(setting, metric, unit, _stats(val),
+                            {k: _stats(v) for k, v in sorted(test.items())},
+                            False))
+    if len(choices) < 2:
+      continue
+    sign = -1.0 if mode == "max" else 1.0
+    best = min(range(len(choices)),
+               key=lambda i: sign * choices[i].validation.mean)
+    out[cell] = [dataclasses.replace(c, best=(i == best))
+                 for i, c in enumerate(choices)]
+  return out
+
+
+def _setting_order(settings: str):
+  """Sorts ``'model.beta=0.1'`` before ``'model.beta=1.0'`` (numerically
+  where the values are numbers)."""
+  parts = []
+  for item in settings.split(", ") if settings else ():
+    _, _, value = item.partition("=")
+    try:
+      parts.append((0, float(value), ""))
+    except ValueError:
+      parts.append((1, 0.0, value))
+  return tuple(parts)
 
 
 def expected_runs(experiment_files: Sequence[str], seeds=None,
@@ -239,11 +374,13 @@ def _fraction_label(f: float) -> str:
 
 def tables(stats: Mapping[CellKey, Stats]):
   """Yields ``(experiment, split, metric, unit, rows, fractions, cells)``:
-  every table of the report, in a stable order; ``cells[(model, costs,
-  fraction)] = (Stats or None, paper number or None)``."""
+  every table of the report, in a stable order; rows are ``(model, costs,
+  settings)`` (one per ``--by`` setting of a model and costs, in the
+  paper's row order), ``cells[(model, costs, settings, fraction)] = (Stats
+  or None, paper number or None)``."""
   groups = collections.defaultdict(dict)
-  for (exp, split, metric, unit, model, costs, frac), s in stats.items():
-    groups[(exp, split, metric, unit)][(model, costs, frac)] = s
+  for (exp, split, metric, unit, model, costs, setting, frac), s in stats.items():
+    groups[(exp, split, metric, unit)][(model, costs, setting, frac)] = s
   order = list(paper_results.FRACTIONS)
   for exp, split, metric, unit in sorted(
       groups, key=lambda k: (order.index(k[0]) if k[0] in order else len(order),
@@ -252,17 +389,28 @@ def tables(stats: Mapping[CellKey, Stats]):
     paper = {(m, c, f): v for (e, met, sp, m, c, f), v in
              paper_results.RESULTS.items()
              if e == exp and met == metric and sp == split}
-    rows = [rc for rc in paper_results.ROWS.get(exp, [])
-            if any(k[:2] == rc for k in list(found) + list(paper))]
-    rows += sorted({k[:2] for k in found} - set(rows))
-    fractions = sorted({k[2] for k in found} | {k[2] for k in paper})
+    pairs = [rc for rc in paper_results.ROWS.get(exp, [])
+             if any(k[:2] == rc for k in list(found) + list(paper))]
+    pairs += sorted({k[:2] for k in found} - set(pairs))
+    rows = []
+    for pair in pairs:
+      settings = sorted({k[2] for k in found if k[:2] == pair},
+                        key=_setting_order) or [""]
+      rows += [pair + (setting,) for setting in settings]
+    fractions = sorted({k[3] for k in found} | {k[2] for k in paper})
     cells = {}
-    for model, costs in rows:
+    for model, costs, setting in rows:
       for f in fractions:
-        s, p = found.get((model, costs, f)), paper.get((model, costs, f))
+        s = found.get((model, costs, setting, f))
+        p = paper.get((model, costs, f))
         if s is not None or p is not None:
-          cells[(model, costs, f)] = (s, p)
+          cells[(model, costs, setting, f)] = (s, p)
     yield exp, split, metric, unit, rows, fractions, cells
+
+
+def _row_text(model: str, costs: str, settings: str) -> str:
+  label = paper_results.row_label(model, costs)
+  return f"{label}, {settings}" if settings else label
 
 
 FigureLink = Tuple[str, str]  # (caption, path relative to the report)
@@ -322,7 +470,11 @@ def render_markdown(stats: Mapping[CellKey, Stats],
                     workdir: str = "",
                     figures: Tuple[Sequence[FigureLink],
                                    Sequence[Tuple[str, Sequence[FigureLink]]]]
-                    | None = None) -> str:
+                    | None = None,
+                    choices: Mapping | None = None,
+                    mixed: Mapping | None = None) -> str:
+  """The report's markdown; ``choices``: :func:`selections`, ``mixed``:
+  :func:`mixed_settings`."""
   out = io.StringIO()
   w = out.write
   w(f"# Results{f' of {workdir}' if workdir else ''}\n\n")
@@ -341,10 +493,35 @@ def render_markdown(stats: Mapping[CellKey, Stats],
         "are used whatever the fraction.\n\n")
     w("| model | " + " | ".join(_fraction_label(f) for f in fractions) + " |\n")
     w("| --- |" + " --- |" * len(fractions) + "\n")
-    for model, costs in rows:
-      texts = [_cell_text(*cells.get((model, costs, f), (None, None)))
+    for model, costs, setting in rows:
+      texts = [_cell_text(*cells.get((model, costs, setting, f), (None, None)))
                for f in fractions]
-      w(f"| {paper_results.row_label(model, costs)} | " + " | ".join(texts) + " |\n")
+      w(f"| {_row_text(model, costs, setting)} | " + " | ".join(texts) + " |\n")
+  if choices:
+    w("\n## Selection on validation\n\n"
+      "Per cell, each setting's validation result (mean ± std over seeds, "
+      "the runs' selection metric), best in bold, and its test results; "
+      "choose on validation, report the chosen setting's test number.\n")
+    for (exp, model, costs, frac), options in choices.items():
+      w(f"\n### {exp}, {paper_results.row_label(model, costs)}, "
+        f"{_fraction_label(frac)}: {options[0].metric} ({options[0].unit})\n\n")
+      splits = sorted({k for c in options for k in c.test})
+      w("| setting | validation | " + " | ".join(splits) + " |\n")
+      w("| --- | --- |" + " --- |" * len(splits) + "\n")
+      for c in options:
+        val = _cell_text(c.validation, None)
+        if c.best:
+          val = f"**{val}**"
+        tests = [_cell_text(c.test.get(sp), None) for sp in splits]
+        w(f"| {c.settings} | {val} | " + " | ".join(tests) + " |\n")
+  if mixed:
+    w(f"\n## Mixed settings ({len(mixed)} cells)\n\n"
+      "These cells average runs whose configs differ in more than the seed; "
+      "separate them with `--by=<key>` (repeatable):\n\n")
+    for (exp, model, costs, setting, frac), differ in mixed.items():
+      keys = "; ".join(f"{k} ({', '.join(v)})" for k, v in differ.items())
+      w(f"- {exp}, {_row_text(model, costs, setting)}, "
+        f"{_fraction_label(frac)}: {keys}\n")
   if missing is not None:
     w(f"\n## Missing runs ({len(missing)})\n\n")
     if missing:
@@ -372,14 +549,14 @@ def csv_rows(stats: Mapping[CellKey, Stats]) -> List[Dict]:
   paper has but no run reached have ``n = 0``."""
   out = []
   for exp, split, metric, unit, rows, fractions, cells in tables(stats):
-    for model, costs in rows:
+    for model, costs, setting in rows:
       for f in fractions:
-        if (model, costs, f) not in cells:
+        if (model, costs, setting, f) not in cells:
           continue
-        s, p = cells[(model, costs, f)]
+        s, p = cells[(model, costs, setting, f)]
         out.append(dict(
             experiment=exp, split=split, metric=metric, unit=unit,
-            model=model, costs=costs, fraction=f,
+            model=model, costs=costs, settings=setting, fraction=f,
             n=s.n if s else 0,
             mean="" if s is None else s.mean,
             std="" if s is None or math.isnan(s.std) else s.std,
@@ -390,11 +567,13 @@ def csv_rows(stats: Mapping[CellKey, Stats]) -> List[Dict]:
 
 def write_report(workdir: str, experiment_files: Sequence[str] = (),
                  seeds=None, quick: bool = False, figures: bool = False,
-                 figure_options: Mapping | None = None) -> str:
+                 figure_options: Mapping | None = None,
+                 by: Sequence[str] = ()) -> str:
   """Writes ``report.md`` and ``report.csv`` in ``workdir``; returns the
   markdown. ``figures``: first draw the sweep's figures
-  (``figures.sweep_figures(workdir, **figure_options)``)."""
-  runs, unfinished = load_runs(workdir)
+  (``figures.sweep_figures(workdir, **figure_options)``); ``by``: config
+  keys that split rows (and give the selection on validation)."""
+  runs, unfinished = load_runs(workdir, by)
   stats = aggregate(runs)
   missing = None
   if experiment_files:
@@ -404,7 +583,8 @@ def write_report(workdir: str, experiment_files: Sequence[str] = (),
     from landmark_ssl import figures as figures_lib  # pylint: disable=g-import-not-at-top
     figures_lib.sweep_figures(workdir, **dict(figure_options or {}))
   text = render_markdown(stats, missing, unfinished, workdir,
-                         figure_links(workdir, runs))
+                         figure_links(workdir, runs), selections(runs),
+                         mixed_settings(runs))
   with open(os.path.join(workdir, REPORT_MD), "w") as f:
     f.write(text)
   with open(os.path.join(workdir, REPORT_CSV), "w", newline="") as f:
@@ -428,6 +608,10 @@ def define_flags(flag_values=flags.FLAGS):
                     "overlay grids; python -m landmark_ssl.figures) before "
                     "writing the report, which links them.",
                     flag_values=flag_values)
+  flags.DEFINE_multi_string("by", [], "Config key (dotted, e.g. model.beta; "
+                            "repeatable) whose values split the rows, with a "
+                            "selection on validation: the keys of sweep "
+                            "--grid.", flag_values=flag_values)
   flags.mark_flag_as_required("workdir", flag_values=flag_values)
 
 
@@ -435,9 +619,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
-  text = write_report(FLAGS.workdir, FLAGS.config,
-                      sweep_lib.parse_seeds(FLAGS.seeds), FLAGS.quick,
-                      FLAGS.figures)
+  try:
+    text = write_report(FLAGS.workdir, FLAGS.config,
+                        sweep_lib.parse_seeds(FLAGS.seeds), FLAGS.quick,
+                        FLAGS.figures, by=FLAGS.by)
+  except (ValueError, FileNotFoundError) as e:
+    raise app.UsageError(str(e)) from None
   print(text)
   print(f"Wrote {os.path.join(FLAGS.workdir, REPORT_MD)} and "
         f"{os.path.join(FLAGS.workdir, REPORT_CSV)}.")

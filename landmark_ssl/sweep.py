@@ -3,8 +3,8 @@ as command lines for a cluster.
 
   python -m landmark_ssl.sweep --config=experiments/blocks.py --workdir=DIR \
       [--parallel=N] [--only=REGEX] [--seeds=0,1] [--quick] \
-      [--override=data.data_dir=/data/tfds ...] [--order=table|seed] \
-      [--vectorize_seeds] [--dry_run]
+      [--override=data.data_dir=/data/tfds ...] [--grid=model.beta=0.1,1,3 ...] \
+      [--order=table|seed] [--vectorize_seeds] [--dry_run]
 
 Each run of ``sweep()`` in the experiment file becomes one process
 
@@ -38,6 +38,17 @@ put in the command (one left: its ordinary command). The process's output
 goes to the first of those runs' ``log.txt``; the others' ``log.txt`` say
 where. Finished, failed and busy are still counted per run.
 
+``--grid=KEY=V1,V2,...`` (repeatable) trains every selected run once per
+value (per combination of values, with several ``--grid`` flags), to choose
+settings the paper leaves open on the validation split: the run gains
+``--config.KEY=V`` and its name the suffix ``_KEY=V`` (e.g.
+``seq_mt_L_f0.05_s0_model.beta=3``), so a grid's runs sit beside the
+table's in one directory and resume like them. ``--only`` and ``--seeds``
+select the table runs first. ``python -m landmark_ssl.report --by=KEY``
+then shows one row per value and picks the value with the best mean
+validation result. Values are split at commas outside brackets, so
+``--grid=model.kernels=(9,9),(7,7)`` gives two tuples.
+
 ``--order=seed`` trains every cell of the first seed before the next seed
 (default ``table``: cell by cell, as ``sweep()`` lists them), so a sweep cut
 short leaves paired seeds of every row. Two sweeps over the same runs at once
@@ -58,8 +69,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import difflib
 import fcntl
 import io
+import itertools
 import json
 import os
 import re
@@ -123,6 +136,87 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, str]:
       raise ValueError(f"--override={item!r} is not key=value; write e.g. "
                        "--override=data.data_dir=/data/tfds.")
     out[key] = val
+  return out
+
+
+def _split_values(text: str) -> List[str]:
+  """``'0.1,(9,9),3'`` -> ``['0.1', '(9,9)', '3']``: commas inside brackets
+  belong to the value."""
+  out, depth, start = [], 0, 0
+  for i, ch in enumerate(text):
+    if ch in "([":
+      depth += 1
+    elif ch in ")]":
+      depth -= 1
+    elif ch == "," and depth == 0:
+      out.append(text[start:i].strip())
+      start = i + 1
+  out.append(text[start:].strip())
+  return out
+
+
+def parse_grid(items: Sequence[str]) -> List[tuple]:
+  """``['model.beta=0.1,1', 'loss.alpha=1']`` ->
+  ``[('model.beta', ('0.1', '1')), ('loss.alpha', ('1',))]``."""
+  out, seen = [], set()
+  for item in items or ():
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if key.startswith("config."):
+      key = key[len("config."):]
+    values = tuple(_split_values(text)) if sep else ()
+    if not key or not values or "" in values:
+      raise ValueError(f"--grid={item!r} is not key=value,value,...; write "
+                       "e.g. --grid=model.beta=0.1,1,3.")
+    if key in seen:
+      raise ValueError(f"--grid names {key} twice; give all its values in "
+                       f"one flag, e.g. --grid={key}=a,b.")
+    if len(set(values)) != len(values):
+      raise ValueError(f"--grid={item!r} repeats a value.")
+    seen.add(key)
+    out.append((key, values))
+  return out
+
+
+def check_grid_keys(grid: Sequence[tuple], config) -> None:
+  """Raises ``ValueError`` naming a grid key that ``config`` (an experiment's
+  ``ConfigDict``) does not have, with the nearest keys it has."""
+  def leaves(node, prefix=""):
+    for k, v in node.items():
+      if isinstance(v, dict):
+        yield from leaves(v, f"{prefix}{k}.")
+      else:
+        yield f"{prefix}{k}"
+  known = list(leaves(config.to_dict()))
+  for key, _ in grid:
+    if key not in known:
+      near = difflib.get_close_matches(key, known, n=3) or [
+          "model.beta", "loss.alpha", "loss.gamma"]
+      raise ValueError(f"--grid key {key!r} is not a setting of the "
+                       f"experiment's config; did you mean {' or '.join(near)}? "
+                       "(a run's config.json lists every key)")
+
+
+def expand_grid(runs: Sequence[Mapping], grid: Sequence[tuple]) -> List[Dict]:
+  """Each run once per combination of the grid's values (:func:`parse_grid`),
+  in the runs' order and, within a run, the values' order: the run's
+  overrides gain ``key: value`` and its name ``_key=value`` per key. A
+  grid key the sweep sets per run (e.g. ``seed``) is refused."""
+  if not grid:
+    return [dict(r) for r in runs]
+  keys = [k for k, _ in grid]
+  out = []
+  for r in runs:
+    clash = sorted(set(keys) & set(r["overrides"]))
+    if clash:
+      raise ValueError(f"--grid sets {clash}, which the sweep sets per run "
+                       f"(run {r['name']}); select those with --only / "
+                       "--seeds instead.")
+    for values in itertools.product(*(v for _, v in grid)):
+      setting = dict(zip(keys, values))
+      out.append(dict(
+          r, name=r["name"] + "".join(f"_{k}={v}" for k, v in setting.items()),
+          overrides=dict(r["overrides"], **setting)))
   return out
 
 
@@ -450,6 +544,10 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_multi_string("override", [], "key=value: --config.key=value "
                             "for every run, e.g. data.data_dir=/data/tfds.",
                             flag_values=flag_values)
+  flags.DEFINE_multi_string("grid", [], "KEY=V1,V2,...: train each run once "
+                            "per value (name suffix _KEY=V), e.g. "
+                            "model.beta=0.1,1,3; repeat for a product.",
+                            flag_values=flag_values)
   flags.DEFINE_bool("vectorize_seeds", False, "Train the seeds of each table "
                     "cell in one process and one compiled program (main "
                     "--seeds); each run still gets its own directory.",
@@ -479,6 +577,10 @@ def main(argv):
     if not runs:
       raise ValueError(f"No run of {FLAGS.config} matches --only="
                        f"{FLAGS.only!r} / --seeds={FLAGS.seeds!r}.")
+    grid = parse_grid(FLAGS.grid)
+    if grid:
+      check_grid_keys(grid, experiment.get_config(runs[0]["config_arg"]))
+      runs = expand_grid(runs, grid)
     if FLAGS.vectorize_seeds and FLAGS.order != "table":
       raise ValueError("--vectorize_seeds trains each cell's seeds together; "
                        "it needs --order=table (the default).")

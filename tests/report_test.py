@@ -111,13 +111,75 @@ def test_random_values_match_numpy(tmp_path):
   assert len(runs) == 5 and not unfinished
   stats = report.aggregate(runs)
   s = stats[("hgr1", "test", "landmark_error", "% of wrist", "heatmap_mt",
-             "L+C", 0.2)]
+             "L+C", "", 0.2)]
   assert math.isclose(s.mean, 100 * np.mean(errs))  # fractions -> percent
   assert math.isclose(s.std, 100 * np.std(errs, ddof=1))
   assert math.isclose(s.std, statistics.stdev(100 * errs))
   assert s.n == 5 and s.seeds == (0, 1, 2, 3, 4)
   text = report.render_markdown(stats)
   assert "paper 43.20" in text and "paper 87.55" in text
+
+
+def test_by_splits_rows_and_selects_on_validation(tmp_path):
+  rng = np.random.default_rng()
+  betas = (0.1, 1.0, 3.0)
+  val = rng.uniform(1.0, 5.0, size=(3, 3))  # beta x seed
+  test = val + rng.normal(0.0, 0.3, size=(3, 3))
+  for i, beta in enumerate(betas):
+    for seed in range(3):
+      run = run_of("blocks", f"seq_mt_L_f0.05_s{seed}")
+      run = dict(run, name=f"{run['name']}_model.beta={beta}",
+                 overrides=dict(run["overrides"], **{"model.beta": beta}))
+      fake_results(tmp_path, "blocks", run,
+                   {"validation": {"landmark_error": float(val[i, seed])},
+                    "test": {"landmark_error": float(test[i, seed])}})
+  text = report.write_report(str(tmp_path), by=["model.beta"])
+  table = text.split("## blocks, test: landmark_error")[1].split("##")[0]
+  for i, beta in enumerate(betas):
+    line = [l for l in table.splitlines()
+            if l.startswith(f"| Seq-MT (L), model.beta={beta} |")]
+    assert len(line) == 1
+    assert (f"{test[i].mean():.2f} ± {test[i].std(ddof=1):.2f} (n=3) · "
+            "paper 3.95") in line[0]
+  sel = text.split("## Selection on validation")[1].split("\n## ")[0]
+  assert "### blocks, Seq-MT (L), 5%: landmark_error (pixels)" in sel
+  best = int(np.argmin(val.mean(1)))
+  for i, beta in enumerate(betas):
+    cell = f"{val[i].mean():.2f} ± {val[i].std(ddof=1):.2f} (n=3)"
+    want = f"**{cell}**" if i == best else cell
+    assert f"| model.beta={beta} | {want} | {test[i].mean():.2f}" in sel
+  assert sel.count("**") == 2 and "Mixed settings" not in text
+  rows = [r for r in csv.DictReader(open(tmp_path / "report.csv"))
+          if r["metric"] == "landmark_error" and r["n"] != "0"]
+  assert sorted(r["settings"] for r in rows) == [
+      f"model.beta={b}" for b in betas]
+  # Without --by the nine runs are one cell, and the report says they mix.
+  text = report.write_report(str(tmp_path))
+  assert f"{test.mean():.2f} ± {test.ravel().std(ddof=1):.2f} (n=9)" in text
+  mixed = text.split("## Mixed settings (1 cells)")[1]
+  assert "- blocks, Seq-MT (L), 5%: model.beta (0.1, 1.0, 3.0)" in mixed
+  assert "Selection on validation" not in text
+  with pytest.raises(ValueError, match="no config key 'model.betta'"):
+    report.write_report(str(tmp_path), by=["model.betta"])
+
+
+def test_accuracy_selection_takes_the_largest(tmp_path):
+  for alpha, acc in ((0.1, 0.9), (1.0, 0.6)):
+    run = run_of("blocks", "seq_mt_L+C_f0.05_s0")
+    run = dict(run, name=f"a{alpha}",
+               overrides=dict(run["overrides"], **{"loss.alpha": alpha}))
+    fake_results(tmp_path, "blocks", run,
+                 {"validation": {"accuracy/label": acc, "landmark_error": 2.0},
+                  "test": {"accuracy/label": acc}})
+    path = tmp_path / f"a{alpha}" / "results.json"
+    data = json.loads(path.read_text())
+    data["selection"] = {"metric": "accuracy/label", "mode": "max"}
+    path.write_text(json.dumps(data))
+  (choices,) = report.selections(report.load_runs(str(tmp_path),
+                                                  ["loss.alpha"])[0]).values()
+  assert [(c.settings, c.best, c.unit) for c in choices] == [
+      ("loss.alpha=0.1", True, "%"), ("loss.alpha=1.0", False, "%")]
+  assert math.isclose(choices[0].validation.mean, 90.0)
 
 
 def test_300w_has_one_table_per_test_split_and_rows_of_both_files(tmp_path):

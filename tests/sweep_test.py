@@ -217,6 +217,69 @@ def test_vectorize_seeds_makes_one_command_per_cell(tmp_path):
       lone, sweep.vectorized_job(jobs[:2])]
 
 
+def test_grid_multiplies_runs_into_parseable_commands(tmp_path):
+  path = f"{ROOT}/experiments/blocks.py"
+  exp = configs.load_experiment(path)
+  runs = sweep.select_runs(exp.sweep(seeds=(4, 2)), only=r"^seq_mt_L_f0\.05_")
+  grid = sweep.parse_grid(["config.model.beta=3,0.1", "loss.alpha=0.5"])
+  assert grid == [("model.beta", ("3", "0.1")), ("loss.alpha", ("0.5",))]
+  sweep.check_grid_keys(grid, exp.get_config(runs[0]["config_arg"]))
+  grown = sweep.expand_grid(runs, grid)
+  assert [r["name"] for r in grown] == [
+      f"seq_mt_L_f0.05_s{s}_model.beta={b}_loss.alpha=0.5"
+      for s in (4, 2) for b in ("3", "0.1")]
+  assert runs[0]["name"] == "seq_mt_L_f0.05_s4"  # input untouched
+  jobs = sweep.make_jobs(grown, path, str(tmp_path), {"data.data_dir": "/d"})
+  for run, job in zip(grown, jobs):
+    config, workdir = _parse_main_command(job.argv)
+    want = exp.get_config(run["config_arg"])
+    want.update_from_flattened_dict(
+        {"data.labeled_fraction": 0.05, "seed": run["overrides"]["seed"],
+         "data.data_dir": "/d", "loss.alpha": 0.5,
+         "model.beta": float(run["name"].split("beta=")[1].split("_")[0])})
+    assert config.to_dict() == want.to_dict()
+    assert workdir == str(tmp_path / run["name"])
+  # A grid's values are separate cells: seeds group within one value only.
+  cells = sweep.group_seeds(jobs)
+  assert [[r.name for r in c.runs] for c in cells] == [
+      [grown[0]["name"], grown[2]["name"]], [grown[1]["name"], grown[3]["name"]]]
+  # Commas inside brackets stay in the value.
+  assert sweep.parse_grid(["model.kernel_sizes=(9, 9),(7,7)"]) == [
+      ("model.kernel_sizes", ("(9, 9)", "(7,7)"))]
+  for bad, match in ((["model.beta"], "key=value"), (["model.beta="], "key=value"),
+                     (["model.beta=1,"], "key=value"),
+                     (["model.beta=1", "model.beta=2"], "twice"),
+                     (["model.beta=1,1"], "repeats")):
+    with pytest.raises(ValueError, match=match):
+      sweep.parse_grid(bad)
+  with pytest.raises(ValueError, match="did you mean model.beta"):
+    sweep.check_grid_keys([("model.betta", ("1",))], exp.get_config())
+  with pytest.raises(ValueError, match="--grid sets .'seed'."):
+    sweep.expand_grid(runs, [("seed", ("1",))])
+  assert sweep.expand_grid(runs, []) == runs
+
+
+def test_dry_run_with_a_grid(tmp_path):
+  done = tmp_path / "seq_mt_L_f0.05_s1_model.beta=1"
+  done.mkdir()
+  (done / "results.json").write_text(json.dumps({"status": "finished"}))
+  argv = [sys.executable, "-m", "landmark_ssl.sweep",
+          "--config=experiments/blocks.py", f"--workdir={tmp_path}",
+          "--dry_run", r"--only=^seq_mt_L_f0\.05_", "--seeds=0,1",
+          "--grid=model.beta=0.1,1"]
+  out = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True,
+                       text=True, check=True)
+  got = [_parse_main_command(shlex.split(line))
+         for line in out.stdout.strip().splitlines()]
+  assert [(c.seed, c.model.beta, os.path.basename(w)) for c, w in got] == [
+      (0, 0.1, "seq_mt_L_f0.05_s0_model.beta=0.1"),
+      (0, 1.0, "seq_mt_L_f0.05_s0_model.beta=1"),
+      (1, 0.1, "seq_mt_L_f0.05_s1_model.beta=0.1")]  # s1 beta 1 finished
+  bad = subprocess.run(argv[:-1] + ["--grid=model.betta=1"], cwd=ROOT,
+                       env=ENV, capture_output=True, text=True)
+  assert bad.returncode != 0 and "did you mean model.beta" in bad.stderr
+
+
 def test_dry_run_prints_vectorized_commands(tmp_path):
   done = tmp_path / "seq_mt_L_f0.05_s1"
   done.mkdir()
