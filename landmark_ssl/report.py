@@ -16,7 +16,9 @@ writes ``DIR/report.md`` and ``DIR/report.csv``:
   otherwise in percent of the normaliser (``results.json`` stores fractions,
   multiplied by 100 here); accuracies, failure rates and AUCs in percent;
 * with ``--config`` (repeatable: e.g. both 300W files), the runs of those
-  experiments' sweeps that have no finished result, i.e. the missing cells;
+  experiments' sweeps that have no finished result, i.e. the missing cells
+  (a run of a ``sweep --grid`` counts for its table run, whatever its
+  setting);
 * with ``--by=KEY`` (repeatable; e.g. the keys of ``sweep --grid``): one
   row per value of those settings (``Seq-MT (L), model.beta=1.0``) and a
   "Selection on validation" section: per cell, each value's mean
