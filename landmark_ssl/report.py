@@ -253,6 +253,7 @@ class Choice:
   validation: Stats
   test: Dict[str, Stats]  # test split -> stats of the selection metric
   best: bool
+  compared: bool  # ran on every seed of the cell, so its mean is compared
 
 
 def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
@@ -261,7 +262,10 @@ def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
   the cells with more than one ``--by`` setting: each setting's mean
   validation result over its seeds (the runs' selection metric, in display
   units) and its test results; ``best`` marks the best mean in the
-  selection's direction (``min`` or ``max``; ties: the first in order)."""
+  selection's direction (``min`` or ``max``; ties: the first in order)
+  among the settings that ran on every seed of the cell (``compared``):
+  means over different seeds, i.e. different label subsets, are not
+  comparable. No setting complete: none is marked."""
   groups = collections.defaultdict(lambda: collections.defaultdict(list))
   for r in runs:
     groups[(r.experiment, r.model, r.costs, r.fraction)][r.settings].append(r)
@@ -287,12 +291,16 @@ def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
                                                 r.error_unit)[0]))
       choices.append(Choice(setting, metric, unit, _stats(val),
                             {k: _stats(v) for k, v in sorted(test.items())},
-                            False))
+                            False, False))
     if len(choices) < 2:
       continue
+    seeds = set().union(*(c.validation.seeds for c in choices))
+    choices = [dataclasses.replace(c, compared=set(c.validation.seeds) == seeds)
+               for c in choices]
     sign = -1.0 if mode == "max" else 1.0
-    best = min(range(len(choices)),
-               key=lambda i: sign * choices[i].validation.mean)
+    ranked = [i for i, c in enumerate(choices) if c.compared]
+    best = min(ranked, key=lambda i: sign * choices[i].validation.mean,
+               default=None)
     out[cell] = [dataclasses.replace(c, best=(i == best))
                  for i, c in enumerate(choices)]
   return out
@@ -503,7 +511,9 @@ def render_markdown(stats: Mapping[CellKey, Stats],
     w("\n## Selection on validation\n\n"
       "Per cell, each setting's validation result (mean ± std over seeds, "
       "the runs' selection metric), best in bold, and its test results; "
-      "choose on validation, report the chosen setting's test number.\n")
+      "choose on validation, report the chosen setting's test number. Only "
+      "settings run on every seed of the cell are compared (the others are "
+      "marked: their seeds, hence label subsets, differ).\n")
     for (exp, model, costs, frac), options in choices.items():
       w(f"\n### {exp}, {paper_results.row_label(model, costs)}, "
         f"{_fraction_label(frac)}: {options[0].metric} ({options[0].unit})\n\n")
@@ -514,6 +524,8 @@ def render_markdown(stats: Mapping[CellKey, Stats],
         val = _cell_text(c.validation, None)
         if c.best:
           val = f"**{val}**"
+        elif not c.compared:
+          val += f", not compared: seeds {' '.join(map(str, c.validation.seeds))}"
         tests = [_cell_text(c.test.get(sp), None) for sp in splits]
         w(f"| {c.settings} | {val} | " + " | ".join(tests) + " |\n")
   if mixed:

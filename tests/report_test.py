@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -149,10 +150,27 @@ def test_by_splits_rows_and_selects_on_validation(tmp_path):
     want = f"**{cell}**" if i == best else cell
     assert f"| model.beta={beta} | {want} | {test[i].mean():.2f}" in sel
   assert sel.count("**") == 2 and "Mixed settings" not in text
+  assert "not compared" not in sel
   rows = [r for r in csv.DictReader(open(tmp_path / "report.csv"))
           if r["metric"] == "landmark_error" and r["n"] != "0"]
   assert sorted(r["settings"] for r in rows) == [
       f"model.beta={b}" for b in betas]
+  # A setting with a seed missing is shown but not compared, even when its
+  # mean is the best.
+  run = run_of("blocks", "seq_mt_L_f0.05_s0")
+  fake_results(tmp_path / "extra", "blocks",
+               dict(run, name="b9", overrides=dict(run["overrides"],
+                                                   **{"model.beta": 9.0})),
+               {"validation": {"landmark_error": 0.01},
+                "test": {"landmark_error": 0.02}})
+  (choices,) = report.selections(report.load_runs(str(tmp_path),
+                                                  ["model.beta"])[0]).values()
+  assert [(c.settings, c.compared) for c in choices][-1] == (
+      "model.beta=9.0", False)
+  assert [c.best for c in choices] == [i == best for i in range(4)]
+  text = report.write_report(str(tmp_path), by=["model.beta"])
+  assert "| model.beta=9.0 | 0.01 (n=1), not compared: seeds 0 |" in text
+  shutil.rmtree(tmp_path / "extra")
   # Without --by the nine runs are one cell, and the report says they mix.
   text = report.write_report(str(tmp_path))
   assert f"{test.mean():.2f} ± {test.ravel().std(ddof=1):.2f} (n=9)" in text
