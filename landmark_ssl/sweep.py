@@ -579,7 +579,12 @@ def main(argv):
                        f"{FLAGS.only!r} / --seeds={FLAGS.seeds!r}.")
     grid = parse_grid(FLAGS.grid)
     if grid:
-      check_grid_keys(grid, experiment.get_config(runs[0]["config_arg"]))
+      for arg in sorted({r["config_arg"] for r in runs}):  # e.g. per model
+        try:
+          check_grid_keys(grid, experiment.get_config(arg))
+        except ValueError as e:
+          raise ValueError(f"{e} [--config={FLAGS.config}:{arg}; narrow "
+                           "--only to the runs that have it]") from None
       runs = expand_grid(runs, grid)
     if FLAGS.vectorize_seeds and FLAGS.order != "table":
       raise ValueError("--vectorize_seeds trains each cell's seeds together; "

@@ -278,6 +278,11 @@ def test_dry_run_with_a_grid(tmp_path):
   bad = subprocess.run(argv[:-1] + ["--grid=model.betta=1"], cwd=ROOT,
                        env=ENV, capture_output=True, text=True)
   assert bad.returncode != 0 and "did you mean model.beta" in bad.stderr
+  # Comm-MT has no beta: a grid over both models names the one lacking it.
+  bad = subprocess.run(argv[:6] + [r"--only=^(seq|comm)_mt_L_f0\.05_",
+                                   "--grid=model.beta=1"], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True)
+  assert bad.returncode != 0 and "model=comm_mt,costs=L" in bad.stderr
 
 
 def test_dry_run_prints_vectorized_commands(tmp_path):
