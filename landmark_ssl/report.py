@@ -23,8 +23,9 @@ writes ``DIR/report.md`` and ``DIR/report.csv``:
   row per value of those settings (``Seq-MT (L), model.beta=1.0``) and a
   "Selection on validation" section: per cell, each value's mean
   validation result over its seeds, the best marked (the runs' own
-  selection metric and direction, e.g. lowest landmark error), with the
-  test result beside it. Without ``--by``, runs of one cell whose settings
+  selection metric and direction, e.g. lowest landmark error) among the
+  values run on every seed of the cell, with the test result beside it.
+  Without ``--by``, runs of one cell whose settings
   differ (beyond the seed and paths) are still averaged, and a "Mixed
   settings" section names the keys that differ, so that a grid is never
   averaged silently;
