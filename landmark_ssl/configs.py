@@ -245,6 +245,18 @@ def load_experiment(path: str) -> types.ModuleType:
   return module
 
 
+def flat_items(node: Mapping, prefix: str = ""):
+  """Yields ``(dotted key, value)`` for every leaf of a nested mapping (a
+  ``ConfigDict.to_dict()`` or a run's stored config): ``('model.beta',
+  1.0)``, the keys ``--config.<key>=`` takes; an empty mapping is a
+  leaf."""
+  for k, v in node.items():
+    if isinstance(v, Mapping) and v:
+      yield from flat_items(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
+
+
 def run_name(model: str, costs: str, fraction: float, seed: int) -> str:
   """``seq_mt_L+T+C_f0.05_s0``: a run's directory name."""
   return f"{model}_{costs}_f{fraction:g}_s{seed}"

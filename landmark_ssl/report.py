@@ -130,19 +130,11 @@ def load_runs(workdir: str, by: Sequence[str] = ()
   return finished, other
 
 
-def _flatten(node: Mapping, prefix: str = ""):
-  for k, v in node.items():
-    if isinstance(v, Mapping):
-      yield from _flatten(v, f"{prefix}{k}.")
-    else:
-      yield f"{prefix}{k}", v
-
-
 def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
             ) -> Run:
   try:
     config = data["config"]
-    flat = {k: json.dumps(v) for k, v in _flatten(config)}
+    flat = {k: json.dumps(v) for k, v in configs.flat_items(config)}
     for key in by:
       if key not in flat:
         raise ValueError(
@@ -222,7 +214,6 @@ def _stats(pairs: Sequence[Tuple[int, float]]) -> Stats:
   mean = sum(xs) / n
   std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
   return Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
-
 
 
 def mixed_settings(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, str, float],

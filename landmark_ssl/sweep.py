@@ -47,7 +47,7 @@ table's in one directory and resume like them. ``--only`` and ``--seeds``
 select the table runs first. ``python -m landmark_ssl.report --by=KEY``
 then shows one row per value and picks the value with the best mean
 validation result. Values are split at commas outside brackets, so
-``--grid=model.kernels=(9,9),(7,7)`` gives two tuples.
+``--grid=model.kernel_sizes=(9,9),(7,7)`` gives two tuples.
 
 ``--order=seed`` trains every cell of the first seed before the next seed
 (default ``table``: cell by cell, as ``sweep()`` lists them), so a sweep cut
@@ -124,14 +124,18 @@ def run_status(run_dir: str) -> str:
   return "finished" if status == "finished" else "todo"
 
 
+def _config_key(key: str) -> str:
+  """``' config.data.data_dir'`` -> ``'data.data_dir'``."""
+  key = key.strip()
+  return key[len("config."):] if key.startswith("config.") else key
+
+
 def parse_overrides(items: Sequence[str]) -> Dict[str, str]:
   """``['data.data_dir=/x', ...]`` -> ``{'data.data_dir': '/x', ...}``."""
   out = {}
   for item in items or ():
     key, sep, val = item.partition("=")
-    key = key.strip()
-    if key.startswith("config."):
-      key = key[len("config."):]
+    key = _config_key(key)
     if not sep or not key:
       raise ValueError(f"--override={item!r} is not key=value; write e.g. "
                        "--override=data.data_dir=/data/tfds.")
@@ -161,9 +165,7 @@ def parse_grid(items: Sequence[str]) -> List[tuple]:
   out, seen = [], set()
   for item in items or ():
     key, sep, text = item.partition("=")
-    key = key.strip()
-    if key.startswith("config."):
-      key = key[len("config."):]
+    key = _config_key(key)
     values = tuple(_split_values(text)) if sep else ()
     if not key or not values or "" in values:
       raise ValueError(f"--grid={item!r} is not key=value,value,...; write "
@@ -181,13 +183,7 @@ def parse_grid(items: Sequence[str]) -> List[tuple]:
 def check_grid_keys(grid: Sequence[tuple], config) -> None:
   """Raises ``ValueError`` naming a grid key that ``config`` (an experiment's
   ``ConfigDict``) does not have, with the nearest keys it has."""
-  def leaves(node, prefix=""):
-    for k, v in node.items():
-      if isinstance(v, dict):
-        yield from leaves(v, f"{prefix}{k}.")
-      else:
-        yield f"{prefix}{k}"
-  known = list(leaves(config.to_dict()))
+  known = [k for k, _ in configs.flat_items(config.to_dict())]
   for key, _ in grid:
     if key not in known:
       near = difflib.get_close_matches(key, known, n=3) or [

@@ -91,6 +91,7 @@ import numpy as np
 import optax
 
 from landmark_ssl import checkpointing
+from landmark_ssl import configs
 from landmark_ssl import evaluation
 from landmark_ssl import input_pipeline
 from landmark_ssl import metrics_log
@@ -132,20 +133,9 @@ def config_to_dict(config) -> dict:
   return json.loads(config.to_json(sort_keys=True))
 
 
-def _flatten(tree: Mapping, prefix: str = "") -> dict:
-  flat = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, Mapping) and value:
-      flat.update(_flatten(value, name + "."))
-    else:
-      flat[name] = value
-  return flat
-
-
 def config_differences(stored: Mapping, given: Mapping) -> list[str]:
   """Human-readable differences between two config dicts, one per key."""
-  a, b = _flatten(stored), _flatten(given)
+  a, b = dict(configs.flat_items(stored)), dict(configs.flat_items(given))
   missing = object()
   diffs = []
   for key in sorted(set(a) | set(b)):

@@ -293,3 +293,19 @@ def test_load_experiment_errors_name_the_file(tmp_path):
   bad.write_text("def get_config(arg=None):\n  return None\n")
   with pytest.raises(ValueError, match="sweep"):
     configs.load_experiment(str(bad))
+
+
+def test_flat_items_round_trip_through_config_overrides():
+  """Every leaf of a real config, flattened, sets a fresh default config back
+  to it; nested keys are dotted and an empty mapping is a leaf."""
+  rng = np.random.default_rng()
+  config = EXP["blocks"].get_config("model=seq_mt,costs=L+T")
+  config.model.beta = float(rng.uniform(0.1, 5.0))
+  config.loss.elt.scale = float(rng.uniform(0.0, 0.3))
+  flat = dict(configs.flat_items(config.to_dict()))
+  assert flat["model.beta"] == config.model.beta
+  assert flat["loss.elt.scale"] == config.loss.elt.scale
+  fresh = EXP["blocks"].get_config("model=seq_mt,costs=L+T")
+  fresh.update_from_flattened_dict(flat)
+  assert fresh.to_dict() == config.to_dict()
+  assert dict(configs.flat_items({"a": {}, "b": {"c": 1}})) == {"a": {}, "b.c": 1}
