@@ -1,8 +1,8 @@
 r"""Figures of a run or a sweep, as PNG files (matplotlib, Agg backend).
 
   python -m landmark_ssl.figures --workdir=RUN_OR_SWEEP_DIR [--num_images=8] \
-      [--fraction=0.05] [--grid_models=seq_mt] [--runs] [--maps] \
-      [--data_dir=DIR]
+      [--fraction=0.05] [--grid_models=seq_mt] [--by=loss.alpha ...] \
+      [--runs] [--maps] [--data_dir=DIR]
 
 A **run** directory (it holds ``config.json``) gets, in ``<run>/figures/``:
 
@@ -35,6 +35,12 @@ A **sweep** directory (finished runs anywhere below it) gets, in
   labels (Shapes), from the lowest seed's run;
 
 and with ``--runs`` every run's own figures as well.
+
+``--by=KEY`` (repeatable; the keys of ``sweep --grid``, as ``report --by``)
+splits each row by the runs' values of those config keys: one CED curve
+and one overlay-grid row per row and setting, the setting in its label.
+Without it, a row whose runs differ in config keys other than the seed and
+paths is still pooled, and a warning names the keys to pass as ``--by``.
 
 Decisions:
 
@@ -728,20 +734,30 @@ def run_figures(run_dir: str, num_images: int = 8, maps: bool | None = None,
 
 
 def _runs_by_cell(runs) -> dict:
-  """``{(experiment, model, costs, fraction): [runs sorted by seed]}``."""
+  """``{(experiment, model, costs, fraction, settings): [runs sorted by
+  seed]}`` (``settings``: the ``--by`` values, '' without)."""
   cells = collections.defaultdict(list)
   for r in runs:
-    cells[(r.experiment, r.model, r.costs, r.fraction)].append(r)
+    cells[(r.experiment, r.model, r.costs, r.fraction, r.settings)].append(r)
   for v in cells.values():
     v.sort(key=lambda r: r.seed)
   return dict(cells)
 
 
-def _row_order(experiment: str, rows: Iterable[tuple[str, str]]) -> list:
-  """Table rows ``(model, costs)`` in the paper's order, then the others."""
+def _row_order(experiment: str, rows: Iterable[tuple[str, str, str]]) -> list:
+  """Rows ``(model, costs, settings)``: the table rows in the paper's
+  order, then the others; each row's settings in report's order."""
   order = list(paper_results.ROWS.get(experiment, []))
   rows = set(rows)
-  return [r for r in order if r in rows] + sorted(rows - set(order))
+  tables = {r[:2] for r in rows}
+  tables = [t for t in order if t in tables] + sorted(tables - set(order))
+  return [(*t, s) for t in tables for s in sorted(
+      {r[2] for r in rows if r[:2] == t}, key=report_lib.setting_order)]
+
+
+def _row_text(model: str, costs: str, settings: str, sep: str) -> str:
+  label = paper_results.row_label(model, costs)
+  return f"{label}{sep}{settings}" if settings else label
 
 
 def grid_fraction(rows_per_fraction: Mapping[float, int],
@@ -773,17 +789,21 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
   panels, x_max = [], 0.0
   for f in sorted({k[3] for k in cells if k[0] == experiment}):
     curves = []
-    for model, costs in _row_order(experiment, {
-        k[1:3] for k in cells if k[0] == experiment and k[3] == f}):
-      errs = [np.asarray(read_json(p)["errors_sorted"])
-              for p in (os.path.join(r.run_dir, f"ced_{split}.json")
-                        for r in cells[(experiment, model, costs, f)])
-              if os.path.exists(p)]
+    for model, costs, settings in _row_order(experiment, {
+        (k[1], k[2], k[4]) for k in cells
+        if k[0] == experiment and k[3] == f}):
+      members = [(r.seed, os.path.join(r.run_dir, f"ced_{split}.json"))
+                 for r in cells[(experiment, model, costs, f, settings)]]
+      members = [(s, p) for s, p in members if os.path.exists(p)]
+      errs = [np.asarray(read_json(p)["errors_sorted"]) for _, p in members]
       if not errs or not any(e.size for e in errs):
         continue
-      seeds = f"{len(errs)} seed{'s' if len(errs) > 1 else ''}"
-      curves.append(pooled_ced(errs, f"{paper_results.row_label(model, costs)}"
-                               f", {seeds}"))
+      n = len({s for s, _ in members})
+      seeds = f"{n} seed{'s' if n > 1 else ''}"
+      if len(errs) > n:  # runs of one seed with other settings (no --by)
+        seeds = f"{len(errs)} runs of {seeds}"
+      curves.append(pooled_ced(
+          errs, f"{_row_text(model, costs, settings, ', ')}, {seeds}"))
       x_max = max(x_max, float(np.quantile(np.concatenate(errs), 0.99)))
     if curves:
       uses_labels = any("L" in c.split("+") for m, c in {
@@ -805,9 +825,9 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
                      f"(--grid_models) in {experiment}.")
   f = grid_fraction(collections.Counter(k[3] for k in grid_cells), fraction)
   chosen = []
-  for model, costs in _row_order(experiment, {
-      k[1:3] for k in grid_cells if k[3] == f}):
-    r = grid_cells[(experiment, model, costs, f)][0]  # the lowest seed
+  for model, costs, settings in _row_order(experiment, {
+      (k[1], k[2], k[4]) for k in grid_cells if k[3] == f}):
+    r = grid_cells[(experiment, model, costs, f, settings)][0]  # lowest seed
     path = os.path.join(r.run_dir, f"predictions_{split}.npz")
     if os.path.exists(path):
       chosen.append((r, read_predictions(path)))
@@ -819,7 +839,8 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
   rows = []
   for r, p in chosen:
     pos = rows_of(p, idx)
-    rows.append((f"{paper_results.row_label(r.model, r.costs)}\nseed {r.seed}",
+    rows.append((f"{_row_text(r.model, r.costs, r.settings, chr(10))}\n"
+                 f"seed {r.seed}",
                  p["pred_landmarks"][pos], p["errors"][pos]))
   # Rows trained without landmark labels (Shapes): the fraction means nothing.
   uses_labels = any("L" in r.costs.split("+") for r, _ in chosen)
@@ -835,14 +856,23 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
 def sweep_figures(sweep_dir: str, num_images: int = 8,
                   fraction: float | None = None,
                   grid_models: Sequence[str] = ("seq_mt",),
-                  data_dir: str | None = None) -> Written:
+                  data_dir: str | None = None,
+                  by: Sequence[str] = ()) -> Written:
   """Writes the figures of the finished runs under ``sweep_dir`` in
-  ``<sweep_dir>/figures/`` (module docstring)."""
-  runs, _ = report_lib.load_runs(sweep_dir)
+  ``<sweep_dir>/figures/`` (module docstring); ``by``: config keys whose
+  values split the rows."""
+  runs, _ = report_lib.load_runs(sweep_dir, by)
   col = _Collector(os.path.join(sweep_dir, FIGURES_DIR))
   if not runs:
     col.skip("*.png", f"no finished run (results.json) under {sweep_dir}.")
     return col.written
+  for (experiment, model, costs, _, f), keys in sorted(
+      report_lib.mixed_settings(runs).items()):
+    logging.warning(
+        "%s %s at %s landmark labels: the figures pool runs whose configs "
+        "differ in %s; pass %s to draw them apart.", experiment,
+        paper_results.row_label(model, costs), fraction_label(f),
+        ", ".join(keys), " ".join(f"--by={k}" for k in keys))
   cells = _runs_by_cell(runs)
   configs_of = {r.run_dir: read_json(os.path.join(r.run_dir, "results.json"))
                 ["config"] for r in runs}
@@ -906,15 +936,17 @@ def write_figures(workdir: str, num_images: int = 8,
                   fraction: float | None = None,
                   grid_models: Sequence[str] = ("seq_mt",),
                   runs: bool = False, maps: bool | None = None,
-                  data_dir: str | None = None) -> Written:
+                  data_dir: str | None = None,
+                  by: Sequence[str] = ()) -> Written:
   """The figures of ``workdir``: a run's own, or a sweep's (and with
-  ``runs`` also those of each of its finished runs)."""
+  ``runs`` also those of each of its finished runs; ``by``: config keys
+  that split a sweep's rows)."""
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
                             "a run's or a sweep's --workdir.")
   if os.path.exists(os.path.join(workdir, "config.json")):
     return run_figures(workdir, num_images, maps, data_dir)
-  out = sweep_figures(workdir, num_images, fraction, grid_models, data_dir)
+  out = sweep_figures(workdir, num_images, fraction, grid_models, data_dir, by)
   if runs:
     finished, _ = report_lib.load_runs(workdir)
     for r in finished:
@@ -933,6 +965,10 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_list("grid_models", ["seq_mt"], "Table rows (model names) of "
                     "the sweep's overlay grid, e.g. seq_mt,rcn_plus.",
                     flag_values=flag_values)
+  flags.DEFINE_multi_string("by", [], "For a sweep: config key (dotted, "
+                            "e.g. loss.alpha; repeatable) whose values split "
+                            "the rows, as report --by.",
+                            flag_values=flag_values)
   flags.DEFINE_bool("runs", False, "For a sweep: also each run's figures.",
                     flag_values=flag_values)
   flags.DEFINE_bool("maps", None, "Soft-argmax maps figure of each run "
@@ -953,7 +989,7 @@ def main(argv):
   try:
     out = write_figures(FLAGS.workdir, FLAGS.num_images, FLAGS.fraction,
                         FLAGS.grid_models, FLAGS.runs, FLAGS.maps,
-                        FLAGS.data_dir)
+                        FLAGS.data_dir, FLAGS.by)
   except (OSError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(2)

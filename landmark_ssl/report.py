@@ -267,7 +267,7 @@ def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
       continue
     metric, mode = next(iter(by_setting.values()))[0].selection
     choices = []
-    for setting in sorted(by_setting, key=_setting_order):
+    for setting in sorted(by_setting, key=setting_order):
       members = by_setting[setting]
       val = [(r.seed, display(metric, r.metrics["validation"][metric],
                               r.error_unit)[0])
@@ -298,7 +298,7 @@ def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
   return out
 
 
-def _setting_order(settings: str):
+def setting_order(settings: str):
   """Sorts ``'model.beta=0.1'`` before ``'model.beta=1.0'`` (numerically
   where the values are numbers)."""
   parts = []
@@ -397,7 +397,7 @@ def tables(stats: Mapping[CellKey, Stats]):
     rows = []
     for pair in pairs:
       settings = sorted({k[2] for k in found if k[:2] == pair},
-                        key=_setting_order) or [""]
+                        key=setting_order) or [""]
       rows += [pair + (setting,) for setting in settings]
     fractions = sorted({k[3] for k in found} | {k[2] for k in paper})
     cells = {}
@@ -587,7 +587,7 @@ def write_report(workdir: str, experiment_files: Sequence[str] = (),
                            workdir)
   if figures:
     from landmark_ssl import figures as figures_lib  # pylint: disable=g-import-not-at-top
-    figures_lib.sweep_figures(workdir, **dict(figure_options or {}))
+    figures_lib.sweep_figures(workdir, **{"by": by, **(figure_options or {})})
   text = render_markdown(stats, missing, unfinished, workdir,
                          figure_links(workdir, runs), selections(runs),
                          mixed_settings(runs))

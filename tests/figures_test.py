@@ -232,18 +232,23 @@ def test_maps_figure_is_the_checkpoints_forward_pass(tiny_blocks_run,
   assert "maps_test.png" in [os.path.basename(p) for p in out.figures]
 
 
-def _fake_sweep(source, sweep_dir):
-  """Copies of a finished run as the four Seq-MT rows, two seeds each."""
+def _fake_sweep(source, sweep_dir, alphas=(None,)):
+  """Copies of a finished run as the four Seq-MT rows, two seeds each (and
+  each of ``alphas`` as config.loss.alpha, None: the run's own)."""
   for costs in ("L", "L+C", "L+T", "L+T+C"):
     for seed in (0, 1):
-      run_dir = sweep_dir / f"seq_mt_{costs}_f0.2_s{seed}"
-      shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns(
-          "figures", "checkpoints", "tensorboard"))
-      for name in ("config.json", "results.json"):
-        data = json.loads((run_dir / name).read_text())
-        config = data if name == "config.json" else data["config"]
-        config["costs"], config["seed"] = costs, seed
-        (run_dir / name).write_text(json.dumps(data))
+      for alpha in alphas:
+        suffix = "" if alpha is None else f"_loss.alpha={alpha}"
+        run_dir = sweep_dir / f"seq_mt_{costs}_f0.2_s{seed}{suffix}"
+        shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns(
+            "figures", "checkpoints", "tensorboard"))
+        for name in ("config.json", "results.json"):
+          data = json.loads((run_dir / name).read_text())
+          config = data if name == "config.json" else data["config"]
+          config["costs"], config["seed"] = costs, seed
+          if alpha is not None:
+            config["loss"]["alpha"] = alpha
+          (run_dir / name).write_text(json.dumps(data))
 
 
 def test_sweep_figures_and_report_links(tiny_blocks_run, tmp_path):
@@ -270,6 +275,53 @@ def test_sweep_figures_and_report_links(tiny_blocks_run, tmp_path):
            if "](" in l]
   assert links and all((tmp_path / l).exists() for l in links)
   assert (tmp_path / "report.md").read_text() == text
+
+
+def test_sweep_figures_by_a_grid_key_split_the_rows(tiny_blocks_run, tmp_path,
+                                                    monkeypatch):
+  """Two settings of loss.alpha: with --by each row and setting has its own
+  CED curve (its seeds pooled) and grid row; without it one curve pools
+  both, and a warning names the key."""
+  alphas = (0.3, 3.0)
+  _fake_sweep(tiny_blocks_run.workdir, tmp_path, alphas)
+  rng = np.random.default_rng(7)
+  errors = {}  # (costs, alpha) -> the pooled errors of its two seeds
+  for run in sorted(tmp_path.iterdir()):
+    config = json.loads((run / "config.json").read_text())
+    errs = np.sort(rng.gamma(2.0, 1.0 + config["loss"]["alpha"], 30))
+    (run / "ced_test.json").write_text(json.dumps(
+        {"errors_sorted": errs.tolist()}))
+    errors.setdefault((config["costs"], config["loss"]["alpha"]), []).append(errs)
+  warnings = []
+  monkeypatch.setattr(figures.logging, "warning",
+                      lambda msg, *a: warnings.append(msg % a))
+  runs, _ = report.load_runs(str(tmp_path), ["loss.alpha"])
+  cells = figures._runs_by_cell(runs)
+  fig = figures._sweep_ced(cells, "blocks", "test", "pixels")
+  lines = {l.get_label(): l for l in fig.axes[0].get_lines()
+           if not l.get_label().startswith("_")}
+  assert len(lines) == 8
+  for (costs, alpha), errs in errors.items():
+    label = (f"Seq-MT ({costs}), loss.alpha={alpha}, 2 seeds")
+    want = figures.pooled_ced(errs, label)
+    np.testing.assert_allclose(lines[label].get_ydata(), 100 * want.fraction)
+    np.testing.assert_allclose(lines[label].get_xdata(), want.thresholds)
+  out = figures.write_figures(str(tmp_path), num_images=3, by=["loss.alpha"])
+  assert not out.skipped and not warnings
+  with Image.open(tmp_path / "figures" / "overlays_blocks_test_f0.2.png") as img:
+    assert img.size[1] == round((figures._PANEL_IN * 8 + 0.9) * figures.DPI)
+  runs, _ = report.load_runs(str(tmp_path))
+  fig = figures._sweep_ced(figures._runs_by_cell(runs), "blocks", "test",
+                           "pixels")
+  labels = [l.get_label() for l in fig.axes[0].get_lines()
+            if not l.get_label().startswith("_")]
+  assert labels == [f"Seq-MT ({c}), 4 runs of 2 seeds" for c in
+                    ("L", "L+C", "L+T", "L+T+C")]
+  report.write_report(str(tmp_path), figures=True, by=["loss.alpha"],
+                      figure_options={"num_images": 3})  # passes --by on
+  assert not warnings
+  figures.sweep_figures(str(tmp_path), num_images=3)
+  assert len(warnings) == 4 and all("--by=loss.alpha" in w for w in warnings)
 
 
 def test_missing_inputs_are_skipped_with_the_reason(tmp_path):
