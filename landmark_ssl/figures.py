@@ -755,11 +755,6 @@ def _row_order(experiment: str, rows: Iterable[tuple[str, str, str]]) -> list:
       {r[2] for r in rows if r[:2] == t}, key=report_lib.setting_order)]
 
 
-def _row_text(model: str, costs: str, settings: str, sep: str) -> str:
-  label = paper_results.row_label(model, costs)
-  return f"{label}{sep}{settings}" if settings else label
-
-
 def grid_fraction(rows_per_fraction: Mapping[float, int],
                   requested: float | None = None) -> float:
   """The label fraction of the overlay grid: ``requested``, else the one
@@ -803,7 +798,7 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
       if len(errs) > n:  # runs of one seed with other settings (no --by)
         seeds = f"{len(errs)} runs of {seeds}"
       curves.append(pooled_ced(
-          errs, f"{_row_text(model, costs, settings, ', ')}, {seeds}"))
+          errs, f"{report_lib.row_text(model, costs, settings)}, {seeds}"))
       x_max = max(x_max, float(np.quantile(np.concatenate(errs), 0.99)))
     if curves:
       uses_labels = any("L" in c.split("+") for m, c in {
@@ -839,7 +834,7 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
   rows = []
   for r, p in chosen:
     pos = rows_of(p, idx)
-    rows.append((f"{_row_text(r.model, r.costs, r.settings, chr(10))}\n"
+    rows.append((f"{report_lib.row_text(r.model, r.costs, r.settings, chr(10))}\n"
                  f"seed {r.seed}",
                  p["pred_landmarks"][pos], p["errors"][pos]))
   # Rows trained without landmark labels (Shapes): the fraction means nothing.

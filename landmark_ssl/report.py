@@ -410,9 +410,11 @@ def tables(stats: Mapping[CellKey, Stats]):
     yield exp, split, metric, unit, rows, fractions, cells
 
 
-def _row_text(model: str, costs: str, settings: str) -> str:
+def row_text(model: str, costs: str, settings: str, sep: str = ", ") -> str:
+  """``'Seq-MT (L+C), loss.alpha=0.1'``: a row's name and its ``--by``
+  settings (if any) after ``sep``."""
   label = paper_results.row_label(model, costs)
-  return f"{label}, {settings}" if settings else label
+  return f"{label}{sep}{settings}" if settings else label
 
 
 FigureLink = Tuple[str, str]  # (caption, path relative to the report)
@@ -498,7 +500,7 @@ def render_markdown(stats: Mapping[CellKey, Stats],
     for model, costs, setting in rows:
       texts = [_cell_text(*cells.get((model, costs, setting, f), (None, None)))
                for f in fractions]
-      w(f"| {_row_text(model, costs, setting)} | " + " | ".join(texts) + " |\n")
+      w(f"| {row_text(model, costs, setting)} | " + " | ".join(texts) + " |\n")
   if choices:
     w("\n## Selection on validation\n\n"
       "Per cell, each setting's validation result (mean ± std over seeds, "
@@ -526,7 +528,7 @@ def render_markdown(stats: Mapping[CellKey, Stats],
       "separate them with `--by=<key>` (repeatable):\n\n")
     for (exp, model, costs, setting, frac), differ in mixed.items():
       keys = "; ".join(f"{k} ({', '.join(v)})" for k, v in differ.items())
-      w(f"- {exp}, {_row_text(model, costs, setting)}, "
+      w(f"- {exp}, {row_text(model, costs, setting)}, "
         f"{_fraction_label(frac)}: {keys}\n")
   if missing is not None:
     w(f"\n## Missing runs ({len(missing)})\n\n")
