@@ -834,8 +834,8 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
   rows = []
   for r, p in chosen:
     pos = rows_of(p, idx)
-    rows.append((f"{report_lib.row_text(r.model, r.costs, r.settings, chr(10))}\n"
-                 f"seed {r.seed}",
+    label = report_lib.row_text(r.model, r.costs, r.settings, sep="\n")
+    rows.append((f"{label}\nseed {r.seed}",
                  p["pred_landmarks"][pos], p["errors"][pos]))
   # Rows trained without landmark labels (Shapes): the fraction means nothing.
   uses_labels = any("L" in r.costs.split("+") for r, _ in chosen)
