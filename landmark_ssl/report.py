@@ -20,7 +20,9 @@ writes ``DIR/report.md`` and ``DIR/report.csv``:
   (a run of a ``sweep --grid`` counts for its table run, whatever its
   setting);
 * with ``--by=KEY`` (repeatable; e.g. the keys of ``sweep --grid``): one
-  row per value of those settings (``Seq-MT (L), model.beta=1.0``) and a
+  row per value of those settings (``Seq-MT (L), model.beta=1.0``; runs
+  whose config lacks a key, e.g. baselines beside a Seq-MT beta grid, keep
+  their plain row, and a key no run has is an error) and a
   "Selection on validation" section: per cell, each value's mean
   validation result over its seeds, the best marked (the runs' own
   selection metric and direction, e.g. lowest landmark error) among the
@@ -127,6 +129,14 @@ def load_runs(workdir: str, by: Sequence[str] = ()
       other.append((root, str(status)))
       continue
     finished.append(_run_of(root, data, path, by))
+  found = {item.partition("=")[0] for r in finished
+           for item in r.settings.split(", ") if r.settings}
+  for key in by:
+    if finished and key not in found:
+      raise ValueError(
+          f"--by={key}: no finished run under {workdir} has the config key "
+          f"{key!r} (keys are dotted paths of a run's config, e.g. "
+          "model.beta); check its spelling.")
   return finished, other
 
 
@@ -135,11 +145,6 @@ def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
   try:
     config = data["config"]
     flat = {k: json.dumps(v) for k, v in configs.flat_items(config)}
-    for key in by:
-      if key not in flat:
-        raise ValueError(
-            f"--by={key}: {path} has no config key {key!r} (keys are dotted "
-            "paths of its config, e.g. model.beta).")
     selection = data.get("selection") or {}
     metrics = {split: {k: float(v) for k, v in m.items()
                        if k not in _SKIP_METRICS and _is_number(v)}
@@ -152,7 +157,9 @@ def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
                seed=int(config["seed"]),
                error_unit=str(data.get("error_unit", "")),
                metrics=metrics,
-               settings=", ".join(f"{k}={flat[k]}" for k in by),
+               # A key the run's config lacks (a baseline without
+               # model.beta beside a Seq-MT grid) is left out of its row.
+               settings=", ".join(f"{k}={flat[k]}" for k in by if k in flat),
                config=tuple(sorted((k, v) for k, v in flat.items()
                                    if k not in _INCIDENTAL_KEYS)),
                selection=(str(selection.get("metric", "landmark_error")),

@@ -177,7 +177,7 @@ def test_by_splits_rows_and_selects_on_validation(tmp_path):
   mixed = text.split("## Mixed settings (1 cells)")[1]
   assert "- blocks, Seq-MT (L), 5%: model.beta (0.1, 1.0, 3.0)" in mixed
   assert "Selection on validation" not in text
-  with pytest.raises(ValueError, match="no config key 'model.betta'"):
+  with pytest.raises(ValueError, match="config key 'model.betta'"):
     report.write_report(str(tmp_path), by=["model.betta"])
 
 
@@ -258,3 +258,33 @@ def test_cli_writes_both_files(tmp_path):
   assert "Missing runs" not in out.stdout  # no --config: nothing expected
   assert (tmp_path / "report.md").read_text() in out.stdout
   assert len(list(csv.DictReader(open(tmp_path / "report.csv")))) == 46
+
+
+def test_by_a_key_only_some_models_have_leaves_the_others_unsplit(tmp_path):
+  # A beta grid of Seq-MT beside a Comm-MT baseline (no model.beta): the
+  # baseline keeps its plain row, the grid's runs split by beta.
+  rng = np.random.default_rng()
+  errs = rng.uniform(1, 9, size=3)
+  for beta, err in zip((0.1, 3.0), errs):
+    run = run_of("blocks", "seq_mt_L_f0.05_s0")
+    fake_results(tmp_path, "blocks",
+                 dict(run, name=f"b{beta}",
+                      overrides=dict(run["overrides"], **{"model.beta": beta})),
+                 {"validation": {"landmark_error": err},
+                  "test": {"landmark_error": err}})
+  comm = run_of("blocks", "comm_mt_L_f0.05_s0")
+  assert "model.beta" not in dict(configs.flat_items(
+      EXP["blocks"].get_config(comm["config_arg"]).to_dict()))
+  fake_results(tmp_path, "blocks", comm,
+               {"validation": {"landmark_error": errs[2]},
+                "test": {"landmark_error": errs[2]}})
+  text = report.write_report(str(tmp_path), by=["model.beta"])
+  table = text.split("landmark_error (pixels)")[1]
+  for row, err in (("Seq-MT (L), model.beta=0.1", errs[0]),
+                   ("Seq-MT (L), model.beta=3.0", errs[1]),
+                   ("Comm-MT (L)", errs[2])):
+    (line,) = [l for l in table.splitlines() if l.startswith(f"| {row} |")]
+    assert f"{err:.2f} (n=1)" in line
+  assert "Mixed settings" not in text
+  with pytest.raises(ValueError, match="no finished run .* 'model.betta'"):
+    report.write_report(str(tmp_path), by=["model.beta", "model.betta"])
