@@ -107,7 +107,9 @@ def load_runs(workdir: str, by: Sequence[str] = ()
     ``(finished runs, [(run_dir, status), ...] of the others)``.
 
   Raises:
-    ValueError: naming a ``results.json`` that is not the expected JSON.
+    ValueError: naming a ``results.json`` that is not the expected JSON, or
+      a ``by`` key that no finished run's config has (a run lacking a key
+      that others have simply has no setting for it).
   """
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
