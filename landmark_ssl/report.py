@@ -115,6 +115,7 @@ def load_runs(workdir: str, by: Sequence[str] = ()
     raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
                             "the --workdir of the sweep.")
   finished, other = [], []
+  found = set()  # the config keys of the finished runs
   for root, dirs, files in os.walk(workdir):
     dirs.sort()
     if sweep_lib.RESULTS_FILE not in files:
@@ -131,8 +132,7 @@ def load_runs(workdir: str, by: Sequence[str] = ()
       other.append((root, str(status)))
       continue
     finished.append(_run_of(root, data, path, by))
-  found = {item.partition("=")[0] for r in finished
-           for item in r.settings.split(", ") if r.settings}
+    found.update(k for k, _ in configs.flat_items(data["config"]))
   for key in by:
     if finished and key not in found:
       raise ValueError(
