@@ -21,6 +21,7 @@ Run names (one workdir per run) are built from the settings:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import os
@@ -144,6 +145,9 @@ def base_config() -> config_dict.ConfigDict:
   c.loss.gamma = 1.0  # weight of the ELT cost (eq. 4); used with costs T
   c.loss.weight_decay = 0.0  # lambda of eq. 3, on kernels
   c.loss.elt_on = "unlabeled"  # 'unlabeled' (the paper's default) or 'all'
+  # ELT branch whose gradient is stopped: 'none' (the paper), 'original' or
+  # 'warped' (losses.equivariance_loss).
+  c.loss.elt_stop_gradient = "none"
   c.loss.elt = config_dict.ConfigDict()  # ELT transform ranges
   c.loss.elt.rotation = 0.0
   c.loss.elt.scale = 0.0
@@ -255,6 +259,27 @@ def flat_items(node: Mapping, prefix: str = ""):
       yield from flat_items(v, f"{prefix}{k}.")
     else:
       yield f"{prefix}{k}", v
+
+
+def with_defaults(stored: Mapping) -> dict:
+  """A run's stored config (``config.json``) with every key of
+  :func:`base_config` it lacks added at its default.
+
+  Keys are only ever added to ``base_config`` with a default that keeps the
+  earlier behaviour, so a run written before a key existed ran with that
+  default: with this, such a run still resumes, evaluates and pools with
+  newer runs of the same settings. Keys the run has are kept as stored;
+  defaults that are empty mappings (``model``) are not added inside.
+  """
+  def merge(node, defaults):
+    out = dict(node)
+    for k, v in defaults.items():
+      if k not in out:
+        out[k] = copy.deepcopy(v)
+      elif isinstance(v, Mapping) and isinstance(out[k], Mapping):
+        out[k] = merge(out[k], v)
+    return out
+  return merge(stored, base_config().to_dict())
 
 
 def run_name(model: str, costs: str, fraction: float, seed: int) -> str:

@@ -26,6 +26,7 @@ import jax
 import ml_collections
 
 from landmark_ssl import checkpointing
+from landmark_ssl import configs
 from landmark_ssl import input_pipeline
 from landmark_ssl import metrics_log
 from landmark_ssl import models
@@ -60,7 +61,8 @@ class RestoredRun:
 
 
 def read_config(workdir) -> ml_collections.ConfigDict:
-  """The ``config.json`` of the run in ``workdir``.
+  """The ``config.json`` of the run in ``workdir``, keys added since at
+  their defaults (``configs.with_defaults``).
 
   Raises:
     NoCheckpointError: ``workdir`` has no ``config.json``.
@@ -70,7 +72,8 @@ def read_config(workdir) -> ml_collections.ConfigDict:
     raise NoCheckpointError(
         f"{workdir} has no {train.CONFIG_FILE}: not a landmark_ssl run "
         "directory (train one with python -m landmark_ssl.main).")
-  return ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  return ml_collections.ConfigDict(
+      configs.with_defaults(json.loads(config_path.read_text())))
 
 
 def restore_run(workdir, step: int | None = None,

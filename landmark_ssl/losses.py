@@ -94,13 +94,16 @@ def classification_loss(logits: Array, labels: Array,
   return _safe_mean(jnp.sum(nll * m), jnp.sum(m))
 
 
+ELT_STOP_GRADIENT = ("none", "original", "warped")
+
+
 def equivariance_loss(landmarks: Array, landmarks_of_warped: Array, a: Array,
-                      mask: Array | None = None) -> Array:
+                      mask: Array | None = None,
+                      stop_gradient: str = "none") -> Array:
   """ELT cost, eq. 4 without ``gamma``.
 
   ``mean_{n,k} ||T_n(L_k(I_n)) - L_k(T_n(I_n))||^2`` over the images selected
-  by ``mask``. Both branches carry gradients (the paper shares parameters and
-  stops no gradient). Occluded points are *not* masked, as in the paper.
+  by ``mask``. Occluded points are *not* masked, as in the paper.
 
   Args:
     landmarks: ``(N, K, 2)`` predictions on the original images.
@@ -108,7 +111,19 @@ def equivariance_loss(landmarks: Array, landmarks_of_warped: Array, a: Array,
       ``geometry.warp_affine(images, a)``.
     a: ``(N, 2, 3)`` the transforms.
     mask: ``(N,)`` images to use (default all).
+    stop_gradient: which branch is a constant target (its gradient is
+      stopped; the value is the same): ``'none'`` (the paper: both branches
+      share parameters and both carry gradients), ``'original'`` (``T(L(I))``
+      is the target: the original image teaches the warped one) or
+      ``'warped'`` (``L(T(I))`` is the target).
   """
+  if stop_gradient not in ELT_STOP_GRADIENT:
+    raise ValueError(f"stop_gradient={stop_gradient!r} is not one of "
+                     f"{list(ELT_STOP_GRADIENT)}.")
+  if stop_gradient == "original":
+    landmarks = jax.lax.stop_gradient(landmarks)
+  elif stop_gradient == "warped":
+    landmarks_of_warped = jax.lax.stop_gradient(landmarks_of_warped)
   moved = geometry.transform_points(landmarks, a)
   per_image = jnp.mean(jnp.sum(jnp.square(moved - landmarks_of_warped), -1), -1)
   m = jnp.ones_like(per_image) if mask is None else mask.astype(per_image.dtype)

@@ -132,7 +132,8 @@ def load_runs(workdir: str, by: Sequence[str] = ()
       other.append((root, str(status)))
       continue
     finished.append(_run_of(root, data, path, by))
-    found.update(k for k, _ in configs.flat_items(data["config"]))
+    found.update(k for k, _ in configs.flat_items(
+        configs.with_defaults(data["config"])))
   for key in by:
     if finished and key not in found:
       raise ValueError(
@@ -145,7 +146,8 @@ def load_runs(workdir: str, by: Sequence[str] = ()
 def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
             ) -> Run:
   try:
-    config = data["config"]
+    # Keys added to the framework after the run are at their defaults.
+    config = configs.with_defaults(data["config"])
     flat = {k: json.dumps(v) for k, v in configs.flat_items(config)}
     selection = data.get("selection") or {}
     metrics = {split: {k: float(v) for k, v in m.items()

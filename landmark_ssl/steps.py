@@ -22,7 +22,9 @@ The cost (PAPER.md eq. 3-4), with the terms switched on by ``config.costs``::
 * ``T``: ``losses.equivariance_loss`` between ``T(L(I))`` and ``L(T(I))``, a
   fresh ``geometry.random_affine`` per image per step from ``config.loss.elt``,
   on images without landmark labels (``config.loss.elt_on='unlabeled'``) or
-  on all (``'all'``); no stop-gradient. Originals and warped images go through
+  on all (``'all'``); both branches carry gradients unless
+  ``config.loss.elt_stop_gradient`` stops one (``'original'`` or
+  ``'warped'``; ``'none'``, the paper's, by default). Originals and warped images go through
   the network in **one** forward pass: they are interleaved
   (``[I_0, T_0(I_0), I_1, T_1(I_1), ...]``), so each device's shard of the
   ``2B`` batch holds exactly the pairs of its own ``B / D`` images and the
@@ -86,6 +88,8 @@ class StepSettings:
     gamma: weight of the ELT cost.
     weight_decay: ``lambda``, weight of ``sum ||W||^2`` over kernels.
     elt_on: ``'unlabeled'`` or ``'all'``.
+    elt_stop_gradient: ``'none'``, ``'original'`` or ``'warped'``
+      (``losses.equivariance_loss``).
     elt: ``config.loss.elt`` ranges (``rotation`` degrees, ``scale``,
       ``translation``), as for ``geometry.random_affine``.
     augment: ``config.augment``, passed to ``augment.augment``.
@@ -97,6 +101,7 @@ class StepSettings:
   gamma: float
   weight_decay: float
   elt_on: str
+  elt_stop_gradient: str
   elt: ml_collections.FrozenConfigDict
   augment: ml_collections.FrozenConfigDict
   class_heads: tuple
@@ -108,6 +113,11 @@ class StepSettings:
     if config.loss.elt_on not in ELT_ON:
       raise ValueError(f"config.loss.elt_on={config.loss.elt_on!r}; use one of "
                        f"{list(ELT_ON)}.")
+    # Optional (as optim.schedule): hand-built configs may leave it out.
+    stop = config.loss.get("elt_stop_gradient", "none")
+    if stop not in losses.ELT_STOP_GRADIENT:
+      raise ValueError(f"config.loss.elt_stop_gradient={stop!r}; use one of "
+                       f"{list(losses.ELT_STOP_GRADIENT)}.")
     if "T" in terms and landmark_cost != "coordinates":
       raise ValueError(
           f"config.costs={config.costs!r} uses ELT, which needs differentiable "
@@ -122,6 +132,7 @@ class StepSettings:
                gamma=float(config.loss.gamma),
                weight_decay=float(config.loss.weight_decay),
                elt_on=config.loss.elt_on,
+               elt_stop_gradient=stop,
                elt=ml_collections.FrozenConfigDict(config.loss.elt),
                augment=ml_collections.FrozenConfigDict(config.augment),
                class_heads=heads, landmark_cost=landmark_cost)
@@ -194,7 +205,8 @@ def compute_costs(params, state: TrainState, batch: Mapping[str, Any],
     elt_mask = mask if s.elt_on == "all" else (
         mask * (1.0 - batch["has_landmarks"].astype(jnp.float32)))
     cost = losses.equivariance_loss(out["landmarks"], out_warped["landmarks"],
-                                    elt_affine, elt_mask)
+                                    elt_affine, elt_mask,
+                                    stop_gradient=s.elt_stop_gradient)
     metrics["elt"] = cost
     total = total + s.gamma * cost
   wd = losses.weight_decay(params)

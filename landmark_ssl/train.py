@@ -28,8 +28,8 @@ all; ``--config.x=y`` overrides any of them):
   field cannot be overridden from the command line.
 * ``augment.{...}``: passed to ``augment.augment`` inside the train step.
 * ``model.{name, ...}``: ``models.create_model``.
-* ``loss.{alpha, gamma, weight_decay, elt_on, elt.{rotation, scale,
-  translation}}``: see ``steps``.
+* ``loss.{alpha, gamma, weight_decay, elt_on, elt_stop_gradient,
+  elt.{rotation, scale, translation}}``: see ``steps``.
 * ``optim.learning_rate``; optional ``optim.schedule`` (``'constant'``,
   default, or ``'cosine'``: cosine decay to 0 over ``max_epochs``) and
   ``optim.grad_clip_norm`` (``0`` = off, the default). Adam.
@@ -134,8 +134,14 @@ def config_to_dict(config) -> dict:
 
 
 def config_differences(stored: Mapping, given: Mapping) -> list[str]:
-  """Human-readable differences between two config dicts, one per key."""
-  a, b = dict(configs.flat_items(stored)), dict(configs.flat_items(given))
+  """Human-readable differences between two config dicts, one per key.
+
+  A key of ``configs.base_config`` that either lacks (a run written before
+  the key existed, a hand-built config) counts as its default
+  (``configs.with_defaults``).
+  """
+  a, b = (dict(configs.flat_items(configs.with_defaults(c)))
+          for c in (stored, given))
   missing = object()
   diffs = []
   for key in sorted(set(a) | set(b)):

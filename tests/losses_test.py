@@ -6,6 +6,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from landmark_ssl import geometry, losses
 
@@ -106,6 +107,36 @@ def test_equivariance_loss_zero_for_equivariant_function_positive_otherwise():
   np.testing.assert_allclose(losses.equivariance_loss(l0, l1 + 1.0, a),
                              jnp.mean(jnp.sum((moved - l1 - 1.0) ** 2, -1)),
                              rtol=1e-5)
+
+
+@pytest.mark.parametrize("stop", ["none", "original", "warped"])
+def test_equivariance_loss_stop_gradient_keeps_the_value_and_drops_one_branch(stop):
+  """Same cost in every mode; the stopped branch gets exactly zero gradient
+  and the other the hand-derived one: d/dl1 = -2 (T l0 - l1) m / (K sum m),
+  d/dl0 = T's linear part transposed applied to minus that."""
+  n, k = 6, 4
+  k0, k1, ka, km = jax.random.split(jax.random.PRNGKey(5), 4)
+  l0 = jax.random.uniform(k0, (n, k, 2), minval=5.0, maxval=40.0)
+  l1 = jax.random.uniform(k1, (n, k, 2), minval=5.0, maxval=40.0)
+  a = geometry.random_affine(ka, n, dict(rotation=90.0, scale=0.2,
+                                         translation=0.1), (48, 48))
+  mask = (jax.random.uniform(km, (n,)) > 0.4).astype(jnp.float32).at[0].set(1.0)
+  cost = lambda x0, x1: losses.equivariance_loss(x0, x1, a, mask, stop_gradient=stop)
+  np.testing.assert_allclose(cost(l0, l1), losses.equivariance_loss(l0, l1, a, mask),
+                             rtol=1e-6)
+  g0, g1 = jax.grad(cost, argnums=(0, 1))(l0, l1)
+  resid = geometry.transform_points(l0, a) - l1
+  want1 = -2.0 * resid * mask[:, None, None] / (k * mask.sum())
+  want0 = -jnp.einsum("nji,nkj->nki", a[:, :, :2], want1)
+  np.testing.assert_allclose(g1, 0.0 if stop == "warped" else want1, atol=1e-6)
+  np.testing.assert_allclose(g0, 0.0 if stop == "original" else want0, atol=1e-6)
+  assert float(jnp.abs(want0).max()) > 1e-3 and float(jnp.abs(want1).max()) > 1e-3
+
+
+def test_equivariance_loss_rejects_an_unknown_stop_gradient():
+  x = jnp.ones((2, 3, 2))
+  with pytest.raises(ValueError, match="stop_gradient='both'.*none"):
+    losses.equivariance_loss(x, x, geometry.identity_affine((2,)), stop_gradient="both")
 
 
 def test_weight_decay_counts_kernels_only():

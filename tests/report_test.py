@@ -288,3 +288,36 @@ def test_by_a_key_only_some_models_have_leaves_the_others_unsplit(tmp_path):
   assert "Mixed settings" not in text
   with pytest.raises(ValueError, match="no finished run .* 'model.betta'"):
     report.write_report(str(tmp_path), by=["model.beta", "model.betta"])
+
+
+def test_a_run_without_a_newer_config_key_pools_with_runs_at_its_default(tmp_path):
+  # Seed 0 was written before loss.elt_stop_gradient existed, seed 1 has it
+  # at its default: one cell of two seeds, not "Mixed settings"; a third
+  # run that sets it otherwise is reported as mixed.
+  rng = np.random.default_rng()
+  errs = rng.uniform(1, 9, size=3)
+  for seed, stop in ((0, None), (1, "none")):
+    run = run_of("blocks", f"seq_mt_L+T_f0.05_s{seed}")
+    overrides = dict(run["overrides"])
+    if stop is not None:
+      overrides["loss.elt_stop_gradient"] = stop
+    fake_results(tmp_path, "blocks", dict(run, overrides=overrides),
+                 {"validation": {"landmark_error": errs[seed]},
+                  "test": {"landmark_error": errs[seed]}})
+    if stop is None:
+      path = os.path.join(tmp_path, run["name"], "results.json")
+      data = json.load(open(path))
+      del data["config"]["loss"]["elt_stop_gradient"]
+      json.dump(data, open(path, "w"))
+  text = report.write_report(str(tmp_path))
+  (line,) = [l for l in text.splitlines() if l.startswith("| Seq-MT (L+T) |")]
+  assert f"{statistics.mean(errs[:2]):.2f} ± {statistics.stdev(errs[:2]):.2f} (n=2)" in line
+  assert "Mixed settings" not in text
+  run = run_of("blocks", "seq_mt_L+T_f0.05_s2")
+  fake_results(tmp_path, "blocks",
+               dict(run, overrides=dict(run["overrides"],
+                                        **{"loss.elt_stop_gradient": "original"})),
+               {"validation": {"landmark_error": errs[2]},
+                "test": {"landmark_error": errs[2]}})
+  text = report.write_report(str(tmp_path))
+  assert 'loss.elt_stop_gradient ("none", "original")' in text.split("## Mixed settings")[1]

@@ -89,6 +89,39 @@ def test_costs_match_separate_forward_passes(elt_on):
   assert float(elt) > 0
 
 
+def test_elt_stop_gradient_drops_one_branch_of_the_gradient():
+  """Gradients are linear in the cost: with both branches live, the ELT
+  gradient is the sum of the two one-branch ones, so
+  grad(none) + grad(gamma = 0) == grad(original) + grad(warped), and the
+  cost's value does not depend on the mode."""
+  batch = _batch(np.random.default_rng(4))
+  grads, values = {}, {}
+  for stop, gamma in [("none", 0.3), ("original", 0.3), ("warped", 0.3),
+                      ("none", 0.0)]:
+    config = _config("L+T")
+    config.loss.gamma = gamma
+    config.loss.elt_stop_gradient = stop
+    state, _ = _state(config)
+    a = geometry.random_affine(jax.random.key(5), 8, dict(config.loss.elt), (H, W))
+    (values[stop, gamma], _), grads[stop, gamma] = jax.value_and_grad(
+        steps.compute_costs, has_aux=True)(state.params, state, batch, a,
+                                           jax.random.key(1))
+  np.testing.assert_allclose(values["original", 0.3], values["none", 0.3], rtol=1e-6)
+  np.testing.assert_allclose(values["warped", 0.3], values["none", 0.3], rtol=1e-6)
+  flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+  lhs = flat(grads["none", 0.3]) + flat(grads["none", 0.0])
+  rhs = flat(grads["original", 0.3]) + flat(grads["warped", 0.3])
+  np.testing.assert_allclose(lhs, rhs, atol=1e-5 * np.abs(lhs).max())
+  # Each mode really changes the gradient.
+  for stop in ("original", "warped"):
+    diff = np.abs(flat(grads[stop, 0.3]) - flat(grads["none", 0.3])).max()
+    assert diff > 1e-3 * np.abs(flat(grads["none", 0.3])).max()
+  config = _config("L+T")
+  config.loss.elt_stop_gradient = "target"
+  with pytest.raises(ValueError, match="elt_stop_gradient='target'.*original"):
+    steps.StepSettings.from_config(config, "coordinates")
+
+
 def test_terms_follow_costs():
   batch = _batch(np.random.default_rng(1))
   for costs, expected in [("L", {"landmark"}), ("C", {"class", "class/label"}),

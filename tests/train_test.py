@@ -24,6 +24,7 @@ import pytest
 import fake_pipeline
 import tiny_config
 from landmark_ssl import checkpointing
+from landmark_ssl import configs
 from landmark_ssl import evaluate
 from landmark_ssl import metrics_log
 from landmark_ssl import train
@@ -636,3 +637,20 @@ def test_seed_flag_errors(tmp_path):
                          cwd=REPO)
     assert out.returncode == 2 and message in out.stderr, (extra, out.stderr)
   assert not any(tmp_path.iterdir())
+
+
+def test_a_run_written_before_a_config_key_existed_still_matches():
+  """A stored config without a base_config key equals a given config that
+  has the key at its default (the run ran with that default), and differs
+  from one that sets it otherwise."""
+  given = train.config_to_dict(configs.base_config())
+  stored = json.loads(json.dumps(given))
+  del stored["loss"]["elt_stop_gradient"]
+  assert train.config_differences(stored, given) == []
+  given["loss"]["elt_stop_gradient"] = "original"
+  assert train.config_differences(stored, given) == [
+      'loss.elt_stop_gradient: workdir has "none", given "original"']
+  # Keys the run has are kept, nested defaults are filled in beside them.
+  filled = configs.with_defaults({"loss": {"alpha": 3.0}, "model": {"name": "x"}})
+  assert filled["loss"]["alpha"] == 3.0 and filled["loss"]["gamma"] == 1.0
+  assert filled["model"] == {"name": "x"} and filled["optim"]["schedule"] == "constant"
