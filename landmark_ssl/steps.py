@@ -24,8 +24,8 @@ The cost (PAPER.md eq. 3-4), with the terms switched on by ``config.costs``::
   on images without landmark labels (``config.loss.elt_on='unlabeled'``) or
   on all (``'all'``); both branches carry gradients unless
   ``config.loss.elt_stop_gradient`` stops one (``'original'`` or
-  ``'warped'``; ``'none'``, the paper's, by default). Originals and warped images go through
-  the network in **one** forward pass: they are interleaved
+  ``'warped'``; ``'none'``, the paper's, by default). Originals and warped
+  images go through the network in **one** forward pass: they are interleaved
   (``[I_0, T_0(I_0), I_1, T_1(I_1), ...]``), so each device's shard of the
   ``2B`` batch holds exactly the pairs of its own ``B / D`` images and the
   sharding needs no communication.
