@@ -1,7 +1,6 @@
 """What every real landmark dataset stores, and the builder they share.
 
-HGR1, Multi-PIE and 300W store the same features (HELPERS.md, "Dataset
-features"), written TF-free as ``array_record`` and read with
+HGR1, Multi-PIE and 300W store the same features, written TF-free as ``array_record`` and read with
 ``tfds.data_source``:
 
 | feature | type | meaning |
@@ -13,6 +12,9 @@ features"), written TF-free as ``array_record`` and read with
 | class features | ``ClassLabel`` | per dataset |
 | ``crop`` | ``Tensor((2, 3), float32)`` | affine: 0-based original pixels -> ``image`` pixels |
 | ``id`` | ``Text`` | the source file, relative to the manual folder, no extension (read back as ``bytes``) |
+
+A builder may also store ``landmark_names`` (one string per landmark) in the
+dataset's metadata (``builder.info.metadata``; HGR1 does).
 
 ``LandmarkCropConfig`` holds the two crop settings (side ``S`` and the
 enlargement of the landmarks' box), ``ManualLandmarkBuilder`` the manual-dir
@@ -80,6 +82,14 @@ def eye_centre_distance(landmarks: np.ndarray) -> float:
   first = (pts[36] + pts[39]) / 2.0
   second = (pts[42] + pts[45]) / 2.0
   return float(np.linalg.norm(first - second))
+
+
+def eyelid_mean_distance(landmarks: np.ndarray) -> float:
+  """Distance between the eye centres of the 68-point markup, each centre the
+  mean of the eye's six contour points (0-based 36-41 and 42-47: corners and
+  eyelids); ``landmark_ssl.evaluation``'s ``'inter_pupil'`` reading."""
+  pts = np.asarray(landmarks, np.float64)
+  return float(np.linalg.norm(pts[36:42].mean(0) - pts[42:48].mean(0)))
 
 
 def load_grey(path: epath.Path) -> np.ndarray:
@@ -161,6 +171,10 @@ class ManualLandmarkBuilder(tfds.core.GeneratorBasedBuilder,
   def _class_labels(self) -> dict[str, tfds.features.ClassLabel]:
     return {}
 
+  def _metadata(self) -> tfds.core.MetadataDict | None:
+    """Dataset metadata filled at build time (e.g. ``landmark_names``)."""
+    return None
+
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     return tfds.core.DatasetInfo(
@@ -170,6 +184,7 @@ class ManualLandmarkBuilder(tfds.core.GeneratorBasedBuilder,
                                    self._class_labels()),
         homepage=self.HOMEPAGE,
         citation=self.CITATION,
+        metadata=self._metadata(),
     )
 
   def _manual_root(self, dl_manager) -> epath.Path:

@@ -10,8 +10,14 @@ bad input never leaves a half-written dataset behind:
   message names the file or folder, what was expected, and what to do.
 * ``manual_root``: the manual folder, or one clear error with the expected
   layout and the download instructions.
-* ``pair_files``: annotation files and their images; an annotation without
-  its image is an error, an image without annotation is a warning.
+* ``pair_files``: annotation files and their images; either without the
+  other is skipped (``SkipLog`` for annotations without their image, one
+  warning with the count for images without annotation).
+* ``SkipLog``: every file a build leaves out (a missing wrist point, a short
+  label file, a landmark file without its image), one warning naming each
+  and one summary with the counts per reason at the end.
+* ``check_splits``: a split that would be empty is one error naming the
+  split and why, instead of TFDS's "No examples were yielded" after writing.
 * ``check_count``: a ``DataCountWarning`` when a split's size differs from
   the paper's.
 """
@@ -20,12 +26,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sized
 
 from etils import epath
 
 # How many offending file names an error or warning lists.
 MAX_LISTED = 5
+# The SkipLog reason of an annotation file whose image is missing.
+NO_IMAGE = "annotation file without its image"
 
 
 class ManualDataError(Exception):
@@ -42,6 +50,14 @@ class DataCountWarning(UserWarning):
 
 class UnannotatedImageWarning(UserWarning):
   """Images without annotation file were found and skipped."""
+
+
+class SkippedFileWarning(UserWarning):
+  """One annotated file was left out of the build (the message says why)."""
+
+
+class SkipSummaryWarning(UserWarning):
+  """The end-of-build count of the files left out, by reason."""
 
 
 def _listing(names: Iterable[str]) -> str:
@@ -104,15 +120,93 @@ def require_paths(root: epath.Path, relative: Iterable[str], dataset: str,
         f"{layout}\n{instructions}")
 
 
+class SkipLog:
+  """The files a build leaves out, by reason, and their end-of-build summary.
+
+  A real dataset has a few files that cannot be used (an image whose wrist
+  points are not annotated, a label file with 66 instead of 68 points, a
+  label file whose image is missing). Each is skipped, never an abort: one
+  ``SkippedFileWarning`` names the file and the reason at once, and
+  :meth:`summarize` (called once all files are read, before any record is
+  written) gives one ``SkipSummaryWarning`` with the count per reason and a
+  few examples each. ``counts`` keeps the numbers for the caller.
+
+  Args:
+    dataset: dataset name, for the messages.
+  """
+
+  def __init__(self, dataset: str):
+    self.dataset = dataset
+    self.skipped: dict[str, list[str]] = {}
+
+  def skip(self, path: os.PathLike | str, reason: str,
+           detail: str = "") -> None:
+    """Records ``path`` as left out for ``reason`` (a short category such as
+    ``"no wrist point"``); ``detail`` says more about this one file."""
+    self.skipped.setdefault(reason, []).append(str(path))
+    more = f" ({detail})" if detail else ""
+    warnings.warn(SkippedFileWarning(
+        f"{self.dataset}: skipping {path}: {reason}{more}."), stacklevel=2)
+
+  @property
+  def counts(self) -> dict[str, int]:
+    return {reason: len(paths) for reason, paths in self.skipped.items()}
+
+  def summary(self) -> str | None:
+    """The summary text, or None when nothing was skipped."""
+    if not self.skipped:
+      return None
+    total = sum(self.counts.values())
+    lines = [f"{self.dataset}: {total} file(s) left out of the build:"]
+    for reason, paths in sorted(self.skipped.items()):
+      lines.append(f"- {reason}: {len(paths)}, e.g.:")
+      lines.append(_listing(paths))
+    return "\n".join(lines)
+
+  def summarize(self) -> None:
+    """Warns once (``SkipSummaryWarning``) with :meth:`summary`, if any."""
+    text = self.summary()
+    if text:
+      warnings.warn(SkipSummaryWarning(text), stacklevel=2)
+
+
+def check_splits(dataset: str, splits: Mapping[str, Sized],
+                 causes: Mapping[str, str] | None = None) -> None:
+  """Raises one ``ManualDataError`` naming every split that would be empty.
+
+  TFDS would otherwise write the other splits and then stop with
+  ``Failed to finalize writing of split ...: No examples were yielded``.
+
+  Args:
+    dataset: dataset name.
+    splits: split name -> its items, as about to be written.
+    causes: split name -> what fills it (e.g. ``"subjects 11-12"`` or
+      ``"10% of the training images"``), so the message says what is missing.
+  """
+  causes = causes or {}
+  empty = [name for name, items in splits.items() if len(items) == 0]
+  if empty:
+    sizes = ", ".join(f"{n}: {len(v)}" for n, v in splits.items())
+    what = "; ".join(
+        f"split '{n}' ({causes[n]})" if n in causes else f"split '{n}'"
+        for n in empty)
+    raise ManualDataError(
+        f"{dataset}: no images for {what}. Split sizes would be: {sizes}. "
+        "The manual folder holds too few (or the wrong) files for this "
+        "split: extract the complete archives, or change the builder config "
+        "that defines the split.")
+
+
 def pair_files(annotations: Mapping[str, epath.Path],
                images: Mapping[str, epath.Path], dataset: str,
-               warn_unannotated: bool = True) -> list[str]:
+               warn_unannotated: bool = True,
+               skips: SkipLog | None = None) -> list[str]:
   """Keys present in both mappings, sorted; reports the orphans.
 
-  Policy: an annotation without its image is an error (a broken or partial
-  extraction that would silently change the splits), listing the first
-  ``MAX_LISTED`` of them and their count; an image without annotation is
-  skipped with one ``UnannotatedImageWarning`` giving the count (unless
+  Policy: an annotation without its image is skipped and recorded in
+  ``skips`` ("annotation file without its image", one warning each and a
+  count in the build's summary); an image without annotation is skipped
+  with one ``UnannotatedImageWarning`` giving the count (unless
   ``warn_unannotated`` is false: datasets where most images have no
   annotations by design, like Multi-PIE).
 
@@ -122,17 +216,19 @@ def pair_files(annotations: Mapping[str, epath.Path],
     images: same keys -> image file.
     dataset: dataset name, for the messages.
     warn_unannotated: whether images without annotation are worth a warning.
-
-  Raises:
-    ManualDataError: some annotation files have no image.
+    skips: where skipped annotation files are recorded (a fresh ``SkipLog``
+      that summarises at once if None).
   """
   no_image = set(annotations) - set(images)
   if no_image:
-    raise ManualDataError(
-        f"{dataset}: {len(no_image)} annotation file(s) have no image of the "
-        f"same name next to them, e.g.:\n"
-        f"{_listing(str(annotations[k]) for k in no_image)}\n"
-        "Extract the image archives completely into the manual folder.")
+    own = skips is None
+    skips = SkipLog(dataset) if own else skips
+    for k in sorted(no_image):
+      skips.skip(annotations[k], NO_IMAGE,
+                 "extract the image archives completely into the manual "
+                 "folder to keep it")
+    if own:
+      skips.summarize()
   no_annotation = set(images) - set(annotations)
   if no_annotation and warn_unannotated:
     warnings.warn(UnannotatedImageWarning(

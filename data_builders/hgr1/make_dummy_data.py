@@ -1,11 +1,18 @@
 """Writes the HGR1 test fixtures into ``dummy_data/`` (run once, committed).
 
-A few tiny colour JPEGs per split in the HGR1 layout, each black with a bright
-dot at every *visible* landmark, and the feature-point XML in the schema
-``hgr1_dataset_builder.parse_feature_points`` expects (a guess: the real
-schema is undocumented). Most files number their points with a ``number``
-attribute and leave some landmarks out (occluded); one lists all 25 in order
-without numbers. Categories other than ``Wrist`` are made up.
+A few tiny colour JPEGs in the plain-unzip layout (``original_images/``,
+``feature_points/``), each black with a bright dot at every annotated
+landmark, and feature-point XML files in the format of the real ones: root
+``<IMAGE WIDTH HEIGHT>``, a ``<hand>`` with ``<FeaturePoint category type x
+y>`` in shuffled order, integer pixels, absent points left out (17 to 25 per
+file), and an empty second ``<hand>``. The category and type names are
+invented (the real ones are not published).
+
+Every hand is one template (``TEMPLATE``: a point per identity) under its
+own rotation, scale and shift, so a builder that numbers the points of two
+files differently cannot map one image's landmarks onto another's by a
+similarity transform (``hgr1_test``). One file lacks a wrist point: the
+build skips it.
 
   PYTHONPATH=. python data_builders/hgr1/make_dummy_data.py
 """
@@ -21,71 +28,78 @@ from data_builders import dot_images
 from data_builders.hgr1 import hgr1_dataset_builder as lib
 
 OUT = pathlib.Path(__file__).parent / "dummy_data"
-# stem -> number of visible landmarks (25 = all, listed in order, no numbers)
+IMAGE_DIR, XML_DIR = lib.LAYOUTS[0]
+# Invented identities: 2 wrist points, 3 palm points, 4 per finger.
+IDENTITIES = ([("Wrist", "radial"), ("Wrist", "ulnar")]
+              + [("Palm", t) for t in ("centre", "left", "right")]
+              + [(f, t) for f in ("Thumb", "Index", "Middle", "Ring", "Little")
+                 for t in ("base", "joint1", "joint2", "tip")])
+# stem -> number of annotated points (a wrist point missing: skipped).
 STEMS = {
     "1_P_hgr1_id01_1": 20,   # train
     "A_P_hgr1_id05_2": 17,   # train
-    "B_P_hgr1_id08_10": 25,  # train, unnumbered
+    "B_P_hgr1_id08_10": 25,  # train
+    "A_P_hgr1_id03_1": 22,   # train; no ulnar wrist point: skipped
     "A_P_hgr1_id11_1": 22,   # validation
     "1_P_hgr1_id12_3": 24,   # validation
     "B_P_hgr1_id09_1": 19,   # test
     "A_P_hgr1_id10_2": 21,   # test
 }
+NO_WRIST = "A_P_hgr1_id03_1"
 SIGMA = 1.8  # dot size in original pixels (the crop shrinks ~0.6x)
-EXTENT = 70.0  # span of the landmark grid in original pixels
+EXTENT = 64.0  # span of the template in original pixels
 
 
-def _category(slot: int) -> str:
-  if slot in lib.WRIST:
-    return "Wrist"
-  return "Fingertip" if slot % 4 == 0 else "Joint"
+def template() -> dict:
+  """``{(category, type): (x, y)}`` about the origin, the same every call."""
+  pts = dot_images.grid_points(len(IDENTITIES), (0.0, 0.0), EXTENT,
+                               np.random.default_rng(1), jitter=0.1)
+  return dict(zip(IDENTITIES, pts))
 
 
-def write_xml(path: pathlib.Path, points: np.ndarray, visible: np.ndarray,
-              numbered: bool) -> None:
-  """Writes the guessed schema: <IMAGE><hand><FeaturePoint .../></hand>
-  <hand/></IMAGE>, absent points left out (numbered) or at (-1, -1)."""
-  rows = []
-  for slot, ((x, y), vis) in enumerate(zip(points, visible)):
-    if not vis and numbered:
-      continue
-    if not vis:
-      x = y = -1.0
-    number = f' number="{slot + 1}"' if numbered else ""
-    rows.append(f'    <FeaturePoint{number} category="{_category(slot)}" '
-                f'x="{x:.2f}" y="{y:.2f}" />')
-  body = "\n".join(rows)
+def write_xml(path: pathlib.Path, points: dict, size: tuple[int, int],
+              rng: np.random.Generator) -> None:
+  """The real files' format, points in shuffled order."""
+  keys = list(points)
+  rows = [f'    <FeaturePoint category="{c}" type="{t}" '
+          f'x="{int(points[(c, t)][0])}" y="{int(points[(c, t)][1])}" />'
+          for c, t in (keys[i] for i in rng.permutation(len(keys)))]
   path.write_text(
       '<?xml version="1.0" encoding="utf-8"?>\n'
-      f'<IMAGE name="{path.stem}.jpg">\n  <hand>\n{body}\n  </hand>\n'
-      '  <hand />\n</IMAGE>\n')
+      f'<IMAGE WIDTH="{size[0]}" HEIGHT="{size[1]}">\n  <hand>\n'
+      + "\n".join(rows) + '\n  </hand>\n  <hand />\n</IMAGE>\n')
 
 
 def main() -> None:
   rng = np.random.default_rng(25)
   if OUT.exists():
     shutil.rmtree(OUT)
-  images = OUT / lib.IMAGE_DIR
-  xmls = OUT / lib.XML_DIR
-  images.mkdir(parents=True)
-  xmls.mkdir(parents=True)
-  for stem, n_visible in STEMS.items():
-    h, w = int(rng.integers(100, 130)), int(rng.integers(100, 140))
-    center = (rng.uniform(EXTENT / 2 + 6, w - EXTENT / 2 - 6),
-              rng.uniform(EXTENT / 2 + 6, h - EXTENT / 2 - 6))
-    # Coordinates rounded as written to the XML, so the dots sit exactly there.
-    points = np.round(
-        dot_images.grid_points(lib.NUM_LANDMARKS, center, EXTENT, rng,
-                               jitter=0.1), 2)
-    visible = np.zeros(lib.NUM_LANDMARKS, np.float32)
-    others = [s for s in range(lib.NUM_LANDMARKS) if s not in lib.WRIST]
-    visible[list(lib.WRIST)] = 1.0
-    visible[rng.choice(others, n_visible - 2, replace=False)] = 1.0
+  (OUT / IMAGE_DIR).mkdir(parents=True)
+  (OUT / XML_DIR).mkdir(parents=True)
+  shape = template()
+  for stem, n_points in STEMS.items():
+    h, w = int(rng.integers(110, 130)), int(rng.integers(110, 140))
+    angle = np.deg2rad(rng.uniform(-30, 30))
+    scale = rng.uniform(0.9, 1.1)
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)],
+                            [np.sin(angle), np.cos(angle)]])
+    centre = np.array([w / 2, h / 2]) + rng.uniform(-4, 4, 2)
+    others = [k for k in IDENTITIES if k[0] != "Wrist"]
+    kept = [others[i] for i in rng.choice(len(others), n_points - 2,
+                                          replace=False)]
+    wrists = [("Wrist", "radial")] + (
+        [] if stem == NO_WRIST else [("Wrist", "ulnar")])
+    if stem == NO_WRIST:
+      kept.append(("Palm", "centre") if ("Palm", "centre") not in kept
+                  else next(k for k in others if k not in kept))
+    # Integer pixels, as in the real files; the dots sit exactly there.
+    points = {k: tuple(np.round(rot @ shape[k] + centre).astype(int))
+              for k in wrists + kept}
     colour = tuple(int(c) for c in rng.integers(180, 256, 3))
-    dot_images.save_dot_image(images / f"{stem}.jpg", (h, w),
-                              points[visible > 0], SIGMA, colour)
-    write_xml(xmls / f"{stem}.xml", points, visible,
-              numbered=n_visible < lib.NUM_LANDMARKS)
+    dot_images.save_dot_image(OUT / IMAGE_DIR / f"{stem}.jpg", (h, w),
+                              np.array(list(points.values()), np.float64),
+                              SIGMA, colour)
+    write_xml(OUT / XML_DIR / f"{stem}.xml", points, (w, h), rng)
 
 
 if __name__ == "__main__":

@@ -213,16 +213,19 @@ class The300w(landmark_dataset.ManualLandmarkBuilder):
     config = self.builder_config
     annotated = {}  # key -> (image path, 0-based (68, 2) landmarks)
     groups = {}
+    skips = manual_data.SkipLog(self.name)
     for name, folders in (("train_pool", TRAIN_FOLDERS),
                           ("test_common", COMMON_FOLDERS),
                           ("test_ibug", IBUG_FOLDERS)):
       groups[name] = []
       for folder in folders:
         annotations, images = list_folder(root, folder)
-        for key in manual_data.pair_files(annotations, images, self.name):
+        for key in manual_data.pair_files(annotations, images, self.name,
+                                          skips=skips):
           # .pts files are 1-based: convert to the 0-based convention here.
           annotated[key] = (images[key], parse_pts(annotations[key]) - 1.0)
           groups[name].append(key)
+    skips.summarize()
     train, validation = split_train_validation(
         groups["train_pool"], config.validation_fraction, config.split_seed)
     splits = {
@@ -232,6 +235,13 @@ class The300w(landmark_dataset.ManualLandmarkBuilder):
         "test_ibug": sorted(groups["test_ibug"]),
         "test_full": sorted(groups["test_common"] + groups["test_ibug"]),
     }
+    manual_data.check_splits(self.name, splits, {
+        "train": "the training folders minus the validation hold-out",
+        "validation": f"{config.validation_fraction:g} of the "
+                      f"{len(groups['train_pool'])} training images, rounded "
+                      "down",
+        "test_common": "helen/testset + lfpw/testset",
+        "test_ibug": "ibug", "test_full": "common + ibug"})
     for split, keys in splits.items():
       manual_data.check_count(self.name, f"split '{split}'", len(keys),
                               EXPECTED_SIZES[split])

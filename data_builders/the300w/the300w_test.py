@@ -150,12 +150,32 @@ def test_malformed_pts_names_file_and_line(tmp_path, line, text, expected):
                 str(pts), f"line {line}", expected)
 
 
-def test_annotation_without_image_is_an_error(tmp_path):
+def test_annotation_without_image_is_skipped_and_counted(tmp_path):
   manual = _copy_dummy(tmp_path)
-  image = sorted((manual / "afw").glob("*.jpg"))[0]
+  image = sorted((manual / "helen" / "testset").glob("*.jpg"))[0]
   image.unlink()
-  _expect_error(tmp_path, manual, manual_data.ManualDataError,
-                str(image.with_suffix(".pts")), "1 annotation file(s)")
+  with pytest.warns(UserWarning) as record:
+    _build(tmp_path / "tfds", manual)
+  summary = [str(r.message) for r in record
+             if isinstance(r.message, manual_data.SkipSummaryWarning)]
+  assert len(summary) == 1, [str(r.message) for r in record]
+  assert f"{manual_data.NO_IMAGE}: 1" in summary[0]
+  assert str(image.with_suffix(".pts")) in summary[0]
+  ids = {ex["id"].decode() for ex in _read_all(tmp_path / "tfds",
+                                                "test_common")}
+  assert ids and not any(image.stem in i for i in ids)
+
+
+def test_too_few_training_images_for_validation_names_the_split(tmp_path):
+  manual = _copy_dummy(tmp_path)
+  pts = sorted(p for folder in lib.TRAIN_FOLDERS
+               for p in (manual / folder).glob("*.pts"))
+  for p in pts[1:]:  # one training image: 10% of it is no image
+    p.unlink()
+  with pytest.warns(UserWarning):
+    _expect_error(tmp_path, manual, manual_data.ManualDataError,
+                  "split 'validation' (0.1 of the 1 training images",
+                  "validation: 0")
 
 
 def test_unreadable_image_is_named_and_nothing_is_left(tmp_path):
