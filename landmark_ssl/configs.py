@@ -141,6 +141,14 @@ def base_config() -> config_dict.ConfigDict:
   c.model = config_dict.ConfigDict()  # {name, attributes of the model class}
 
   c.loss = config_dict.ConfigDict()
+  # Weight of the landmark term (eq. 3: the weight stands on the landmark
+  # term and the class NLL's is 1; experiments say which reading they use).
+  c.loss.landmark_weight = 1.0
+  # The landmark term's mean: 'labeled' (over the images with landmark
+  # labels) or 'all' (eq. 3 as written: over all images of the batch, zero
+  # for those without labels). Costs L alone read only labelled rows, where
+  # both are the same.
+  c.loss.landmark_mean = "labeled"
   c.loss.alpha = 1.0  # weight of the class NLL (eq. 3); used with costs C
   c.loss.gamma = 1.0  # weight of the ELT cost (eq. 4); used with costs T
   c.loss.weight_decay = 0.0  # lambda of eq. 3, on kernels
@@ -212,7 +220,8 @@ _QUICK_MODELS = {
                     convs_after_pool=1, hidden=(32,)),
     "heatmap_mt": dict(kernel_sizes=(7, 7, 7, 1), features=8,
                        classifier_convs=(4,), classifier_hidden=(32,)),
-    "rcn": dict(features=(8, 8, 8), kernel_sizes=(3, 3, 3), convs_per_level=1),
+    "rcn": dict(down_features=((8,),) * 3, down_kernel_sizes=((3,),) * 3,
+                up_features=((8,),) * 3, up_kernel_sizes=((3,),) * 3),
 }
 
 

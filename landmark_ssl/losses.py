@@ -23,8 +23,26 @@ def _safe_mean(total: Array, count: Array) -> Array:
   return total / jnp.maximum(count, 1.0)
 
 
+# How the landmark term averages over images (``mean_over``).
+LANDMARK_MEAN = ("labeled", "all")
+
+
+def _image_mean(per_image: Array, used: Array, mask: Array | None,
+                mean_over: str) -> Array:
+  """Mean of ``per_image`` over used images, or over all ``mask`` images."""
+  if mean_over not in LANDMARK_MEAN:
+    raise ValueError(f"mean_over={mean_over!r} is not one of "
+                     f"{list(LANDMARK_MEAN)}.")
+  total = jnp.sum(per_image * used)
+  if mean_over == "labeled":
+    return _safe_mean(total, jnp.sum(used))
+  m = jnp.ones_like(per_image) if mask is None else mask.astype(per_image.dtype)
+  return _safe_mean(total, jnp.sum(m))
+
+
 def landmark_loss(pred: Array, target: Array, visible: Array | None = None,
-                  has_landmarks: Array | None = None) -> Array:
+                  has_landmarks: Array | None = None, mask: Array | None = None,
+                  mean_over: str = "labeled") -> Array:
   """Landmark term of eq. 3: ``mean_n (1/K_n) sum_k ||L*_nk - L_nk||^2``.
 
   Args:
@@ -33,10 +51,16 @@ def landmark_loss(pred: Array, target: Array, visible: Array | None = None,
     visible: ``(N, K)`` per-landmark mask (occluded points are ``0``); ``K_n``
       is the number of visible landmarks of image ``n``.
     has_landmarks: ``(N,)`` whether image ``n`` has landmark labels.
+    mask: ``(N,)`` the images of the set (padding is ``0``); used by
+      ``mean_over='all'`` only.
+    mean_over: ``'labeled'``: the mean over labelled images (with at least
+      one visible point); ``'all'``: eq. 3 as written, the sum over those
+      divided by the number of images in ``mask`` (an image without labels
+      adds zero), so the term shrinks with the labelled share.
 
   Returns:
-    Scalar: the mean over labelled images (with at least one visible point)
-    of the per-image mean squared distance over its visible landmarks.
+    Scalar: the per-image mean squared distance over visible landmarks,
+    averaged as ``mean_over`` says.
   """
   n, k, _ = pred.shape
   visible = jnp.ones((n, k), pred.dtype) if visible is None else visible
@@ -46,12 +70,14 @@ def landmark_loss(pred: Array, target: Array, visible: Array | None = None,
   sq = jnp.sum(jnp.square(jnp.where(w[..., None] > 0, target - pred, 0.0)), -1)
   per_image = _safe_mean(jnp.sum(sq * w, axis=1), jnp.sum(w, axis=1))
   used = (jnp.sum(w, axis=1) > 0).astype(pred.dtype)
-  return _safe_mean(jnp.sum(per_image * used), jnp.sum(used))
+  return _image_mean(per_image, used, mask, mean_over)
 
 
 def heatmap_landmark_loss(maps: Array, target: Array,
                           visible: Array | None = None,
-                          has_landmarks: Array | None = None) -> Array:
+                          has_landmarks: Array | None = None,
+                          mask: Array | None = None,
+                          mean_over: str = "labeled") -> Array:
   """Landmark cost of heatmap models (Heatmap-MT, RCN): NLL over pixels.
 
   Each map is a ``H * W``-way classification whose true class is the pixel
@@ -59,10 +85,12 @@ def heatmap_landmark_loss(maps: Array, target: Array,
 
   Args:
     maps: ``(N, H, W, K)`` logits of the spatial softmax.
-    target, visible, has_landmarks: as in :func:`landmark_loss`.
+    target, visible, has_landmarks, mask, mean_over: as in
+      :func:`landmark_loss`.
 
   Returns:
-    Scalar: mean over labelled images of the mean NLL over visible landmarks.
+    Scalar: the per-image mean NLL over visible landmarks, averaged over
+    images as ``mean_over`` says.
   """
   n, h, w, k = maps.shape
   visible = jnp.ones((n, k), maps.dtype) if visible is None else visible
@@ -76,7 +104,7 @@ def heatmap_landmark_loss(maps: Array, target: Array,
   nll = -jnp.take_along_axis(logp, idx, axis=1)[:, 0, :]  # (N, K)
   per_image = _safe_mean(jnp.sum(nll * wgt, axis=1), jnp.sum(wgt, axis=1))
   used = (jnp.sum(wgt, axis=1) > 0).astype(maps.dtype)
-  return _safe_mean(jnp.sum(per_image * used), jnp.sum(used))
+  return _image_mean(per_image, used, mask, mean_over)
 
 
 def classification_loss(logits: Array, labels: Array,

@@ -11,13 +11,15 @@ pipeline (DESIGN.md / HELPERS.md): ``image (B, H, W, C)``, ``landmarks
 
 The cost (PAPER.md eq. 3-4), with the terms switched on by ``config.costs``::
 
-  total = [L] landmark + [C] alpha * sum_heads NLL_head + [T] gamma * ELT
-          + lambda * sum ||W||^2
+  total = [L] landmark_weight * landmark + [C] alpha * sum_heads NLL_head
+          + [T] gamma * ELT + lambda * sum ||W||^2
 
 * ``L``: ``losses.landmark_loss`` on the predicted coordinates, or
   ``losses.heatmap_landmark_loss`` on the maps, as the model's
   ``landmark_cost`` says; only images with ``has_landmarks``, masked by
-  ``visible``.
+  ``visible``; averaged over the labelled images
+  (``config.loss.landmark_mean='labeled'``) or, as eq. 3 is written, over
+  all images of the batch (``'all'``).
 * ``C``: class NLL of every head of ``config.data.class_heads``.
 * ``T``: ``losses.equivariance_loss`` between ``T(L(I))`` and ``L(T(I))``, a
   fresh ``geometry.random_affine`` per image per step from ``config.loss.elt``,
@@ -84,6 +86,9 @@ class StepSettings:
 
   Attributes:
     terms: the cost terms that are on, a subset of ``{'L', 'C', 'T'}``.
+    landmark_weight: weight of the landmark term.
+    landmark_mean: ``'labeled'`` or ``'all'`` (``losses.landmark_loss``'s
+      ``mean_over``).
     alpha: weight of the class NLL.
     gamma: weight of the ELT cost.
     weight_decay: ``lambda``, weight of ``sum ||W||^2`` over kernels.
@@ -97,6 +102,8 @@ class StepSettings:
     landmark_cost: ``'coordinates'`` or ``'heatmap'`` (from the model).
   """
   terms: frozenset
+  landmark_weight: float
+  landmark_mean: str
   alpha: float
   gamma: float
   weight_decay: float
@@ -113,8 +120,12 @@ class StepSettings:
     if config.loss.elt_on not in ELT_ON:
       raise ValueError(f"config.loss.elt_on={config.loss.elt_on!r}; use one of "
                        f"{list(ELT_ON)}.")
-    # Optional (as optim.schedule): hand-built configs may leave it out.
+    # Optional (as optim.schedule): hand-built configs may leave them out.
     stop = config.loss.get("elt_stop_gradient", "none")
+    landmark_mean = config.loss.get("landmark_mean", "labeled")
+    if landmark_mean not in losses.LANDMARK_MEAN:
+      raise ValueError(f"config.loss.landmark_mean={landmark_mean!r}; use one "
+                       f"of {list(losses.LANDMARK_MEAN)}.")
     if stop not in losses.ELT_STOP_GRADIENT:
       raise ValueError(f"config.loss.elt_stop_gradient={stop!r}; use one of "
                        f"{list(losses.ELT_STOP_GRADIENT)}.")
@@ -128,7 +139,10 @@ class StepSettings:
     if "C" in terms and not heads:
       raise ValueError(f"config.costs={config.costs!r} has a class term but "
                        "config.data.class_heads is empty.")
-    return cls(terms=terms, alpha=float(config.loss.alpha),
+    return cls(terms=terms,
+               landmark_weight=float(config.loss.get("landmark_weight", 1.0)),
+               landmark_mean=landmark_mean,
+               alpha=float(config.loss.alpha),
                gamma=float(config.loss.gamma),
                weight_decay=float(config.loss.weight_decay),
                elt_on=config.loss.elt_on,
@@ -186,12 +200,14 @@ def compute_costs(params, state: TrainState, batch: Mapping[str, Any],
     has = batch["has_landmarks"].astype(jnp.float32) * mask
     if s.landmark_cost == "heatmap":
       cost = losses.heatmap_landmark_loss(out["maps"], batch["landmarks"],
-                                          batch["visible"], has)
+                                          batch["visible"], has, mask,
+                                          s.landmark_mean)
     else:
       cost = losses.landmark_loss(out["landmarks"], batch["landmarks"],
-                                  batch["visible"], has)
+                                  batch["visible"], has, mask,
+                                  s.landmark_mean)
     metrics["landmark"] = cost
-    total = total + cost
+    total = total + s.landmark_weight * cost
   if "C" in s.terms:
     class_total = jnp.zeros((), jnp.float32)
     for head in s.class_heads:

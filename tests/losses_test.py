@@ -153,3 +153,39 @@ def test_importing_losses_loads_no_data_or_checkpoint_library():
           "print(bad); sys.exit(1 if bad else 0)")
   res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_landmark_mean_over_all_images_is_eq3_as_written():
+  """'all': the sum over labelled images divided by every image of the set
+  (those without labels add zero); 'labeled' divides by the labelled ones."""
+  rng = np.random.default_rng()
+  n, k = 9, 4
+  pred = rng.normal(size=(n, k, 2)).astype(np.float32) * 4
+  target = rng.normal(size=(n, k, 2)).astype(np.float32) * 4
+  visible = np.ones((n, k), np.float32)
+  has = (rng.random(n) > 0.5).astype(np.float32)
+  has[0], has[1] = 1.0, 0.0
+  mask = np.ones((n,), np.float32)
+  mask[-1] = 0.0  # padding: not an image of the set
+  per = ((pred - target) ** 2).sum(-1).mean(-1)
+  used = has * mask
+  literal = (per * used).sum() / mask.sum()
+  np.testing.assert_allclose(
+      losses.landmark_loss(pred, target, visible, used, mask, "all"), literal,
+      rtol=1e-5)
+  labeled = losses.landmark_loss(pred, target, visible, used, mask)
+  np.testing.assert_allclose(labeled, (per * used).sum() / used.sum(),
+                             rtol=1e-5)
+  # The two differ by exactly the labelled share of the set.
+  np.testing.assert_allclose(
+      losses.landmark_loss(pred, target, visible, used, mask, "all"),
+      labeled * used.sum() / mask.sum(), rtol=1e-5)
+  # Heatmap cost: same averaging.
+  maps = jnp.asarray(rng.normal(size=(n, 8, 8, k)), jnp.float32)
+  pix = jnp.asarray(rng.uniform(0, 7, (n, k, 2)), jnp.float32)
+  lab = losses.heatmap_landmark_loss(maps, pix, visible, used, mask)
+  np.testing.assert_allclose(
+      losses.heatmap_landmark_loss(maps, pix, visible, used, mask, "all"),
+      lab * used.sum() / mask.sum(), rtol=1e-5)
+  with pytest.raises(ValueError, match="mean_over='some'"):
+    losses.landmark_loss(pred, target, mean_over="some")

@@ -14,7 +14,9 @@ SMALL = {
     "comm_mt": dict(name="comm_mt", kernel_size=3, features=4, hidden=(16, 16)),
     "heatmap_mt": dict(name="heatmap_mt", kernel_sizes=(5, 5, 1), features=4,
                        classifier_convs=(4,), classifier_hidden=(16,)),
-    "rcn": dict(name="rcn", features=(4, 6, 8), kernel_sizes=(3, 3, 3)),
+    "rcn": dict(name="rcn", down_features=((4,), (6,), (8,)),
+                down_kernel_sizes=((3,),) * 3, up_features=((4,), (6, 5), (8,)),
+                up_kernel_sizes=((5,), (3, 1), (3,))),
 }
 
 
@@ -50,6 +52,208 @@ def test_rcn_plus_and_rcn_landmark_costs():
   with pytest.raises(ValueError, match="divisible"):
     m = models.create_model(cfg, 3)
     m.init(jax.random.PRNGKey(0), jnp.ones((1, 10, 10, 1)))
+
+
+def test_rcn_rejects_inconsistent_settings():
+  cfg = dict(SMALL["rcn"])
+  x = jnp.ones((1, 8, 8, 1))
+  bad = [
+      (dict(up_features=((4,), (6,))), "one entry per branch"),
+      (dict(up_kernel_sizes=((5,), (3,), (3,))), "same number"),
+      (dict(down_features=((4,), (), (8,)), down_kernel_sizes=((3,), (), (3,))),
+       "at least one"),
+      (dict(down_features=(4, 6, 8)), "one tuple of ints per branch"),
+      (dict(skip="max"), "window_max"),
+      (dict(upsampling="bilinear"), "learned"),
+      (dict(weight_init="glorot"), "published"),
+  ]
+  for change, match in bad:
+    with pytest.raises(ValueError, match=match):
+      models.create_model(dict(cfg, **change), 3).init(jax.random.PRNGKey(0), x)
+
+
+# The published 300W RCN (the300w_rcn.py's docstring), as (kernel, maps in,
+# maps out) of each conv, read off the authors' layer list: layerSh1-Sh5
+# (down), S1 S2, D1, C1 C2, M1 M2, F1 F2 F3 (up: the first of each branch
+# takes [down maps, upsampled coarser output] except S1), FOut (to K).
+_PUBLISHED_300W_CONVS = (
+    [(3, 1, 64)] + [(3, 64, 64)] * 4
+    + [(5, 64, 64), (1, 64, 64)] + [(5, 128, 64)]
+    + [(5, 128, 64), (1, 64, 64)] * 2 + [(5, 128, 64), (1, 64, 64), (1, 64, 64)]
+    + [(1, 64, 68)])
+
+
+def _published_rcn(**changes):
+  return models.create_model(dict(name="rcn", **changes), num_landmarks=68)
+
+
+def test_default_rcn_is_the_published_300w_network():
+  """Five branches at 80, 40, 20, 10, 5 px, 64 maps, one 3x3 conv per branch
+  down; up: 2, 1, 2, 2, 3 convs from 5 to 80 px (5x5 first, then 1x1), each
+  finer branch's first conv on 128 = 64 + 64 concatenated maps; a 1x1 conv
+  to 68 maps; no batch-norm state; 1,095,492 parameters."""
+  model = _published_rcn()
+  x = jax.ShapeDtypeStruct((1, 80, 80, 1), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+  assert set(variables) == {"params"}
+  params = variables["params"]
+  _, state = jax.eval_shape(
+      lambda v, x: model.apply(v, x, capture_intermediates=True,
+                               mutable=["intermediates"]), variables, x)
+  inter = state["intermediates"]
+
+  def out_shape(name):
+    return inter[name]["__call__"][0].shape
+
+  sides = (80, 40, 20, 10, 5)
+  for b, side in enumerate(sides):
+    assert out_shape(f"down{b}_0") == (1, side, side, 64)
+    c_in = 1 if b == 0 else 64
+    assert params[f"down{b}_0"]["kernel"].shape == (3, 3, c_in, 64)
+    assert f"down{b}_1" not in params
+  up_convs = {0: 3, 1: 2, 2: 2, 3: 1, 4: 2}
+  for b, n in up_convs.items():
+    names = sorted(k for k in params if k.startswith(f"up{b}_"))
+    assert names == [f"up{b}_{i}" for i in range(n)]
+    for i, name in enumerate(names):
+      k = 5 if i == 0 else 1
+      c_in = 64 if i or b == 4 else 128
+      assert params[name]["kernel"].shape == (k, k, c_in, 64)
+      assert out_shape(name) == (1, sides[b], sides[b], 64)
+  assert params["maps"]["kernel"].shape == (1, 1, 64, 68)
+  assert out_shape("maps") == (1, 80, 80, 68)
+  assert len(params) == len(_PUBLISHED_300W_CONVS) == 5 + 10 + 1
+
+  count = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(params))
+  by_hand = sum(k * k * c_in * c_out + c_out
+                for k, c_in, c_out in _PUBLISHED_300W_CONVS)
+  assert count == by_hand == 1_095_492
+  # The released checkpoint's options: one 3x3 kernel per upsampling (4).
+  learned = jax.eval_shape(_published_rcn(upsampling="learned").init,
+                           jax.random.PRNGKey(0), x)
+  assert sum(int(np.prod(a.shape))
+             for a in jax.tree_util.tree_leaves(learned)) == count + 4 * 9
+
+
+def test_the300w_rcn_experiment_builds_the_published_network():
+  """experiments/the300w_rcn.py's model is the class default (published)
+  network, for RCN+ and RCN; its quick variant is the same kind, smaller."""
+  import os
+  from landmark_ssl import configs
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  exp = configs.load_experiment(
+      os.path.join(root, "experiments", "the300w_rcn.py"))
+  x = jax.ShapeDtypeStruct((1, 80, 80, 1), jnp.float32)
+
+  def count(model_config):
+    model = models.create_model(model_config, 68)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(shapes))
+
+  for arg in ("model=rcn_plus", "model=rcn,costs=L"):
+    model_config = exp.get_config(arg).model.to_dict()
+    defaults = {k: v for k, v in model_config.items()
+                if k not in ("name", "soft_argmax", "beta")}
+    assert defaults == {k: getattr(models.RCN, k) for k in defaults}
+    assert count(model_config) == 1_095_492
+  assert count(exp.get_config("quick").model.to_dict()) < 20_000
+
+
+def test_published_rcn_forward_rcn_plus_and_rcn():
+  """One 80x80 image through the default net: RCN+ reads the soft-argmax of
+  the maps, RCN (same parameters, same maps) their argmax; no train/eval
+  difference (no batch norm, no dropout)."""
+  x = jax.random.uniform(jax.random.PRNGKey(0), (1, 80, 80, 1))
+  plus = _published_rcn(beta=0.5)
+  plain = _published_rcn(soft_argmax=False)
+
+  @jax.jit
+  def both(x):
+    variables = plus.init(jax.random.PRNGKey(1), x)
+    return plus.apply(variables, x), plain.apply(variables, x, train=True)
+
+  out, out_plain = both(x)
+  assert out["maps"].shape == (1, 80, 80, 68)
+  assert out["landmarks"].shape == (1, 68, 2) and out["logits"] == {}
+  np.testing.assert_allclose(
+      out["landmarks"], models.rcn.geometry.soft_argmax(out["maps"], 0.5),
+      rtol=1e-6)
+  lm = np.asarray(out["landmarks"])
+  assert np.all(np.isfinite(lm)) and lm.min() >= 0 and lm.max() <= 79
+  assert float(jnp.std(out["maps"])) > 0
+  np.testing.assert_allclose(out_plain["maps"], out["maps"], atol=1e-6)
+  np.testing.assert_array_equal(
+      out_plain["landmarks"], models.rcn.geometry.hard_argmax(out["maps"]))
+
+
+def test_rcn_published_options_window_max_and_learned_upsampling():
+  rcn = models.rcn
+  x = jnp.array([[1.0, 3.0, 0.0, 0.0],
+                 [2.0, 3.0, 0.0, -1.0]])[None, :, :, None]
+  np.testing.assert_array_equal(
+      rcn.keep_window_max(x)[0, :, :, 0],
+      [[0.0, 3.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]])  # ties all kept
+  # The learned upsampling with kernel [[1,1,0],[1,1,0],[0,0,0]] repeats.
+  y = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 5, 4))
+  ones = jnp.array([1.0, 1.0, 0.0])
+  repeat_kernel = jnp.outer(ones, ones)
+  up = rcn.LearnedUpsampling().apply({"params": {"kernel": repeat_kernel}}, y)
+  np.testing.assert_allclose(up, rcn.upsample_repeat(y), atol=1e-6)
+  assert up.shape == (2, 6, 10, 4)
+  # So the whole net with learned upsampling set to that kernel is the
+  # repeat net.
+  cfg = dict(SMALL["rcn"])
+  images = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 12, 1))
+  learned = models.create_model(dict(cfg, upsampling="learned"), 3)
+  variables = learned.init(jax.random.PRNGKey(2), images)
+  params = dict(variables["params"])
+  assert {k for k in params if k.startswith("upsample")} == {"upsample0",
+                                                              "upsample1"}
+  for k in ("upsample0", "upsample1"):
+    params[k] = {"kernel": repeat_kernel}
+  repeat = models.create_model(cfg, 3)
+  repeat_params = {k: v for k, v in params.items()
+                   if not k.startswith("upsample")}
+  np.testing.assert_allclose(
+      learned.apply({"params": params}, images)["maps"],
+      repeat.apply({"params": repeat_params}, images)["maps"], atol=1e-5)
+  # window_max changes the maps but not the parameters.
+  wm = models.create_model(dict(cfg, skip="window_max"), 3)
+  out_wm = wm.apply({"params": repeat_params}, images)["maps"]
+  out_all = repeat.apply({"params": repeat_params}, images)["maps"]
+  assert not np.allclose(out_wm, out_all)
+
+
+def test_rcn_local_contrast_normalisation():
+  rcn = models.rcn
+  # The published window: 1-based pixels 1..9, centre 9/2 + 0.5, sigma
+  # 1.591/9 of the width, normalised to sum one.
+  idx = np.arange(1, 10, dtype=np.float64)
+  d = (idx - 5.0) / ((1.591 / 9) * 9)
+  g = np.exp(-(d[None, :] ** 2 + d[:, None] ** 2) / 2)
+  np.testing.assert_allclose(rcn._gaussian_window(9, 1.591), g / g.sum(),
+                             rtol=1e-5)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 20, 24, 1))
+  out = rcn.local_contrast_normalize(x)
+  assert out.shape == x.shape and np.all(np.isfinite(out))
+  # Contrast (gain) invariant.
+  np.testing.assert_allclose(rcn.local_contrast_normalize(3.0 * x), out,
+                             atol=1e-4)
+  # Each image on its own: the other images of the batch change nothing.
+  np.testing.assert_allclose(rcn.local_contrast_normalize(x[:1]), out[:1],
+                             atol=1e-6)
+  # A constant image maps to 0.5, not 0/0.
+  constant = jnp.zeros((1, 9, 9, 1))
+  np.testing.assert_allclose(rcn.local_contrast_normalize(constant), 0.5)
+
+
+def test_rcn_published_init():
+  kernel = models.rcn.published_kernel_init(jax.random.PRNGKey(0),
+                                            (5, 5, 128, 64))
+  bound = np.sqrt(6.0 / (25 * 128 + 25 * 64 / 4))
+  a = np.abs(np.asarray(kernel))
+  assert a.max() <= bound and a.max() > 0.99 * bound
+  np.testing.assert_allclose(a.mean(), bound / 2, rtol=0.02)  # uniform
 
 
 def test_registry_rejects_unknown_names_and_settings():

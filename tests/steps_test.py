@@ -268,3 +268,53 @@ def test_landmark_cost_needs_only_the_labelled_rows(dropout):
   changed["image"][lab[0]] = rng.uniform(size=changed["image"].shape[1:])
   _, m_changed = grad(state.params, state, changed, None, jax.random.key(3))
   assert abs(float(m_changed["landmark"]) - float(m_full["landmark"])) > 1e-6
+
+
+def test_landmark_weight_scales_only_the_landmark_term():
+  """The total and its gradient are linear in the landmark weight, with
+  slope the landmark cost and its gradient; 'all' averaging scales the term by the
+  labelled share of the batch."""
+  rng = np.random.default_rng()
+  batch = _batch(rng)
+  a = geometry.random_affine(jax.random.key(int(rng.integers(99))), 8,
+                             dict(rotation=20.0, scale=0.1, translation=0.1),
+                             (H, W))
+  weight = float(rng.uniform(0.001, 3.0))
+
+  def grads(landmark_weight, costs="L+T+C", mean="labeled"):
+    config = _config(costs)
+    config.loss.landmark_weight = landmark_weight
+    config.loss.landmark_mean = mean
+    state, _ = _state(config)
+    g, metrics = jax.grad(steps.compute_costs, has_aux=True)(
+        state.params, state, batch, a if "T" in costs else None,
+        jax.random.key(1))
+    return g, metrics
+
+  g_w, m_w = grads(weight)
+  g_0, m_0 = grads(0.0)
+  g_1, _ = grads(1.0)
+  # The total moves by exactly w times the (unweighted) landmark cost ...
+  np.testing.assert_allclose(m_w["loss"] - m_0["loss"],
+                             weight * m_w["landmark"], rtol=1e-4)
+  # ... and so does its gradient: g(w) - g(0) == w * (g(1) - g(0)).
+  # (Leaves the landmarks cannot move, e.g. the maps' biases under the
+  # shift-invariant soft-argmax, hold rounding noise: tolerance by the
+  # largest gradient.)
+  scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(g_w))
+  for x, y, z in zip(jax.tree.leaves(g_w), jax.tree.leaves(g_0),
+                     jax.tree.leaves(g_1)):
+    np.testing.assert_allclose(x - y, weight * (z - y), rtol=2e-3,
+                               atol=1e-4 * scale)
+  _, m_all = grads(weight, mean="all")
+  share = float(np.sum(batch["has_landmarks"] * batch["mask"])
+                / np.sum(batch["mask"]))
+  np.testing.assert_allclose(m_all["landmark"], share * m_w["landmark"],
+                             rtol=1e-5)
+
+
+def test_bad_landmark_mean_names_the_key():
+  config = _config()
+  config.loss.landmark_mean = "every"
+  with pytest.raises(ValueError, match="config.loss.landmark_mean='every'"):
+    steps.StepSettings.from_config(config, "coordinates")
