@@ -99,12 +99,23 @@ class DatasetInfo:
     num_landmarks: ``K``.
     classes: ``{class feature: number of classes}``, empty for 300W.
     split_sizes: ``{split: number of examples}``.
+    landmark_names: one name per landmark when the builder stored them
+      (``metadata['landmark_names']``, e.g. HGR1's ``"<category>/<type>"``),
+      else empty.
   """
   name: str
   image_shape: tuple[int, int, int]
   num_landmarks: int
   classes: Mapping[str, int]
   split_sizes: Mapping[str, int]
+  landmark_names: tuple[str, ...] = ()
+
+
+def landmark_names(builder) -> tuple[str, ...]:
+  """The builder's stored landmark names (``metadata['landmark_names']``),
+  or ``()`` when it stores none."""
+  metadata = builder.info.metadata or {}
+  return tuple(str(n) for n in metadata.get("landmark_names", ()) or ())
 
 
 # --------------------------------------------------------------------------
@@ -158,6 +169,7 @@ def dataset_info(builder, name: str | None = None) -> DatasetInfo:
       classes={k: int(features[k].num_classes) for k in class_features(builder)},
       split_sizes={k: int(v.num_examples)
                    for k, v in builder.info.splits.items()},
+      landmark_names=landmark_names(builder),
   )
 
 

@@ -43,8 +43,11 @@ Outputs in ``--out``:
   heads: per head the predicted ``label``, its ``index`` and the
   ``probabilities`` of every class) and ``overlay``; ``errors`` lists the
   images that failed;
-* ``landmarks.csv``: one row per image and landmark: ``file, landmark, x,
-  y`` (``landmark`` 0-based);
+  ``landmark_names`` gives one name per landmark when the dataset stores
+  them (HGR1: ``"<category>/<type>"`` of its feature-point files), else
+  null;
+* ``landmarks.csv``: one row per image and landmark: ``file, landmark, name,
+  x, y`` (``landmark`` 0-based; ``name`` empty without stored names);
 * ``overlays/<image stem>.png``: the original image with the landmarks (red),
   the box (dashed cyan) and the square the model saw (dotted yellow).
 
@@ -400,6 +403,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str], out_dir: str,
             "model": predictor.run.config.model.name,
             "costs": predictor.run.config.costs,
             "input_size": predictor.size, "enlarge": predictor.enlarge,
+            "landmark_names": list(predictor.run.info.landmark_names) or None,
             "coordinates": "original image pixels, 0-based, pixel centres at "
                            "integer coordinates",
             "images": records, "errors": errors}
@@ -413,10 +417,12 @@ def write_outputs(result: dict, out_dir: str) -> None:
     f.write("\n")
   with open(os.path.join(out_dir, CSV_FILE), "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["file", "landmark", "x", "y"])
+    writer.writerow(["file", "landmark", "name", "x", "y"])
+    names = result.get("landmark_names") or []
     for record in result["images"]:
       for k, (x, y) in enumerate(record["landmarks"]):
-        writer.writerow([record["file"], k, f"{x:.3f}", f"{y:.3f}"])
+        name = names[k] if k < len(names) else ""
+        writer.writerow([record["file"], k, name, f"{x:.3f}", f"{y:.3f}"])
 
 
 def run_predict(workdir: str, paths: Sequence[str], out_dir: str,

@@ -359,3 +359,21 @@ def test_unexpected_file_name(tmp_path):
     _build(data_dir, manual)
   assert "holiday.jpg" in str(info.value)
   assert "<gesture>_P_hgr1_id<NN>_<k>" in str(info.value)
+
+
+def test_names_reach_the_dataset_info_and_predict_outputs(built, tmp_path):
+  from landmark_ssl import input_pipeline, predict  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder("hgr1", data_dir=str(built))
+  info = input_pipeline.dataset_info(builder)
+  assert info.landmark_names[0] == "Wrist/radial"
+  assert info.landmark_names == tuple(builder.info.metadata["landmark_names"])
+  xy = np.random.default_rng().uniform(0, 64, (25, 2))
+  predict.write_outputs({"landmark_names": list(info.landmark_names),
+                         "images": [{"file": "a.jpg",
+                                     "landmarks": xy.tolist()}]},
+                        str(tmp_path))
+  import csv  # pylint: disable=g-import-not-at-top
+  rows = list(csv.DictReader(open(tmp_path / "landmarks.csv")))
+  assert [r["name"] for r in rows] == list(info.landmark_names)
+  np.testing.assert_allclose([float(r["x"]) for r in rows], xy[:, 0],
+                             atol=1e-3)
