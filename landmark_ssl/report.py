@@ -31,6 +31,12 @@ writes ``DIR/report.md`` and ``DIR/report.csv``:
   differ (beyond the seed and paths) are still averaged, and a "Mixed
   settings" section names the keys that differ, so that a grid is never
   averaged silently;
+* a "Paired effects of the costs" section: for each column, the paper's
+  claims as paired per-seed differences of the test landmark error, C's
+  gain (``L - L+C``, ``L+T - L+T+C``) and T's (``L - L+T``, ``L+C -
+  L+T+C``): each seed's difference (positive: the added cost lowers the
+  error), their mean, a two-sided sign test and a paired t-test over the
+  seeds both rows have, and the paper's difference;
 * a "Figures" section linking (relative paths) the PNGs of
   ``python -m landmark_ssl.figures`` found in ``DIR/figures/`` (shown
   inline) and in each run's ``figures/`` folder; ``--figures`` draws the
@@ -51,6 +57,7 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from absl import app
 from absl import flags
+from scipy import stats as scipy_stats
 
 from landmark_ssl import configs
 from landmark_ssl import paper_results
@@ -225,6 +232,120 @@ def _stats(pairs: Sequence[Tuple[int, float]]) -> Stats:
   mean = sum(xs) / n
   std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
   return Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
+
+
+# The paper's claims as paired comparisons of two rows of one table:
+# (added cost, the row without it, the row with it).
+CLAIMS = (("C", "L", "L+C"), ("C", "L+T", "L+T+C"),
+          ("T", "L", "L+T"), ("T", "L+C", "L+T+C"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Effect:
+  """One claim in one column: ``base`` minus ``added`` per paired seed.
+
+  Attributes:
+    experiment, split, unit, model, settings, fraction: the cell.
+    term: the added cost (``'C'`` or ``'T'``).
+    base, added: the two rows' costs (e.g. ``'L'`` and ``'L+C'``).
+    differences: ``((seed, base - added), ...)`` over the seeds both rows
+      have, in display units; positive: adding the cost lowers the error.
+    mean: their mean.
+    p_sign: two-sided sign test (``nan`` without a non-zero difference).
+    p_t: two-sided paired t-test (``nan`` below two pairs).
+    paper: the paper's ``base - added``, or None.
+  """
+  experiment: str
+  split: str
+  unit: str
+  model: str
+  settings: str
+  fraction: float
+  term: str
+  base: str
+  added: str
+  differences: Tuple[Tuple[int, float], ...]
+  mean: float
+  p_sign: float
+  p_t: float
+  paper: float | None
+
+
+def _paired_test(diffs: Sequence[float]) -> Tuple[float, float]:
+  """(two-sided sign-test p, two-sided paired t-test p) of differences."""
+  nonzero = [d for d in diffs if d != 0]
+  p_sign = (scipy_stats.binomtest(sum(d > 0 for d in nonzero), len(nonzero),
+                                  0.5).pvalue if nonzero else math.nan)
+  p_t = math.nan
+  if len(diffs) >= 2:
+    sd = math.sqrt(sum((d - sum(diffs) / len(diffs)) ** 2 for d in diffs)
+                   / (len(diffs) - 1))
+    if sd > 0:
+      p_t = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue)
+  return float(p_sign), p_t
+
+
+def paired_effects(runs: Iterable[Run], metric: str = "landmark_error"
+                   ) -> List[Effect]:
+  """The claims of :data:`CLAIMS` in every cell where both rows have runs
+  of common seeds, per test split (module docstring)."""
+  values = {}
+  for r in runs:
+    for split, metrics in r.metrics.items():
+      if split == "validation" or metric not in metrics:
+        continue
+      shown, unit = display(metric, metrics[metric], r.error_unit)
+      key = (r.experiment, split, unit, r.model, r.settings, r.fraction)
+      values.setdefault(key, {}).setdefault(r.costs, {})[r.seed] = shown
+  out = []
+  for key in sorted(values, key=lambda k: (k[0], k[1], k[3], k[4], k[5])):
+    exp, split, unit, model, settings, fraction = key
+    rows = values[key]
+    for term, base, added in CLAIMS:
+      if base not in rows or added not in rows:
+        continue
+      seeds = sorted(set(rows[base]) & set(rows[added]))
+      if not seeds:
+        continue
+      diffs = [rows[base][s] - rows[added][s] for s in seeds]
+      p_sign, p_t = _paired_test(diffs)
+      pb = paper_results.value(exp, metric, split, model, base, fraction)
+      pa = paper_results.value(exp, metric, split, model, added, fraction)
+      out.append(Effect(exp, split, unit, model, settings, fraction, term,
+                        base, added, tuple(zip(seeds, diffs)),
+                        sum(diffs) / len(diffs), p_sign, p_t,
+                        None if pb is None or pa is None else pb - pa))
+  return out
+
+
+def render_effects(effects: Sequence[Effect]) -> str:
+  """The markdown section of :func:`paired_effects` ('' if none)."""
+  if not effects:
+    return ""
+  out = io.StringIO()
+  w = out.write
+  w("\n## Paired effects of the costs\n\n"
+    "Per column, the test landmark error of the row without a cost minus "
+    "the row with it, seed by seed (positive: the cost helps), their mean, "
+    "a two-sided sign test and paired t-test over those seeds, and the "
+    "paper's difference.\n")
+  groups = collections.defaultdict(list)
+  for e in effects:
+    groups[(e.experiment, e.split, e.unit, e.model, e.settings)].append(e)
+  for (exp, split, unit, model, settings), group in groups.items():
+    name = paper_results.MODEL_NAMES.get(model, model)
+    extra = f", {settings}" if settings else ""
+    w(f"\n### {exp}, {split}: {name}{extra} ({unit})\n\n")
+    w("| column | claim | per seed | mean | sign p | t p | paper |\n")
+    w("| --- | --- | --- | --- | --- | --- | --- |\n")
+    for e in sorted(group, key=lambda e: (e.fraction, e.term, len(e.base))):
+      per = " ".join(f"{d:+.2f}" for _, d in e.differences)
+      p = lambda x: "–" if math.isnan(x) else f"{x:.2g}"
+      paper = "–" if e.paper is None else f"{e.paper:+.2f}"
+      w(f"| {_fraction_label(e.fraction)} | {e.term}: {e.base} − {e.added} "
+        f"| {per} (n={len(e.differences)}) | {e.mean:+.2f} | {p(e.p_sign)} "
+        f"| {p(e.p_t)} | {paper} |\n")
+  return out.getvalue()
 
 
 def mixed_settings(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, str, float],
@@ -487,9 +608,10 @@ def render_markdown(stats: Mapping[CellKey, Stats],
                                    Sequence[Tuple[str, Sequence[FigureLink]]]]
                     | None = None,
                     choices: Mapping | None = None,
-                    mixed: Mapping | None = None) -> str:
+                    mixed: Mapping | None = None,
+                    effects: Sequence[Effect] = ()) -> str:
   """The report's markdown; ``choices``: :func:`selections`, ``mixed``:
-  :func:`mixed_settings`."""
+  :func:`mixed_settings`, ``effects``: :func:`paired_effects`."""
   out = io.StringIO()
   w = out.write
   w(f"# Results{f' of {workdir}' if workdir else ''}\n\n")
@@ -512,6 +634,7 @@ def render_markdown(stats: Mapping[CellKey, Stats],
       texts = [_cell_text(*cells.get((model, costs, setting, f), (None, None)))
                for f in fractions]
       w(f"| {row_text(model, costs, setting)} | " + " | ".join(texts) + " |\n")
+  w(render_effects(effects))
   if choices:
     w("\n## Selection on validation\n\n"
       "Per cell, each setting's validation result (mean ± std over seeds, "
@@ -603,7 +726,7 @@ def write_report(workdir: str, experiment_files: Sequence[str] = (),
     figures_lib.sweep_figures(workdir, **{"by": by, **(figure_options or {})})
   text = render_markdown(stats, missing, unfinished, workdir,
                          figure_links(workdir, runs), selections(runs),
-                         mixed_settings(runs))
+                         mixed_settings(runs), paired_effects(runs))
   with open(os.path.join(workdir, REPORT_MD), "w") as f:
     f.write(text)
   with open(os.path.join(workdir, REPORT_CSV), "w", newline="") as f:

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from landmark_ssl import configs
 from landmark_ssl import report
@@ -321,3 +322,39 @@ def test_a_run_without_a_newer_config_key_pools_with_runs_at_its_default(tmp_pat
                 "test": {"landmark_error": errs[2]}})
   text = report.write_report(str(tmp_path))
   assert 'loss.elt_stop_gradient ("none", "original")' in text.split("## Mixed settings")[1]
+
+
+def test_paired_effects_by_hand(tmp_path):
+  """C and T gains per seed, their mean, and the sign / t tests computed by
+  hand from fresh random errors; a seed only one row has is left out."""
+  rng = np.random.default_rng()
+  errors = {costs: rng.uniform(1, 5, 5) for costs in ("L", "L+C", "L+T")}
+  for costs, errs in errors.items():
+    seeds = range(5) if costs != "L+T" else range(4)  # L+T lacks seed 4
+    for seed in seeds:
+      fake_results(tmp_path, "blocks",
+                   run_of("blocks", f"seq_mt_{costs}_f0.05_s{seed}"),
+                   {"validation": {"landmark_error": 1.0},
+                    "test": {"landmark_error": float(errs[seed])}})
+  runs, _ = report.load_runs(str(tmp_path))
+  effects = {(e.base, e.added): e for e in report.paired_effects(runs)}
+  assert set(effects) == {("L", "L+C"), ("L", "L+T")}  # no L+T+C runs
+  c = effects[("L", "L+C")]
+  d = errors["L"] - errors["L+C"]
+  assert [s for s, _ in c.differences] == [0, 1, 2, 3, 4]
+  np.testing.assert_allclose([v for _, v in c.differences], d)
+  assert c.mean == pytest.approx(d.mean())
+  t = d.mean() / (d.std(ddof=1) / np.sqrt(5))
+  assert c.p_t == pytest.approx(2 * scipy.stats.t.sf(abs(t), 4), rel=1e-6)
+  k = int((d > 0).sum())
+  # Two-sided exact binomial test of k of 5 (p = 1/2), by hand.
+  probs = [math.comb(5, i) / 32 for i in range(6)]
+  assert c.p_sign == pytest.approx(
+      sum(p for p in probs if p <= probs[k] * (1 + 1e-9)))
+  assert c.paper == pytest.approx(3.95 - 3.45)
+  t_effect = effects[("L", "L+T")]
+  assert [s for s, _ in t_effect.differences] == [0, 1, 2, 3]
+  text = report.render_markdown(report.aggregate(runs),
+                                effects=report.paired_effects(runs))
+  assert "## Paired effects of the costs" in text
+  assert f"| 5% | C: L − L+C | " in text and f"{c.mean:+.2f}" in text
