@@ -13,9 +13,9 @@ beta, lambda, gamma):
 | setting | value | source |
 | --- | --- | --- |
 | landmark-term weight | 1.0 | footnote 5: "set to 1 for models that use them" (eq. 3's weight stands on the landmark term, see experiments/hgr1.py) |
-| alpha (class NLL weight) | 1.0 | eq. 3 (weight 1); footnote 5: "set to 1 for models that use them"; at beta 1 also better on validation than 0.1 (seeds 0-1) and 3 (seed 0), docs/RESULTS.md |
+| alpha (class NLL weight) | 1.0 | eq. 3 (weight 1); footnote 5: "set to 1 for models that use them"; at beta 1 also better on validation than 0.1 (seeds 0-1) and 3 (seed 0), docs/notes/table1_log_2026.md |
 | gamma (ELT weight) | 1.0 | footnote 5 (as alpha) |
-| beta (soft-argmax) | 1.0 | ours: chosen on the validation split over 0.01, 0.1, 1, 3 (docs/RESULTS.md); footnote 5's "0.01 for models with soft-argmax", read as beta, is 0.01 |
+| beta (soft-argmax) | 1.0 | ours: chosen on the validation split over 0.01, 0.1, 1, 3 (docs/notes/table1_log_2026.md); footnote 5's "0.01 for models with soft-argmax", read as beta, is 0.01 |
 | lambda (weight decay) | 1e-5 | ours: footnote 5 says L2 was "tuned separately", value not given |
 | FC dropout | 0.25 | footnote 5 |
 | Seq-MT landmark net | 6 conv 9x9 + 2 conv 1x1, 8 maps | Sec. 4.2 |
@@ -42,7 +42,7 @@ override away (``--config.train.max_epochs=200``).
 beta: Table 1's first Seq-MT runs used 0.01 (footnote 5 as we read it; pass
 ``--config.model.beta=0.01`` to repeat them); on Seq-MT (L) at 5% labels,
 seeds 0-2, 1.0 gave the lowest mean validation error of the four values
-and 0.01 the least stable training (docs/RESULTS.md, "Choosing beta"). It
+and 0.01 the least stable training (docs/notes/table1_log_2026.md, "Choosing beta"). It
 does not carry to every column: at 1% labels validation chooses 0.1 for
 Seq-MT (L+T) (3.51 +- 0.66 px, against 4.00 +- 0.35 at 0.01 and 4.39 +-
 1.25 at 1, better on every seed) and keeps 1 for L ("choosing beta at
@@ -55,7 +55,7 @@ uniform angle in [-180, 180] deg (the whole circle) and scales / shifts by
 up to 10% (ours). Sec. 3 asks for "a small" transformation instead: at 20%
 labels, ``--config.loss.elt.rotation=30`` brings L+T level with L over
 seeds 0-2 (1.55 +- 0.41 against 1.56 +- 0.27 px; 1.69 +- 0.23 at 180 deg;
-docs/RESULTS.md, "20% column at beta 1"), and at 5% it gives L+T 1.68 +-
+docs/notes/table1_log_2026.md, "20% column at beta 1"), and at 5% it gives L+T 1.68 +-
 0.14 px against 2.03 +- 0.43 and L+T+C 1.97 +- 0.34 against 1.95 +- 0.32
 ("ELT rotations up to 30 deg at 5%"), and at 1% (beta 1) L+T 3.95 +- 0.33
 against 4.39 +- 1.25 ("choosing beta at 1%"). Never worse on the mean in
