@@ -9,7 +9,7 @@ Pure numpy/PIL functions, run once at build time:
 * ``warp_image``: resamples an image with it (bilinear, zero outside);
 * ``crop_around_landmarks``: all of the above in one call.
 
-Conventions (DESIGN.md): points are ``(x, y)`` pixels, 0-based, pixel centres
+Conventions (docs/DESIGN.md): points are ``(x, y)`` pixels, 0-based, pixel centres
 at integer coordinates (pixel ``[i, j]`` is ``x = j, y = i``); an affine
 ``A`` of shape ``(2, 3)`` maps a point of the source image to its place in
 the destination image, and ``warp_image(img, A)`` returns ``out`` with

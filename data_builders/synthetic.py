@@ -1,7 +1,7 @@
 """What the synthetic builders (Shapes, Blocks) share.
 
 * ``render_polygons``: anti-aliased white-on-black rendering of convex
-  polygons given in the pixel convention of DESIGN.md (0-based ``(x, y)``,
+  polygons given in the pixel convention of docs/DESIGN.md (0-based ``(x, y)``,
   pixel ``[i, j]`` is the point ``x = j, y = i`` and covers the unit square
   around it). PIL draws at ``SUPERSAMPLE`` times the resolution and the
   result is box-averaged down, so the intensity centroid of a rendered
@@ -17,7 +17,7 @@
   deterministic, and the ``small`` config's examples are the first examples
   of the ``default`` config's.
 
-Every example has the features of the project's table (HELPERS.md):
+Every example has the features of the project's table (docs/DESIGN.md):
 ``image`` ``(60, 60, 1) uint8``, ``landmarks`` ``(K, 2) float32``,
 ``visible`` ``(K,)`` ones, ``normalizer`` 1, ``label`` (``ClassLabel``),
 ``crop`` the identity ``(2, 3)`` (the stored image is the original), and

@@ -6,7 +6,8 @@ r"""Builds a landmark_ssl dataset as TFDS array_record files.
 ``--dataset`` is one of ``DATASETS`` (``shapes``, ``blocks``, ``hgr1``,
 ``multipie``, ``the300w``), optionally with a builder config as TFDS spells
 it (``blocks/small``). The synthetic datasets need no input; the real ones
-read the files described in DATASETS.md from ``--manual_dir``.
+read the downloaded files (layouts: the README's "Datasets" table and each
+builder's ``LAYOUT``) from ``--manual_dir``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _define_flags() -> None:
       "TFDS data dir to write to (default ~/tensorflow_datasets).")
   flags.DEFINE_string(
       "manual_dir", None, "Directory holding the downloaded files of a real "
-      "dataset (see DATASETS.md); unused by shapes and blocks.")
+      "dataset (layouts: README, \"Datasets\"); unused by shapes and blocks.")
 
 
 def main(argv: Sequence[str]) -> None:

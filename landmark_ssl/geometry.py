@@ -1,6 +1,6 @@
 """Pure geometry: soft-argmax, affine matrices, image warping.
 
-Conventions (DESIGN.md):
+Conventions (docs/DESIGN.md):
 
 * Images are ``float32`` NHWC. Maps are ``(N, H, W, K)``.
 * Points are ``(..., K, 2)`` as ``(x, y)`` in pixels of the array they refer

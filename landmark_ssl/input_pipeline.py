@@ -1,6 +1,6 @@
 """Input pipeline: TFDS array_record data sources -> grain -> numpy batches.
 
-What a run reads (HELPERS.md has the batch table):
+What a run reads (the batch layout: docs/DESIGN.md, "Conventions"):
 
 * ``get_dataset_info(data_config)``: shapes and class counts of a dataset.
   Opening ``shapes`` or ``blocks`` that is not built yet builds it (a few
@@ -149,7 +149,7 @@ def open_dataset(data_config: Any):
       f"Dataset {name!r} is not built in {builder.data_dir} "
       f"(config.data.data_dir={data_dir!r}). Build it once with:\n"
       f"  python -m landmark_ssl.build_data --dataset={name}{dir_flag} "
-      f"--manual_dir=<directory with the downloaded files, see DATASETS.md>")
+      f"--manual_dir=<directory with the downloaded files, laid out as the README's "Datasets" table shows>")
 
 
 def class_features(builder) -> tuple[str, ...]:

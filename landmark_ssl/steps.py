@@ -5,11 +5,11 @@ everything they need is in their arguments. ``state`` is a :class:`TrainState`
 (a flax ``TrainState``: ``step``, ``params``, ``opt_state`` are arrays; the
 model's ``apply_fn``, the optax transformation ``tx`` and the cost
 :class:`StepSettings` are static fields). ``batch`` is the dict of the input
-pipeline (DESIGN.md / HELPERS.md): ``image (B, H, W, C)``, ``landmarks
+pipeline (docs/DESIGN.md, "Conventions"): ``image (B, H, W, C)``, ``landmarks
 (B, K, 2)``, ``visible (B, K)``, ``has_landmarks (B,)``, ``labels {head:
 (B,)}``, ``normalizer (B,)``, ``mask (B,)``.
 
-The cost (PAPER.md eq. 3-4), with the terms switched on by ``config.costs``::
+The cost (the paper's eq. 3-4), with the terms switched on by ``config.costs``::
 
   total = [L] landmark_weight * landmark + [C] alpha * sum_heads NLL_head
           + [T] gamma * ELT + lambda * sum ||W||^2

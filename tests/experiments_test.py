@@ -186,7 +186,7 @@ def test_every_setting_can_be_overridden_on_the_command_line(name):
     assert node == value, key
 
 
-# (alpha, beta, lambda, gamma) per experiment and model, as PAPER.md reads
+# (alpha, beta, lambda, gamma) per experiment and model, as the experiment docstrings read
 # the paper (or as chosen on validation, where the config says so); None
 # where a model has no beta. The first value is eq. 3's landmark-term weight
 # (the class NLL has weight 1).
@@ -230,7 +230,7 @@ def test_elt_and_augmentation_ranges():
   assert w300.data.test_splits == ("test_common", "test_ibug", "test_full")
 
 
-# The paper's cells, written out by hand from PAPER.md (not from
+# The paper's cells, written out by hand from the paper (not from
 # paper_results): rows x label fractions, minus the blank L+T cells at 100%.
 def _grid(rows, fractions, blanks=()):
   return {(m, c, f) for m, c in rows for f in fractions} - set(blanks)

@@ -5,7 +5,7 @@ each image (``.jpg`` or ``.png``) has a ``.pts`` file of the same stem.
 
 Coordinates: ``.pts`` files count pixels from 1 (menpo and HRNet read them
 so); this builder **subtracts 1 at build time**, so stored landmarks follow
-the 0-based convention of DESIGN.md (pixel centres at integer coordinates).
+the 0-based convention of docs/DESIGN.md (pixel centres at integer coordinates).
 The ``crop`` feature maps these 0-based original coordinates to stored ones.
 
 Splits (the paper, after RCN):
