@@ -66,6 +66,7 @@ the sweep was interrupted (its runs are stopped and resume next time).
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import datetime
@@ -74,6 +75,7 @@ import fcntl
 import io
 import itertools
 import json
+import math
 import os
 import re
 import shlex
@@ -81,7 +83,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -122,6 +124,59 @@ def run_status(run_dir: str) -> str:
   except (OSError, ValueError, AttributeError):
     return "todo"
   return "finished" if status == "finished" else "todo"
+
+
+def read_timings(workdir: str) -> Dict[tuple, List[float]]:
+  """``{(row model, costs): [wall seconds, ...]}`` of the finished runs under
+  ``workdir`` (their ``results.json``); unreadable files are ignored."""
+  out = collections.defaultdict(list)
+  if not os.path.isdir(workdir):
+    return out
+  for root, dirs, files in os.walk(workdir):
+    dirs.sort()
+    if RESULTS_FILE not in files:
+      continue
+    try:
+      with open(os.path.join(root, RESULTS_FILE)) as f:
+        data = json.load(f)
+      if data.get("status") != "finished":
+        continue
+      key = (configs.row_model(data["config"]["model"]),
+             data["config"]["costs"])
+      out[key].append(float(data["wall_time_s"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+      continue
+  return out
+
+
+def run_key(run: Mapping) -> tuple:
+  """``(model, costs)`` of a sweep run, from its config argument."""
+  items = dict(item.split("=", 1) for item in run["config_arg"].split(",")
+               if "=" in item)
+  return items.get("model"), items.get("costs")
+
+
+def estimate_seconds(keys: Sequence[tuple], timings: Mapping[tuple, Sequence[float]]
+                     ) -> Tuple[float, int]:
+  """Estimated wall seconds of runs with these ``(model, costs)`` keys.
+
+  Each run counts the mean wall time of the finished runs of its key, or,
+  without any, of all finished runs. Returns ``(seconds, number of runs
+  estimated from their own key)``; ``(nan, 0)`` without any finished run.
+  """
+  everything = [t for ts in timings.values() for t in ts]
+  if not everything:
+    return math.nan, 0
+  overall = sum(everything) / len(everything)
+  total, own = 0.0, 0
+  for key in keys:
+    times = timings.get(key)
+    if times:
+      total += sum(times) / len(times)
+      own += 1
+    else:
+      total += overall
+  return total, own
 
 
 def _config_key(key: str) -> str:
@@ -552,6 +607,10 @@ def define_flags(flag_values=flags.FLAGS):
                     "'table' (cell by cell, each cell's seeds together) or "
                     "'seed' (every cell of one seed, then the next seed).",
                     flag_values=flag_values)
+  flags.DEFINE_string(
+      "timings_from", None, "With --dry_run: a directory of finished runs "
+      "whose wall times estimate the remaining compute (default: --workdir).",
+      flag_values=flag_values)
   flags.DEFINE_bool("dry_run", False, "Print one command per unfinished run "
                     "(with --vectorize_seeds: per cell) and exit.",
                     flag_values=flag_values)
@@ -594,14 +653,34 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   num_runs = sum(len(j.runs) for j in jobs)
   if FLAGS.dry_run:
-    left = 0
+    left = []
     for job in jobs:
       todo = [r for r in job.runs if run_status(r.run_dir) != "finished"]
       if todo:
         print(vectorized_job(todo).command_line)
-        left += len(todo)
+        left.extend(todo)
     logging.info("%d runs, %d finished already (not printed).", num_runs,
-                 num_runs - left)
+                 num_runs - len(left))
+    if left:
+      by_name = {r["name"]: r for r in runs}
+      source = FLAGS.timings_from or FLAGS.workdir
+      timings = read_timings(source)
+      seconds, own = estimate_seconds(
+          [run_key(by_name[r.name]) for r in left if r.name in by_name],
+          timings)
+      if math.isnan(seconds):
+        logging.info("No finished run under %s to estimate the remaining "
+                     "compute from (--timings_from=DIR of finished runs, e.g. "
+                     "results/blocks).", source)
+      else:
+        logging.info(
+            "Estimated compute of the %d unfinished runs: %.1f h of one "
+            "process (%.1f h at --parallel=%d), from the wall times of %d "
+            "finished runs under %s (%d runs by their own model and costs, "
+            "the others by the mean of all), on the machine that ran them.",
+            len(left), seconds / 3600, seconds / 3600 / max(FLAGS.parallel, 1),
+            max(FLAGS.parallel, 1), sum(len(t) for t in timings.values()),
+            source, own)
     return 0
   logging.info("%d runs of %s in %s (%d processes), %d processes at a time.",
                num_runs, FLAGS.config, FLAGS.workdir, len(jobs), FLAGS.parallel)

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
@@ -526,3 +527,34 @@ def test_real_quick_blocks_sweep_interrupt_resume_report(tmp_path):
   missing = text.split("## Missing runs (")[1]
   assert missing.startswith(f"{46 * 2 - 4})")
   assert "seq_mt_L_f0.05_s0_quick" not in missing
+
+
+def test_estimate_of_the_remaining_compute_by_hand(tmp_path):
+  """Each unfinished run counts the mean wall time of the finished runs of
+  its model and costs, else the mean of all finished runs."""
+  rng = np.random.default_rng()
+  walls = {("seq_mt", "L"): rng.uniform(100, 900, 3),
+           ("seq_mt", "L+T"): rng.uniform(100, 900, 2)}
+  i = 0
+  for (model, costs), ts in walls.items():
+    for t in ts:
+      run_dir = tmp_path / f"r{i}"
+      i += 1
+      run_dir.mkdir()
+      (run_dir / sweep.RESULTS_FILE).write_text(json.dumps({
+          "status": "finished", "wall_time_s": float(t),
+          "config": {"model": {"name": model}, "costs": costs}}))
+  (tmp_path / "broken").mkdir()
+  (tmp_path / "broken" / sweep.RESULTS_FILE).write_text("{trunc")
+  timings = sweep.read_timings(str(tmp_path))
+  assert {k: sorted(v) for k, v in timings.items()} == {
+      k: sorted(v.tolist()) for k, v in walls.items()}
+  keys = [("seq_mt", "L"), ("seq_mt", "L+T"), ("comm_mt", "L")]
+  seconds, own = sweep.estimate_seconds(keys, timings)
+  everything = np.concatenate(list(walls.values()))
+  expected = (walls[keys[0]].mean() + walls[keys[1]].mean()
+              + everything.mean())
+  assert own == 2 and seconds == pytest.approx(expected)
+  assert sweep.run_key({"config_arg": "model=seq_mt,costs=L+T+C,quick"}) == (
+      "seq_mt", "L+T+C")
+  assert np.isnan(sweep.estimate_seconds(keys, {})[0])
