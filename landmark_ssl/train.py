@@ -96,6 +96,7 @@ from landmark_ssl import evaluation
 from landmark_ssl import input_pipeline
 from landmark_ssl import metrics_log
 from landmark_ssl import models
+from landmark_ssl import provenance
 from landmark_ssl import steps
 
 CONFIG_FILE = "config.json"
@@ -642,8 +643,10 @@ def _evaluate_best(program: _Program, state, runs: list[_Run], config,
 
 def _results(run: _Run, schedule: _Schedule, metrics: dict, wall_s: float
              ) -> dict:
-  """The ``results.json`` of a finished run."""
+  """The ``results.json`` of a finished run (``stack``: the versions, CPU,
+  accelerator and code commit that produced it, see ``provenance``)."""
   config = run.config
+  device_kind = jax.devices()[0].device_kind
   return {
       "config": run.config_dict,
       "status": "finished",
@@ -652,7 +655,7 @@ def _results(run: _Run, schedule: _Schedule, metrics: dict, wall_s: float
       "best_step": int(run.best_step),
       "stopped_early": bool(run.progress["stopped_early"]),
       "wall_time_s": wall_s,
-      "device_kind": jax.devices()[0].device_kind,
+      "device_kind": device_kind,
       "num_devices": jax.device_count(),
       "num_processes": jax.process_count(),
       "label_subset": {"fraction": float(config.data.labeled_fraction),
@@ -663,6 +666,7 @@ def _results(run: _Run, schedule: _Schedule, metrics: dict, wall_s: float
       "selection": {"metric": schedule.selection_name,
                     "mode": schedule.selection_mode},
       "metrics": metrics,
+      "stack": provenance.stack(device_kind),
   }
 
 

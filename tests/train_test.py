@@ -183,6 +183,12 @@ def test_reference_run_results(reference):
   assert results["normalizer"] == "dataset"
   assert results["error_unit"] == "fraction of dataset"
   assert results["config"] == json.loads((workdir / "config.json").read_text())
+  # The stack that produced it (provenance_test tests its parts).
+  stack = results["stack"]
+  assert stack["device_kind"] == results["device_kind"] == "cpu"
+  assert stack["packages"]["jax"] == jax.__version__
+  assert stack["packages"]["numpy"] == np.__version__
+  assert set(stack) >= {"python", "cpu", "code"}
   assert set(results["metrics"]) == {"validation", "test"}
   for split, n in (("validation", 40), ("test", 36)):
     m = results["metrics"][split]

@@ -1,0 +1,56 @@
+"""Tests of the packaging: pyproject.toml keeps ranges, requirements-lock.txt
+pins an installable set that satisfies them."""
+
+import pathlib
+import re
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LOCK = REPO / "requirements-lock.txt"
+
+
+def _pyproject():
+  return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _lock() -> dict[str, str]:
+  """``{canonical name: version}`` of the lock file's ``name==version``
+  lines; any other requirement line fails."""
+  pins = {}
+  for line in LOCK.read_text().splitlines():
+    line = line.strip()
+    if not line or line.startswith("#"):
+      continue
+    match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)",
+                         line)
+    assert match, f"requirements-lock.txt: not a plain 'name==version': {line}"
+    pins[canonicalize_name(match[1])] = match[2]
+  return pins
+
+
+def test_pyproject_keeps_ranges():
+  for dep in _pyproject()["project"]["dependencies"]:
+    req = Requirement(dep)
+    assert all(s.operator != "==" for s in req.specifier), (
+        f"pyproject.toml pins {dep}: pins belong in requirements-lock.txt")
+
+
+def test_lock_pins_every_dependency_within_its_range():
+  pins = _lock()
+  for dep in _pyproject()["project"]["dependencies"]:
+    req = Requirement(dep)
+    name = canonicalize_name(req.name)
+    assert name in pins, f"requirements-lock.txt lacks {req.name}"
+    assert req.specifier.contains(pins[name], prereleases=True), (
+        f"requirements-lock.txt pins {req.name}=={pins[name]}, outside "
+        f"pyproject.toml's {req.specifier}")
+
+
+def test_lock_holds_no_project_and_no_local_path():
+  pins = _lock()  # only name==version lines: no '-e', 'file:', '@ /path'
+  assert canonicalize_name(_pyproject()["project"]["name"]) not in pins
