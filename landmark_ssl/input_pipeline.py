@@ -149,7 +149,7 @@ def open_dataset(data_config: Any):
       f"Dataset {name!r} is not built in {builder.data_dir} "
       f"(config.data.data_dir={data_dir!r}). Build it once with:\n"
       f"  python -m landmark_ssl.build_data --dataset={name}{dir_flag} "
-      f"--manual_dir=<directory with the downloaded files, laid out as the README's "Datasets" table shows>")
+      f"--manual_dir=<directory with the downloaded files, laid out as the README's 'Datasets' table shows>")
 
 
 def class_features(builder) -> tuple[str, ...]:
