@@ -33,6 +33,14 @@ CHECKPOINT_DIR = "checkpoints"
 SELECTION_KEY = "selection"
 
 
+def holds_only_unfinished_saves(directory) -> bool:
+  """Whether the checkpoint folder ``directory`` holds nothing but orbax's
+  temporary folders of saves that never finished (what a run killed during
+  its first save leaves)."""
+  return all(p.is_dir() and ocp.path.step.is_tmp_checkpoint(p)
+             for p in epath.Path(directory).iterdir())
+
+
 def initial_progress() -> dict:
   """The ``progress`` item of a run that has not started."""
   return {"best_value": None, "best_step": None, "evals_without_improvement": 0,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
+import json
 import os
 import types
 from typing import Dict, List, Mapping, Sequence
@@ -33,6 +34,8 @@ from ml_collections import config_dict
 from landmark_ssl import paper_results
 
 SEEDS = (0, 1, 2, 3, 4)  # the paper averages over five seeds (Table 1, fn. 5)
+# A run stores its config here, in its workdir (a rerun must match it).
+CONFIG_FILE = "config.json"
 _KEYS = ("model", "costs")
 _FLAGS = ("quick",)
 
@@ -303,6 +306,24 @@ def row_model(model_config: Mapping) -> str:
   if name == "rcn" and model_config.get("soft_argmax", True):
     return "rcn_plus"
   return name
+
+
+def config_differences(stored: Mapping, given: Mapping) -> List[str]:
+  """Human-readable differences between two config dicts, one per key.
+
+  A key of :func:`base_config` that either lacks (a run written before the
+  key existed, a hand-built config) counts as its default
+  (:func:`with_defaults`).
+  """
+  a, b = (dict(flat_items(with_defaults(c))) for c in (stored, given))
+  missing = object()
+  diffs = []
+  for key in sorted(set(a) | set(b)):
+    old, new = a.get(key, missing), b.get(key, missing)
+    if old != new:
+      show = lambda v: "(absent)" if v is missing else json.dumps(v)
+      diffs.append(f"{key}: workdir has {show(old)}, given {show(new)}")
+  return diffs
 
 
 def table_runs(experiment: str, models: Sequence[str],

@@ -157,7 +157,8 @@ def evaluate_run(workdir, splits=None, step: int | None = None,
   result = {"step": int(step), "normalizer": config.eval.normalizer,
             "metrics": all_metrics}
   if write and jax.process_index() == 0:
-    (workdir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (workdir / train.EVALUATION_FILE).write_text(
+        json.dumps(result, indent=2) + "\n")
   return result
 
 

@@ -22,7 +22,11 @@ its own workdir, ``--workdir/s<seed>`` or the matching entry of
 Running the same command again resumes from the latest checkpoint(s); a
 finished run does nothing. A workdir holding a run of another config is
 refused unless ``--overwrite`` (which replaces that run; with the same
-config, ``--overwrite`` changes nothing and the run resumes). With
+config, ``--overwrite`` changes nothing and the run resumes). A run deletes
+only files it can show a run of this program wrote: run files of another
+program, a user's files under a run's names, or run files without their
+``config.json`` are refused, naming them, unless ``--overwrite`` (files
+under other names are never touched). With
 ``--seeds``, a workdir that holds a run of the same config and seed,
 trained alone or with other seeds, counts as that run.
 

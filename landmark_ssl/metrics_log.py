@@ -53,6 +53,37 @@ def format_train_line(step: int, total_steps: int, epoch: float, values: dict,
           f"{images_per_s:.1f} img/s, ETA {format_duration(eta_s)}")
 
 
+EVENTS = ("train", "eval", "test", "error")
+_TENSORBOARD_PREFIX = "events.out.tfevents."  # tensorboardX's file names
+_RECORD_START = '{"event": '  # how every line of MetricsLog.write starts
+
+
+def is_metrics_file(path) -> bool:
+  """Whether every line of ``path`` is an event of :class:`MetricsLog` (the
+  last one may be cut short by a crash)."""
+  try:
+    lines = epath.Path(path).read_text().splitlines()
+  except (OSError, UnicodeDecodeError):
+    return False
+  for i, line in enumerate(lines):
+    try:
+      record = json.loads(line)
+    except ValueError:
+      if i == len(lines) - 1 and line.startswith(_RECORD_START):
+        continue
+      return False
+    if not (isinstance(record, dict) and record.get("event") in EVENTS and
+            isinstance(record.get("step"), int)):
+      return False
+  return True
+
+
+def is_tensorboard_dir(path) -> bool:
+  """Whether the folder ``path`` holds nothing but TensorBoard event files."""
+  return all(p.is_file() and p.name.startswith(_TENSORBOARD_PREFIX)
+             for p in epath.Path(path).iterdir())
+
+
 class MetricsLog:
   """Appends events to ``metrics.jsonl`` and TensorBoard.
 

@@ -99,18 +99,27 @@ from landmark_ssl import models
 from landmark_ssl import provenance
 from landmark_ssl import steps
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = configs.CONFIG_FILE
 RESULTS_FILE = "results.json"
-LABEL_SUBSET_FILE = "label_subset.json"
+LABEL_SUBSET_FILE = input_pipeline.LABEL_SUBSET_FILE
+EVALUATION_FILE = "evaluation.json"  # written by landmark_ssl.evaluate
 # Files and folders a run writes in its workdir (removed by overwrite).
 _RUN_ARTIFACTS = (CONFIG_FILE, RESULTS_FILE, LABEL_SUBSET_FILE,
                   metrics_log.METRICS_FILE, checkpointing.CHECKPOINT_DIR,
-                  metrics_log.TENSORBOARD_DIR, "evaluation.json")
+                  metrics_log.TENSORBOARD_DIR, EVALUATION_FILE)
 _RUN_ARTIFACT_PATTERNS = ("ced_*.json", "predictions_*.npz")
+# Top-level keys every config of this program has (base_config's): a
+# config.json without them was not written by a run.
+_CONFIG_KEYS = ("seed", "costs", "data", "model", "train")
 
 
 class ConfigMismatchError(ValueError):
   """The workdir holds a run of a different config."""
+
+
+class ForeignFilesError(ValueError):
+  """The workdir holds files under a run's names that no run of this program
+  can be shown to have written (another program's, or a user's)."""
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -134,23 +143,9 @@ def config_to_dict(config) -> dict:
   return json.loads(config.to_json(sort_keys=True))
 
 
-def config_differences(stored: Mapping, given: Mapping) -> list[str]:
-  """Human-readable differences between two config dicts, one per key.
-
-  A key of ``configs.base_config`` that either lacks (a run written before
-  the key existed, a hand-built config) counts as its default
-  (``configs.with_defaults``).
-  """
-  a, b = (dict(configs.flat_items(configs.with_defaults(c)))
-          for c in (stored, given))
-  missing = object()
-  diffs = []
-  for key in sorted(set(a) | set(b)):
-    old, new = a.get(key, missing), b.get(key, missing)
-    if old != new:
-      show = lambda v: "(absent)" if v is missing else json.dumps(v)
-      diffs.append(f"{key}: workdir has {show(old)}, given {show(new)}")
-  return diffs
+# The differences between a workdir's stored config and the given one (the
+# comparison ``sweep`` makes too, without importing this module).
+config_differences = configs.config_differences
 
 
 def selection_rule(terms: frozenset) -> tuple[str, str]:
@@ -347,42 +342,131 @@ def _has_run_state(workdir: epath.Path) -> bool:
       ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir()))
 
 
+def run_files(workdir: epath.Path) -> list[epath.Path]:
+  """The files and folders of ``workdir`` under the names a run writes
+  (what ``--overwrite`` removes; anything else there is never touched).
+  Empty folders and files are left out: they hold nothing to lose."""
+  paths = [workdir / name for name in _RUN_ARTIFACTS]
+  for pattern in _RUN_ARTIFACT_PATTERNS:
+    paths.extend(sorted(workdir.glob(pattern)))
+  return [p for p in paths if p.is_dir() and any(p.iterdir()) or
+          p.is_file() and p.stat().length > 0]
+
+
+def _json_or_none(path: epath.Path):
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def _written_before_first_checkpoint(path: epath.Path) -> bool:
+  """Whether the content of run file ``path`` shows that a run of this
+  program wrote it before its first checkpoint: its config, label subset,
+  metrics log, TensorBoard events, or a checkpoint folder holding only
+  orbax's unfinished saves. Anything else (results, evaluations, a folder
+  with other files, a file in another format) proves nothing."""
+  name = path.name
+  if name == CONFIG_FILE:
+    config = _json_or_none(path)
+    return isinstance(config, dict) and all(k in config for k in _CONFIG_KEYS)
+  if name == LABEL_SUBSET_FILE:
+    subset = _json_or_none(path)
+    return isinstance(subset, dict) and isinstance(subset.get("indices"), list)
+  if name == metrics_log.METRICS_FILE:
+    return metrics_log.is_metrics_file(path)
+  if name == metrics_log.TENSORBOARD_DIR:
+    return metrics_log.is_tensorboard_dir(path)
+  if name == checkpointing.CHECKPOINT_DIR:
+    return checkpointing.holds_only_unfinished_saves(path)
+  return False
+
+
+def inspect_workdir(config_dict: dict, workdir, overwrite: bool
+                    ) -> list[epath.Path]:
+  """Decides what a run of ``config_dict`` may do with ``workdir``; reads only.
+
+  * No run files (:func:`run_files`): a new run.
+  * A ``config.json`` equal to ``config_dict``: the same run, resumed.
+  * A ``config.json`` of another config with a checkpoint or results:
+    :class:`ConfigMismatchError` (the message names the differing keys),
+    unless ``overwrite``.
+  * A ``config.json`` of another config from a run that never reached its
+    first checkpoint (e.g. stopped by a mistyped dataset name): taken over
+    if every run file there is one such a run writes
+    (:func:`_written_before_first_checkpoint`), else
+    :class:`ForeignFilesError` naming the others, unless ``overwrite``.
+  * Run files without a ``config.json`` (a run writes it first, so they are
+    not a run's of this program, or their config was deleted):
+    :class:`ForeignFilesError` naming them, unless ``overwrite``.
+
+  Returns:
+    The run files to remove before the run starts (``overwrite`` or a
+    take-over); empty for a new or resumed run.
+  """
+  workdir = epath.Path(workdir)
+  present = run_files(workdir) if workdir.is_dir() else []
+  stored_path = workdir / CONFIG_FILE
+  if stored_path not in present:
+    if present and not overwrite:
+      raise ForeignFilesError(
+          f"{workdir} holds {', '.join(p.name for p in present)} but no "
+          f"{CONFIG_FILE}: files this run did not write (a run writes its "
+          f"{CONFIG_FILE} first), or a run whose {CONFIG_FILE} was deleted. "
+          "Nothing was changed. Use another --workdir, restore its "
+          f"{CONFIG_FILE}, or pass --overwrite to delete those files.")
+    return present
+  if not _written_before_first_checkpoint(stored_path):
+    if overwrite:
+      return present
+    unproven = [p for p in present if not _written_before_first_checkpoint(p)]
+    raise ForeignFilesError(
+        f"{stored_path} is not the config of a landmark_ssl run (it lacks "
+        f"the keys {list(_CONFIG_KEYS)}): {workdir} is another program's "
+        "directory, and " + ", ".join(str(p) for p in unproven) + " are not "
+        "this program's. Nothing was changed. Use another --workdir, or pass "
+        f"--overwrite to delete the run files "
+        f"({', '.join(p.name for p in present)}).")
+  diffs = config_differences(json.loads(stored_path.read_text()), config_dict)
+  if not diffs:
+    return []
+  if overwrite:
+    logging.warning("--overwrite: replacing the run in %s (%s).", workdir,
+                    "; ".join(diffs))
+    return present
+  if _has_run_state(workdir):
+    raise ConfigMismatchError(
+        f"{workdir} holds a run of a different config:\n  " +
+        "\n  ".join(diffs) +
+        "\nUse another --workdir, or pass --overwrite to replace that run.")
+  unproven = [p for p in present if not _written_before_first_checkpoint(p)]
+  if unproven:
+    raise ForeignFilesError(
+        f"{workdir} holds the {CONFIG_FILE} of another config (" +
+        "; ".join(diffs) + ") and no checkpoint, but also " +
+        ", ".join(str(p) for p in unproven) + ", which no run of it can "
+        "have written before its first checkpoint. Nothing was changed. Use "
+        "another --workdir, or pass --overwrite to delete the run files "
+        f"({', '.join(p.name for p in present)}).")
+  logging.warning("No checkpoint yet: replacing the config in %s (%s).",
+                  workdir, "; ".join(diffs))
+  return present
+
+
 def prepare_workdir(config_dict: dict, workdir: epath.Path, overwrite: bool,
                     is_main: bool) -> None:
-  """Checks the workdir's stored config against ``config_dict``; saves it.
-
-  A workdir holding a run (a checkpoint or results) of another config is
-  refused (the message names the differing keys) unless ``overwrite``, which
-  removes that run's files (only files a run writes; nothing else in the
-  folder). A workdir with only the config of a run that never got to its
-  first checkpoint (e.g. one stopped by a mistyped dataset name) is taken
-  over without ``overwrite``.
-  """
-  stored_path = workdir / CONFIG_FILE
-  if stored_path.exists():
-    diffs = config_differences(json.loads(stored_path.read_text()), config_dict)
-    has_run = _has_run_state(workdir)
-    if diffs and has_run and not overwrite:
-      raise ConfigMismatchError(
-          f"{workdir} holds a run of a different config:\n  " +
-          "\n  ".join(diffs) +
-          "\nUse another --workdir, or pass --overwrite to replace that run.")
-    if diffs and is_main:
-      logging.warning("%s: replacing the %s in %s (%s).",
-                      "--overwrite" if has_run else "No checkpoint yet",
-                      "run" if has_run else "config", workdir, "; ".join(diffs))
-      for name in _RUN_ARTIFACTS:
-        path = workdir / name
-        if path.is_dir():
-          shutil.rmtree(os.fspath(path))
-        elif path.exists():
-          path.unlink()
-      for pattern in _RUN_ARTIFACT_PATTERNS:
-        for path in workdir.glob(pattern):
-          path.unlink()
+  """:func:`inspect_workdir`, then removes what it allows and saves the
+  config."""
+  workdir = epath.Path(workdir)
+  remove = inspect_workdir(config_dict, workdir, overwrite)
   if is_main:
+    for path in remove:
+      if path.is_dir():
+        shutil.rmtree(os.fspath(path))
+      else:
+        path.unlink()
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_json(stored_path, config_dict)
+    _write_json(workdir / CONFIG_FILE, config_dict)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("landmark_ssl.prepare_workdir")
 

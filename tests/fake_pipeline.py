@@ -23,6 +23,7 @@ SIZE = 16
 K = 2
 SPLITS = {"train": 96, "validation": 40, "test": 36}
 NAN_BATCH = 7
+LABEL_SUBSET_FILE = "label_subset.json"
 
 DatasetInfo = collections.namedtuple(
     "DatasetInfo", "name image_shape num_landmarks classes split_sizes")
@@ -60,17 +61,17 @@ def select_labeled(data_config, seed):
 
 def save_labeled(workdir, indices, **metadata):
   del metadata
-  with open(os.path.join(os.fspath(workdir), "label_subset.json"), "w") as f:
+  with open(os.path.join(os.fspath(workdir), LABEL_SUBSET_FILE), "w") as f:
     json.dump({"indices": [int(i) for i in indices]}, f)
 
 
 def load_labeled(workdir):
-  with open(os.path.join(os.fspath(workdir), "label_subset.json")) as f:
+  with open(os.path.join(os.fspath(workdir), LABEL_SUBSET_FILE)) as f:
     return np.asarray(json.load(f)["indices"], np.int64)
 
 
 def labeled_subset(data_config, seed, workdir, write=True):
-  if os.path.exists(os.path.join(os.fspath(workdir), "label_subset.json")):
+  if os.path.exists(os.path.join(os.fspath(workdir), LABEL_SUBSET_FILE)):
     return load_labeled(workdir)
   indices = select_labeled(data_config, seed)
   if write:

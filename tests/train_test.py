@@ -312,6 +312,69 @@ def test_config_mismatch_is_refused(fake, tmp_path):
   assert stored["optim"]["learning_rate"] == 0.1
 
 
+def test_files_a_run_did_not_write_are_never_deleted(fake, tmp_path):
+  """Issue 24 item 1: a workdir whose run files no run of this program can
+  have written is refused, naming them, unless --overwrite."""
+  config = tiny_config.get_config()
+  # Another program's config.json and a folder of its own under checkpoints/.
+  (tmp_path / "checkpoints" / "m").mkdir(parents=True)
+  (tmp_path / "checkpoints" / "m" / "w.bin").write_bytes(b"weights")
+  (tmp_path / "config.json").write_text('{"a":1}')
+  (tmp_path / "metrics.jsonl").write_text("not ours\n")
+  with pytest.raises(train.ForeignFilesError) as info:
+    train.train_and_evaluate(config, tmp_path)
+  message = str(info.value)
+  assert str(tmp_path / "checkpoints") in message
+  assert str(tmp_path / "config.json") in message
+  assert str(tmp_path / "metrics.jsonl") in message
+  assert "--overwrite" in message and "Nothing was changed" in message
+  assert (tmp_path / "checkpoints" / "m" / "w.bin").read_bytes() == b"weights"
+  assert (tmp_path / "config.json").read_text() == '{"a":1}'
+  assert (tmp_path / "metrics.jsonl").read_text() == "not ours\n"
+  # Our own config of another run (no checkpoint yet) beside the foreign
+  # folder: still refused, naming the folder only.
+  other = tiny_config.get_config()
+  other.seed = 5
+  (tmp_path / "config.json").write_text(
+      json.dumps(train.config_to_dict(other)))
+  (tmp_path / "metrics.jsonl").unlink()
+  with pytest.raises(train.ForeignFilesError,
+                     match=f"also {tmp_path / 'checkpoints'}, which"):
+    train.prepare_workdir(train.config_to_dict(config), tmp_path,
+                          overwrite=False, is_main=True)
+  assert (tmp_path / "checkpoints" / "m" / "w.bin").exists()
+  # What a run writes before its first checkpoint is taken over: its config,
+  # label subset, metrics log, TensorBoard events, an unfinished orbax save.
+  shutil.rmtree(tmp_path / "checkpoints")
+  (tmp_path / "checkpoints" / "3.orbax-checkpoint-tmp-17").mkdir(parents=True)
+  (tmp_path / "tensorboard").mkdir()
+  (tmp_path / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"x")
+  (tmp_path / "metrics.jsonl").write_text(
+      '{"event": "train", "step": 1, "loss": 1.0}\n{"event": "tr')
+  (tmp_path / "label_subset.json").write_text('{"indices": [1, 2]}')
+  (tmp_path / "notes.txt").write_text("mine")
+  train.prepare_workdir(train.config_to_dict(config), tmp_path,
+                        overwrite=False, is_main=True)
+  for name in ("checkpoints", "tensorboard", "metrics.jsonl",
+               "label_subset.json"):
+    assert not (tmp_path / name).exists(), name
+  assert (tmp_path / "notes.txt").read_text() == "mine"
+  assert json.loads((tmp_path / "config.json").read_text())["seed"] == 0
+  # Run files without any config.json: refused; --overwrite deletes them.
+  (tmp_path / "config.json").unlink()
+  (tmp_path / "tensorboard").mkdir()
+  (tmp_path / "tensorboard" / "mine.txt").write_text("x")
+  with pytest.raises(train.ForeignFilesError,
+                     match="holds tensorboard but no config.json"):
+    train.prepare_workdir(train.config_to_dict(config), tmp_path,
+                          overwrite=False, is_main=True)
+  assert (tmp_path / "tensorboard" / "mine.txt").exists()
+  train.prepare_workdir(train.config_to_dict(config), tmp_path,
+                        overwrite=True, is_main=True)
+  assert not (tmp_path / "tensorboard").exists()
+  assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_cli_errors_are_clear(tmp_path):
   typo = _run(tmp_path / "a", "--config.optim.learning_rat=0.1")
   assert typo.returncode == 2
