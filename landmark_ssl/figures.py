@@ -89,7 +89,8 @@ import numpy as np
 from landmark_ssl import configs
 from landmark_ssl import evaluation
 from landmark_ssl import paper_results
-from landmark_ssl import report as report_lib
+from landmark_ssl.analysis import figure_manifest
+from landmark_ssl.analysis import runs as runs_lib
 
 FIGURES_DIR = "figures"
 DPI = 100
@@ -139,13 +140,13 @@ def save_png(fig: Figure, path: str | os.PathLike) -> str:
 def error_display(error_unit: str) -> tuple[float, str]:
   """``(scale, axis unit)``: stored errors times ``scale`` read in the axis
   unit (``'pixels'``, or ``'% of <normaliser>'`` for fractions)."""
-  scale, unit = report_lib.display("landmark_error", 1.0, error_unit)
+  scale, unit = runs_lib.display("landmark_error", 1.0, error_unit)
   return scale, unit
 
 
 def run_label(config: Mapping) -> str:
   """``'blocks · Seq-MT (L+T+C) · 5% landmark labels · seed 0'``."""
-  experiment = report_lib.experiment_of(config["data"]["name"])
+  experiment = runs_lib.experiment_of(config["data"]["name"])
   row = paper_results.row_label(configs.row_model(config["model"]),
                                 config["costs"])
   if "L" in config["costs"].split("+"):
@@ -608,8 +609,9 @@ def _error_unit(run_dir: str, config: Mapping) -> str:
 class _Collector:
   """Draws figures into one folder, recording what was written or skipped."""
 
-  def __init__(self, fig_dir: str):
+  def __init__(self, fig_dir: str, sweep: bool = False):
     self.fig_dir = fig_dir
+    self.sweep = sweep  # a sweep's figures (captions name the experiment)
     self.written = Written()
 
   def skip(self, name: str, reason: str) -> None:
@@ -627,7 +629,10 @@ class _Collector:
       return
     if isinstance(fig, tuple):
       name, fig = fig
-    self.written.figures.append(save_png(fig, os.path.join(self.fig_dir, name)))
+    path = save_png(fig, os.path.join(self.fig_dir, name))
+    figure_manifest.record(self.fig_dir, os.path.basename(path),
+                           caption(path, self.sweep))
+    self.written.figures.append(path)
 
 
 def maps_of_run(run, data_config, split: str, indices: np.ndarray,
@@ -752,7 +757,7 @@ def _row_order(experiment: str, rows: Iterable[tuple[str, str, str]]) -> list:
   tables = {r[:2] for r in rows}
   tables = [t for t in order if t in tables] + sorted(tables - set(order))
   return [(*t, s) for t in tables for s in sorted(
-      {r[2] for r in rows if r[:2] == t}, key=report_lib.setting_order)]
+      {r[2] for r in rows if r[:2] == t}, key=runs_lib.setting_order)]
 
 
 def grid_fraction(rows_per_fraction: Mapping[float, int],
@@ -798,7 +803,7 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
       if len(errs) > n:  # runs of one seed with other settings (no --by)
         seeds = f"{len(errs)} runs of {seeds}"
       curves.append(pooled_ced(
-          errs, f"{report_lib.row_text(model, costs, settings)}, {seeds}"))
+          errs, f"{runs_lib.row_text(model, costs, settings)}, {seeds}"))
       x_max = max(x_max, float(np.quantile(np.concatenate(errs), 0.99)))
     if curves:
       uses_labels = any("L" in c.split("+") for m, c in {
@@ -834,7 +839,7 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
   rows = []
   for r, p in chosen:
     pos = rows_of(p, idx)
-    label = report_lib.row_text(r.model, r.costs, r.settings, sep="\n")
+    label = runs_lib.row_text(r.model, r.costs, r.settings, sep="\n")
     rows.append((f"{label}\nseed {r.seed}",
                  p["pred_landmarks"][pos], p["errors"][pos]))
   # Rows trained without landmark labels (Shapes): the fraction means nothing.
@@ -856,13 +861,13 @@ def sweep_figures(sweep_dir: str, num_images: int = 8,
   """Writes the figures of the finished runs under ``sweep_dir`` in
   ``<sweep_dir>/figures/`` (module docstring); ``by``: config keys whose
   values split the rows."""
-  runs, _ = report_lib.load_runs(sweep_dir, by)
-  col = _Collector(os.path.join(sweep_dir, FIGURES_DIR))
+  runs, _ = runs_lib.load_runs(sweep_dir, by)
+  col = _Collector(os.path.join(sweep_dir, FIGURES_DIR), sweep=True)
   if not runs:
     col.skip("*.png", f"no finished run (results.json) under {sweep_dir}.")
     return col.written
   for (experiment, model, costs, _, f), keys in sorted(
-      report_lib.mixed_settings(runs).items()):
+      runs_lib.mixed_settings(runs).items()):
     logging.warning(
         "%s %s at %s landmark labels: the figures pool runs whose configs "
         "differ in %s; pass %s to draw them apart.", experiment,
@@ -943,7 +948,7 @@ def write_figures(workdir: str, num_images: int = 8,
     return run_figures(workdir, num_images, maps, data_dir)
   out = sweep_figures(workdir, num_images, fraction, grid_models, data_dir, by)
   if runs:
-    finished, _ = report_lib.load_runs(workdir)
+    finished, _ = runs_lib.load_runs(workdir)
     for r in finished:
       out.extend(run_figures(r.run_dir, num_images, maps, data_dir))
   return out

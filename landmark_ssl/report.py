@@ -50,274 +50,28 @@ import collections
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from absl import app
 from absl import flags
-from scipy import stats as scipy_stats
 
 from landmark_ssl import configs
 from landmark_ssl import paper_results
 from landmark_ssl import sweep as sweep_lib
+# The records and aggregation live in landmark_ssl.analysis; these names
+# stay importable from here.
+from landmark_ssl.analysis import figure_manifest
+from landmark_ssl.analysis.effects import Effect, paired_effects
+from landmark_ssl.analysis.runs import (
+    CellKey, Run, Stats, aggregate, cell_stats, display, experiment_of,
+    load_runs, mixed_settings, row_text, setting_order)
 
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 CSV_FIELDS = ("experiment", "split", "metric", "unit", "model", "costs",
               "settings", "fraction", "n", "mean", "std", "paper", "seeds")
-_SKIP_METRICS = ("num_images",)
-# Metrics whose thresholds are fractions of a normaliser: meaningless, and
-# not reported, for errors in pixels (Blocks).
-_NORMALISED_ONLY = ("failure_rate@", "auc@")
-# Config keys that may differ between the seeds of one cell without changing
-# what is measured (paths, logging, batch size of evaluation, and the
-# convolution formulation, exact to float tolerance).
-_INCIDENTAL_KEYS = ("seed", "data.data_dir", "data.manual_dir",
-                    "data.eval_batch_size", "train.checkpoint_every_steps",
-                    "train.log_every_steps", "model.conv_method")
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """One finished run, read from its ``results.json``."""
-  run_dir: str
-  experiment: str  # config.data.name without a builder config
-  model: str  # table row: configs.row_model
-  costs: str
-  fraction: float
-  seed: int
-  error_unit: str  # 'pixels' or 'fraction of <normalizer>'
-  metrics: Mapping[str, Mapping[str, float]]  # split -> metric -> value
-  # The --by settings, e.g. 'model.beta=1.0' ('' without --by).
-  settings: str = ""
-  # The flattened config but the incidental keys, to find mixed cells.
-  config: Tuple[Tuple[str, str], ...] = ()
-  selection: Tuple[str, str] = ("landmark_error", "min")  # metric, mode
-
-
-@dataclasses.dataclass(frozen=True)
-class Stats:
-  mean: float
-  std: float  # sample standard deviation (ddof=1); nan for n = 1
-  n: int
-  seeds: Tuple[int, ...]
-
-
-def load_runs(workdir: str, by: Sequence[str] = ()
-              ) -> Tuple[List[Run], List[Tuple[str, str]]]:
-  """Every ``results.json`` under ``workdir``; ``by``: config keys whose
-  values become each run's ``settings``.
-
-  Returns:
-    ``(finished runs, [(run_dir, status), ...] of the others)``.
-
-  Raises:
-    ValueError: naming a ``results.json`` that is not the expected JSON, or
-      a ``by`` key that no finished run's config has (a run lacking a key
-      that others have simply has no setting for it).
-  """
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
-                            "the --workdir of the sweep.")
-  finished, other = [], []
-  found = set()  # the config keys of the finished runs
-  for root, dirs, files in os.walk(workdir):
-    dirs.sort()
-    if sweep_lib.RESULTS_FILE not in files:
-      continue
-    path = os.path.join(root, sweep_lib.RESULTS_FILE)
-    try:
-      with open(path) as f:
-        data = json.load(f)
-    except ValueError as e:
-      raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun "
-                       "that run to rewrite it.") from None
-    status = data.get("status") if isinstance(data, dict) else None
-    if status != "finished":
-      other.append((root, str(status)))
-      continue
-    finished.append(_run_of(root, data, path, by))
-    found.update(k for k, _ in configs.flat_items(
-        configs.with_defaults(data["config"])))
-  for key in by:
-    if finished and key not in found:
-      raise ValueError(
-          f"--by={key}: no finished run under {workdir} has the config key "
-          f"{key!r} (keys are dotted paths of a run's config, e.g. "
-          "model.beta); check its spelling.")
-  return finished, other
-
-
-def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
-            ) -> Run:
-  try:
-    # Keys added to the framework after the run are at their defaults.
-    config = configs.with_defaults(data["config"])
-    flat = {k: json.dumps(v) for k, v in configs.flat_items(config)}
-    selection = data.get("selection") or {}
-    metrics = {split: {k: float(v) for k, v in m.items()
-                       if k not in _SKIP_METRICS and _is_number(v)}
-               for split, m in data["metrics"].items()}
-    return Run(run_dir=run_dir,
-               experiment=experiment_of(config["data"]["name"]),
-               model=configs.row_model(config["model"]),
-               costs=config["costs"],
-               fraction=float(config["data"]["labeled_fraction"]),
-               seed=int(config["seed"]),
-               error_unit=str(data.get("error_unit", "")),
-               metrics=metrics,
-               # A key the run's config lacks (a baseline without
-               # model.beta beside a Seq-MT grid) is left out of its row.
-               settings=", ".join(f"{k}={flat[k]}" for k in by if k in flat),
-               config=tuple(sorted((k, v) for k, v in flat.items()
-                                   if k not in _INCIDENTAL_KEYS)),
-               selection=(str(selection.get("metric", "landmark_error")),
-                          str(selection.get("mode", "min"))))
-  except (KeyError, TypeError, AttributeError) as e:
-    raise ValueError(
-        f"{path} lacks {e} or has the wrong type: a finished results.json "
-        "holds config.{data.name, data.labeled_fraction, model.name, costs, "
-        "seed}, error_unit and metrics.{split}.{metric}.") from None
-
-
-def experiment_of(data_name: str) -> str:
-  """The paper experiment of a dataset name: ``'blocks/small'`` -> ``'blocks'``
-  (a TFDS builder config does not change the table)."""
-  return str(data_name).partition("/")[0]
-
-
-def _is_number(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def display(metric: str, value: float, error_unit: str) -> Tuple[float, str]:
-  """A stored metric in the paper's units: ``(value, unit)``."""
-  if metric == "landmark_error":
-    if error_unit == "pixels":
-      return value, "pixels"
-    normalizer = error_unit.replace("fraction of ", "", 1) or "normaliser"
-    return 100.0 * value, f"% of {normalizer}"
-  return 100.0 * value, "%"
-
-
-CellKey = Tuple[str, str, str, str, str, str, str, float]  # exp, split,
-# metric, unit, model, costs, settings, fraction
-
-
-def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
-  """Mean, sample std (ddof=1) and count over the runs of each cell, per
-  test split (every split but ``validation``) and metric, in display
-  units (failure rates and AUCs only for normalised errors)."""
-  values = collections.defaultdict(list)
-  for r in runs:
-    for split, metrics in r.metrics.items():
-      if split == "validation":
-        continue
-      for metric, v in metrics.items():
-        if r.error_unit == "pixels" and metric.startswith(_NORMALISED_ONLY):
-          continue  # results.json written before evaluation dropped them
-        shown, unit = display(metric, v, r.error_unit)
-        key = (r.experiment, split, metric, unit, r.model, r.costs,
-               r.settings, r.fraction)
-        values[key].append((r.seed, shown))
-  return {key: _stats(pairs) for key, pairs in values.items()}
-
-
-def _stats(pairs: Sequence[Tuple[int, float]]) -> Stats:
-  """Mean, sample std (ddof=1) and seeds of ``[(seed, value), ...]``."""
-  xs = [v for _, v in pairs]
-  n = len(xs)
-  mean = sum(xs) / n
-  std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
-  return Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
-
-
-# The paper's claims as paired comparisons of two rows of one table:
-# (added cost, the row without it, the row with it).
-CLAIMS = (("C", "L", "L+C"), ("C", "L+T", "L+T+C"),
-          ("T", "L", "L+T"), ("T", "L+C", "L+T+C"))
-
-
-@dataclasses.dataclass(frozen=True)
-class Effect:
-  """One claim in one column: ``base`` minus ``added`` per paired seed.
-
-  Attributes:
-    experiment, split, unit, model, settings, fraction: the cell.
-    term: the added cost (``'C'`` or ``'T'``).
-    base, added: the two rows' costs (e.g. ``'L'`` and ``'L+C'``).
-    differences: ``((seed, base - added), ...)`` over the seeds both rows
-      have, in display units; positive: adding the cost lowers the error.
-    mean: their mean.
-    p_sign: two-sided sign test (``nan`` without a non-zero difference).
-    p_t: two-sided paired t-test (``nan`` below two pairs).
-    paper: the paper's ``base - added``, or None.
-  """
-  experiment: str
-  split: str
-  unit: str
-  model: str
-  settings: str
-  fraction: float
-  term: str
-  base: str
-  added: str
-  differences: Tuple[Tuple[int, float], ...]
-  mean: float
-  p_sign: float
-  p_t: float
-  paper: float | None
-
-
-def _paired_test(diffs: Sequence[float]) -> Tuple[float, float]:
-  """(two-sided sign-test p, two-sided paired t-test p) of differences."""
-  nonzero = [d for d in diffs if d != 0]
-  p_sign = (scipy_stats.binomtest(sum(d > 0 for d in nonzero), len(nonzero),
-                                  0.5).pvalue if nonzero else math.nan)
-  p_t = math.nan
-  if len(diffs) >= 2:
-    sd = math.sqrt(sum((d - sum(diffs) / len(diffs)) ** 2 for d in diffs)
-                   / (len(diffs) - 1))
-    if sd > 0:
-      p_t = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue)
-  return float(p_sign), p_t
-
-
-def paired_effects(runs: Iterable[Run], metric: str = "landmark_error"
-                   ) -> List[Effect]:
-  """The claims of :data:`CLAIMS` in every cell where both rows have runs
-  of common seeds, per test split (module docstring)."""
-  values = {}
-  for r in runs:
-    for split, metrics in r.metrics.items():
-      if split == "validation" or metric not in metrics:
-        continue
-      shown, unit = display(metric, metrics[metric], r.error_unit)
-      key = (r.experiment, split, unit, r.model, r.settings, r.fraction)
-      values.setdefault(key, {}).setdefault(r.costs, {})[r.seed] = shown
-  out = []
-  for key in sorted(values, key=lambda k: (k[0], k[1], k[3], k[4], k[5])):
-    exp, split, unit, model, settings, fraction = key
-    rows = values[key]
-    for term, base, added in CLAIMS:
-      if base not in rows or added not in rows:
-        continue
-      seeds = sorted(set(rows[base]) & set(rows[added]))
-      if not seeds:
-        continue
-      diffs = [rows[base][s] - rows[added][s] for s in seeds]
-      p_sign, p_t = _paired_test(diffs)
-      pb = paper_results.value(exp, metric, split, model, base, fraction)
-      pa = paper_results.value(exp, metric, split, model, added, fraction)
-      out.append(Effect(exp, split, unit, model, settings, fraction, term,
-                        base, added, tuple(zip(seeds, diffs)),
-                        sum(diffs) / len(diffs), p_sign, p_t,
-                        None if pb is None or pa is None else pb - pa))
-  return out
-
-
 def render_effects(effects: Sequence[Effect]) -> str:
   """The markdown section of :func:`paired_effects` ('' if none)."""
   if not effects:
@@ -346,26 +100,6 @@ def render_effects(effects: Sequence[Effect]) -> str:
         f"| {per} (n={len(e.differences)}) | {e.mean:+.2f} | {p(e.p_sign)} "
         f"| {p(e.p_t)} | {paper} |\n")
   return out.getvalue()
-
-
-def mixed_settings(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, str, float],
-                                                Dict[str, List[str]]]:
-  """``{(experiment, model, costs, settings, fraction): {key: [values]}}``
-  for the cells whose runs differ in config keys other than the seed and
-  paths (``_INCIDENTAL_KEYS``): what ``aggregate`` would average together
-  (pass those keys as ``--by`` to separate them). Values are JSON text."""
-  cells = collections.defaultdict(list)
-  for r in runs:
-    cells[(r.experiment, r.model, r.costs, r.settings, r.fraction)].append(r)
-  out = {}
-  for cell, members in cells.items():
-    configs_ = [dict(r.config) for r in members]
-    keys = sorted(set().union(*configs_))
-    differ = {k: sorted({c.get(k, "(absent)") for c in configs_}) for k in keys}
-    differ = {k: v for k, v in differ.items() if len(v) > 1}
-    if differ:
-      out[cell] = differ
-  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,8 +147,8 @@ def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
           if split != "validation" and metric in m:
             test[split].append((r.seed, display(metric, m[metric],
                                                 r.error_unit)[0]))
-      choices.append(Choice(setting, metric, unit, _stats(val),
-                            {k: _stats(v) for k, v in sorted(test.items())},
+      choices.append(Choice(setting, metric, unit, cell_stats(val),
+                            {k: cell_stats(v) for k, v in sorted(test.items())},
                             False, False))
     if len(choices) < 2:
       continue
@@ -428,19 +162,6 @@ def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
     out[cell] = [dataclasses.replace(c, best=(i == best))
                  for i, c in enumerate(choices)]
   return out
-
-
-def setting_order(settings: str):
-  """Sorts ``'model.beta=0.1'`` before ``'model.beta=1.0'`` (numerically
-  where the values are numbers)."""
-  parts = []
-  for item in settings.split(", ") if settings else ():
-    _, _, value = item.partition("=")
-    try:
-      parts.append((0, float(value), ""))
-    except ValueError:
-      parts.append((1, 0.0, value))
-  return tuple(parts)
 
 
 def expected_runs(experiment_files: Sequence[str], seeds=None,
@@ -542,13 +263,6 @@ def tables(stats: Mapping[CellKey, Stats]):
     yield exp, split, metric, unit, rows, fractions, cells
 
 
-def row_text(model: str, costs: str, settings: str, sep: str = ", ") -> str:
-  """``'Seq-MT (L+C), loss.alpha=0.1'``: a row's name and its ``--by``
-  settings (if any) after ``sep``."""
-  label = paper_results.row_label(model, costs)
-  return f"{label}{sep}{settings}" if settings else label
-
-
 FigureLink = Tuple[str, str]  # (caption, path relative to the report)
 
 
@@ -566,9 +280,10 @@ def figure_links(workdir: str, runs: Sequence[Run] = ()
     return sorted(os.path.join(folder, n) for n in os.listdir(folder)
                   if n.endswith(".png"))
   def links(paths, sweep):
-    from landmark_ssl import figures  # pylint: disable=g-import-not-at-top
-    return [(figures.caption(p, sweep) if sweep else
-             os.path.splitext(os.path.basename(p))[0],
+    # Captions as figures recorded them; runs' figures by their file name.
+    captions = figure_manifest.read(os.path.dirname(paths[0])) if paths else {}
+    return [((captions.get(os.path.basename(p)) if sweep else None)
+             or os.path.splitext(os.path.basename(p))[0],
              os.path.relpath(p, workdir).replace(os.sep, "/")) for p in paths]
   own = pngs(os.path.join(workdir, "figures"))
   is_run = os.path.exists(os.path.join(workdir, "config.json"))

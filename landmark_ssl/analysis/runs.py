@@ -1,0 +1,225 @@
+"""Finished runs as records, and their aggregation into table cells.
+
+JAX-free: reads each run's ``results.json`` and averages seeds per cell.
+``report`` renders what this computes and ``figures`` draws it; neither
+imports the other for it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import os
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+
+from landmark_ssl import configs
+from landmark_ssl import paper_results
+from landmark_ssl import sweep as sweep_lib
+
+_SKIP_METRICS = ("num_images",)
+# Metrics whose thresholds are fractions of a normaliser: meaningless, and
+# not reported, for errors in pixels (Blocks).
+_NORMALISED_ONLY = ("failure_rate@", "auc@")
+# Config keys that may differ between the seeds of one cell without changing
+# what is measured (paths, logging, batch size of evaluation, and the
+# convolution formulation, exact to float tolerance).
+_INCIDENTAL_KEYS = ("seed", "data.data_dir", "data.manual_dir",
+                    "data.eval_batch_size", "train.checkpoint_every_steps",
+                    "train.log_every_steps", "model.conv_method")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One finished run, read from its ``results.json``."""
+  run_dir: str
+  experiment: str  # config.data.name without a builder config
+  model: str  # table row: configs.row_model
+  costs: str
+  fraction: float
+  seed: int
+  error_unit: str  # 'pixels' or 'fraction of <normalizer>'
+  metrics: Mapping[str, Mapping[str, float]]  # split -> metric -> value
+  # The --by settings, e.g. 'model.beta=1.0' ('' without --by).
+  settings: str = ""
+  # The flattened config but the incidental keys, to find mixed cells.
+  config: Tuple[Tuple[str, str], ...] = ()
+  selection: Tuple[str, str] = ("landmark_error", "min")  # metric, mode
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  mean: float
+  std: float  # sample standard deviation (ddof=1); nan for n = 1
+  n: int
+  seeds: Tuple[int, ...]
+
+
+def load_runs(workdir: str, by: Sequence[str] = ()
+              ) -> Tuple[List[Run], List[Tuple[str, str]]]:
+  """Every ``results.json`` under ``workdir``; ``by``: config keys whose
+  values become each run's ``settings``.
+
+  Returns:
+    ``(finished runs, [(run_dir, status), ...] of the others)``.
+
+  Raises:
+    ValueError: naming a ``results.json`` that is not the expected JSON, or
+      a ``by`` key that no finished run's config has (a run lacking a key
+      that others have simply has no setting for it).
+  """
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
+                            "the --workdir of the sweep.")
+  finished, other = [], []
+  found = set()  # the config keys of the finished runs
+  for root, dirs, files in os.walk(workdir):
+    dirs.sort()
+    if sweep_lib.RESULTS_FILE not in files:
+      continue
+    path = os.path.join(root, sweep_lib.RESULTS_FILE)
+    try:
+      with open(path) as f:
+        data = json.load(f)
+    except ValueError as e:
+      raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun "
+                       "that run to rewrite it.") from None
+    status = data.get("status") if isinstance(data, dict) else None
+    if status != "finished":
+      other.append((root, str(status)))
+      continue
+    finished.append(_run_of(root, data, path, by))
+    found.update(k for k, _ in configs.flat_items(
+        configs.with_defaults(data["config"])))
+  for key in by:
+    if finished and key not in found:
+      raise ValueError(
+          f"--by={key}: no finished run under {workdir} has the config key "
+          f"{key!r} (keys are dotted paths of a run's config, e.g. "
+          "model.beta); check its spelling.")
+  return finished, other
+
+
+def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
+            ) -> Run:
+  try:
+    # Keys added to the framework after the run are at their defaults.
+    config = configs.with_defaults(data["config"])
+    flat = {k: json.dumps(v) for k, v in configs.flat_items(config)}
+    selection = data.get("selection") or {}
+    metrics = {split: {k: float(v) for k, v in m.items()
+                       if k not in _SKIP_METRICS and _is_number(v)}
+               for split, m in data["metrics"].items()}
+    return Run(run_dir=run_dir,
+               experiment=experiment_of(config["data"]["name"]),
+               model=configs.row_model(config["model"]),
+               costs=config["costs"],
+               fraction=float(config["data"]["labeled_fraction"]),
+               seed=int(config["seed"]),
+               error_unit=str(data.get("error_unit", "")),
+               metrics=metrics,
+               # A key the run's config lacks (a baseline without
+               # model.beta beside a Seq-MT grid) is left out of its row.
+               settings=", ".join(f"{k}={flat[k]}" for k in by if k in flat),
+               config=tuple(sorted((k, v) for k, v in flat.items()
+                                   if k not in _INCIDENTAL_KEYS)),
+               selection=(str(selection.get("metric", "landmark_error")),
+                          str(selection.get("mode", "min"))))
+  except (KeyError, TypeError, AttributeError) as e:
+    raise ValueError(
+        f"{path} lacks {e} or has the wrong type: a finished results.json "
+        "holds config.{data.name, data.labeled_fraction, model.name, costs, "
+        "seed}, error_unit and metrics.{split}.{metric}.") from None
+
+
+def experiment_of(data_name: str) -> str:
+  """The paper experiment of a dataset name: ``'blocks/small'`` -> ``'blocks'``
+  (a TFDS builder config does not change the table)."""
+  return str(data_name).partition("/")[0]
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def display(metric: str, value: float, error_unit: str) -> Tuple[float, str]:
+  """A stored metric in the paper's units: ``(value, unit)``."""
+  if metric == "landmark_error":
+    if error_unit == "pixels":
+      return value, "pixels"
+    normalizer = error_unit.replace("fraction of ", "", 1) or "normaliser"
+    return 100.0 * value, f"% of {normalizer}"
+  return 100.0 * value, "%"
+
+
+CellKey = Tuple[str, str, str, str, str, str, str, float]  # exp, split,
+# metric, unit, model, costs, settings, fraction
+
+
+def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
+  """Mean, sample std (ddof=1) and count over the runs of each cell, per
+  test split (every split but ``validation``) and metric, in display
+  units (failure rates and AUCs only for normalised errors)."""
+  values = collections.defaultdict(list)
+  for r in runs:
+    for split, metrics in r.metrics.items():
+      if split == "validation":
+        continue
+      for metric, v in metrics.items():
+        if r.error_unit == "pixels" and metric.startswith(_NORMALISED_ONLY):
+          continue  # results.json written before evaluation dropped them
+        shown, unit = display(metric, v, r.error_unit)
+        key = (r.experiment, split, metric, unit, r.model, r.costs,
+               r.settings, r.fraction)
+        values[key].append((r.seed, shown))
+  return {key: cell_stats(pairs) for key, pairs in values.items()}
+
+
+def cell_stats(pairs: Sequence[Tuple[int, float]]) -> Stats:
+  """Mean, sample std (ddof=1) and seeds of ``[(seed, value), ...]``."""
+  xs = [v for _, v in pairs]
+  n = len(xs)
+  mean = sum(xs) / n
+  std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
+  return Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
+
+
+def mixed_settings(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, str, float],
+                                                Dict[str, List[str]]]:
+  """``{(experiment, model, costs, settings, fraction): {key: [values]}}``
+  for the cells whose runs differ in config keys other than the seed and
+  paths (``_INCIDENTAL_KEYS``): what ``aggregate`` would average together
+  (pass those keys as ``--by`` to separate them). Values are JSON text."""
+  cells = collections.defaultdict(list)
+  for r in runs:
+    cells[(r.experiment, r.model, r.costs, r.settings, r.fraction)].append(r)
+  out = {}
+  for cell, members in cells.items():
+    configs_ = [dict(r.config) for r in members]
+    keys = sorted(set().union(*configs_))
+    differ = {k: sorted({c.get(k, "(absent)") for c in configs_}) for k in keys}
+    differ = {k: v for k, v in differ.items() if len(v) > 1}
+    if differ:
+      out[cell] = differ
+  return out
+
+
+def setting_order(settings: str):
+  """Sorts ``'model.beta=0.1'`` before ``'model.beta=1.0'`` (numerically
+  where the values are numbers)."""
+  parts = []
+  for item in settings.split(", ") if settings else ():
+    _, _, value = item.partition("=")
+    try:
+      parts.append((0, float(value), ""))
+    except ValueError:
+      parts.append((1, 0.0, value))
+  return tuple(parts)
+
+
+def row_text(model: str, costs: str, settings: str, sep: str = ", ") -> str:
+  """``'Seq-MT (L+C), loss.alpha=0.1'``: a row's name and its ``--by``
+  settings (if any) after ``sep``."""
+  label = paper_results.row_label(model, costs)
+  return f"{label}{sep}{settings}" if settings else label
