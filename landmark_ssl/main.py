@@ -36,6 +36,9 @@ Exit codes:
       the workdir, missing dataset): the message says what to fix;
   3   a cost became NaN or infinite (the message names the step and term);
       with ``--seeds``, the other runs still finish;
+  4   another process is training in the workdir (it holds the workdir's
+      ``run.lock`` for as long as it runs; the message names its pid and
+      host): nothing was read or written;
   75  stopped by SIGTERM after saving a checkpoint (EX_TEMPFAIL): run the
       same command again to continue.
 """
@@ -55,6 +58,7 @@ from landmark_ssl import metrics_log
 
 EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
+EXIT_BUSY = 4
 EXIT_PREEMPTED = 75
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -195,6 +199,9 @@ def main(argv):
   except train.NonFiniteCostError as e:
     logging.error("%s", e)
     sys.exit(EXIT_NON_FINITE)
+  except train.WorkdirBusyError as e:
+    logging.error("%s", e)
+    sys.exit(EXIT_BUSY)
   except (train.ConfigMismatchError, FileNotFoundError, ImportError,
           ValueError) as e:
     logging.error("%s", e)

@@ -12,6 +12,7 @@
 ``results.json``           final metrics of the best checkpoint (written last)
 ``ced_<split>.json``       cumulative error distribution of each final split
 ``predictions_<split>.npz``  per-image predictions of each final split
+``run.lock``               held (``flock``) by the process training the run
 =========================  =================================================
 
 Config keys read here and by the modules it calls (experiments define them
@@ -72,12 +73,16 @@ an uninterrupted one on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
+import fcntl
 import json
 import math
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from typing import Any, Iterable, Mapping
@@ -108,6 +113,9 @@ _RUN_ARTIFACTS = (CONFIG_FILE, RESULTS_FILE, LABEL_SUBSET_FILE,
                   metrics_log.METRICS_FILE, checkpointing.CHECKPOINT_DIR,
                   metrics_log.TENSORBOARD_DIR, EVALUATION_FILE)
 _RUN_ARTIFACT_PATTERNS = ("ced_*.json", "predictions_*.npz")
+# Held (flock) by the process training the run, for as long as it runs;
+# holds the holder's pid, host and start time.
+LOCK_FILE = "run.lock"
 # Top-level keys every config of this program has (base_config's): a
 # config.json without them was not written by a run.
 _CONFIG_KEYS = ("seed", "costs", "data", "model", "train")
@@ -120,6 +128,10 @@ class ConfigMismatchError(ValueError):
 class ForeignFilesError(ValueError):
   """The workdir holds files under a run's names that no run of this program
   can be shown to have written (another program's, or a user's)."""
+
+
+class WorkdirBusyError(RuntimeError):
+  """Another process holds the workdir's lock (it is training that run)."""
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -469,6 +481,50 @@ def prepare_workdir(config_dict: dict, workdir: epath.Path, overwrite: bool,
     _write_json(workdir / CONFIG_FILE, config_dict)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("landmark_ssl.prepare_workdir")
+
+
+def _lock_holder(path: epath.Path) -> str:
+  """Who holds the lock file ``path``, as its holder wrote it."""
+  try:
+    holder = json.loads(path.read_text())
+    return (f"pid {holder['pid']} on host {holder['host']} (since "
+            f"{holder['since']})")
+  except (OSError, ValueError, KeyError, TypeError):
+    return "a process that has not yet written its pid and host"
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir):
+  """Holds ``<workdir>/run.lock`` (``flock``, exclusive) while in the block:
+  one process at a time trains the run of a workdir. The lock goes with the
+  process (a killed holder releases it); the file stays.
+
+  Raises:
+    WorkdirBusyError: another process holds it (the message names its pid
+      and host).
+  """
+  workdir = epath.Path(workdir)
+  if "://" in str(workdir):  # object stores have no file locks
+    yield
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  path = workdir / LOCK_FILE
+  fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      raise WorkdirBusyError(
+          f"{workdir} is in use: {_lock_holder(path)} holds {path} and is "
+          "training this run. Wait for it to end (or stop it), then run the "
+          "same command again; or use another --workdir.") from None
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.datetime.now().isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(holder) + "\n").encode())
+    yield
+  finally:
+    os.close(fd)  # releases the lock
 
 
 class _Preemption:
@@ -829,11 +885,24 @@ def train_and_evaluate_seeds(config, seeds: Iterable[int],
 def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
                         raise_errors: bool) -> list[dict]:
   """The loop of :func:`train_and_evaluate` for runs whose configs differ
-  only in ``seed`` (one :class:`_Program` for all unfinished runs).
+  only in ``seed`` (one :class:`_Program` for all unfinished runs), each
+  workdir locked (:func:`workdir_lock`, process 0) from before it is read
+  until the run ends.
 
   With ``raise_errors`` a non-finite cost raises; otherwise that run's
   outcome is a failure and the others continue.
   """
+  with contextlib.ExitStack() as locks:
+    if jax.process_index() == 0:
+      for workdir in workdirs:
+        locks.enter_context(workdir_lock(workdir))
+    return _train_and_evaluate_locked(configs, workdirs, overwrite,
+                                      raise_errors)
+
+
+def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
+                               raise_errors: bool) -> list[dict]:
+  """:func:`_train_and_evaluate` once its workdirs are locked."""
   is_main = jax.process_index() == 0
   config = configs[0]  # every setting but the seed is shared
   terms = steps.parse_costs(config.costs)

@@ -375,6 +375,48 @@ def test_files_a_run_did_not_write_are_never_deleted(fake, tmp_path):
   assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_one_process_at_a_time_per_workdir(fake, tmp_path, monkeypatch):
+  """Issue 24 item 2: a run holds its workdir's lock while it runs; a
+  second process on the workdir exits at once (status 4), naming the
+  holder's pid and host, and changes nothing."""
+  import socket  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "run"
+  with train.workdir_lock(workdir):
+    lock_text = (workdir / train.LOCK_FILE).read_text()
+    assert json.loads(lock_text)["pid"] == os.getpid()
+    with pytest.raises(train.WorkdirBusyError) as info:
+      train.train_and_evaluate(tiny_config.get_config(), workdir)
+    message = str(info.value)
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in message
+    assert str(workdir / train.LOCK_FILE) in message
+    start = time.time()
+    other = _run(workdir)
+    assert other.returncode == 4, other.stderr[-3000:]
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in other.stderr
+    assert "Traceback" not in other.stderr
+    assert time.time() - start < 60  # at once: no data, no compilation
+    assert sorted(p.name for p in workdir.iterdir()) == [train.LOCK_FILE]
+    assert (workdir / train.LOCK_FILE).read_text() == lock_text
+  # A run holds the lock from before it reads the workdir until it ends,
+  # also when it fails; then it is free again.
+  held = []
+
+  def dataset_info(data_config):
+    try:
+      with train.workdir_lock(workdir):
+        held.append(False)
+    except train.WorkdirBusyError:
+      held.append(True)
+    raise FileNotFoundError("no data in this test")
+
+  monkeypatch.setattr(fake_pipeline, "get_dataset_info", dataset_info)
+  with pytest.raises(FileNotFoundError, match="no data in this test"):
+    train.train_and_evaluate(tiny_config.get_config(), workdir)
+  assert held == [True]
+  with train.workdir_lock(workdir):
+    pass
+
+
 def test_cli_errors_are_clear(tmp_path):
   typo = _run(tmp_path / "a", "--config.optim.learning_rat=0.1")
   assert typo.returncode == 2
