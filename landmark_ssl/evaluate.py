@@ -66,14 +66,17 @@ def read_config(workdir) -> ml_collections.ConfigDict:
 
   Raises:
     NoCheckpointError: ``workdir`` has no ``config.json``.
+    train.CorruptFileError: it is not valid JSON (the message says so).
   """
   config_path = epath.Path(workdir) / train.CONFIG_FILE
   if not config_path.exists():
     raise NoCheckpointError(
         f"{workdir} has no {train.CONFIG_FILE}: not a landmark_ssl run "
         "directory (train one with python -m landmark_ssl.main).")
-  return ml_collections.ConfigDict(
-      configs.with_defaults(json.loads(config_path.read_text())))
+  stored = train.read_json(config_path, (
+      f"Restore it (the run's {train.RESULTS_FILE}, once it finished, holds a "
+      'copy under "config").'))
+  return ml_collections.ConfigDict(configs.with_defaults(stored))
 
 
 def restore_run(workdir, step: int | None = None,

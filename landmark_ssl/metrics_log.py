@@ -58,6 +58,35 @@ _TENSORBOARD_PREFIX = "events.out.tfevents."  # tensorboardX's file names
 _RECORD_START = '{"event": '  # how every line of MetricsLog.write starts
 
 
+def read_events(path) -> list[dict]:
+  """The events of a ``metrics.jsonl``, in order.
+
+  A line that is not a JSON object (the last one, cut short when a crash or
+  a full disk stopped a write; any other only if the file was damaged) is
+  skipped with a warning naming the file and line; everything else is kept.
+  """
+  path = epath.Path(path)
+  lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+  events = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:
+      record = None
+    if isinstance(record, dict):
+      events.append(record)
+      continue
+    logging.warning(
+        "%s, line %d of %d: %s; skipped, every other line is kept: %.60r",
+        path, number, len(lines),
+        "an incomplete last line, cut short by a crash or a full disk"
+        if number == len(lines) else "not a JSON event (the file was damaged)",
+        line)
+  return events
+
+
 def is_metrics_file(path) -> bool:
   """Whether every line of ``path`` is an event of :class:`MetricsLog` (the
   last one may be cut short by a crash)."""
@@ -101,10 +130,9 @@ class MetricsLog:
     if not enabled:
       return
     if resume_step and self._path.exists():
-      kept = [line for line in self._path.read_text().splitlines()
-              if line.strip() and json.loads(line).get("step", 0) <= resume_step
-              and json.loads(line).get("event") != "test"]
-      self._path.write_text("".join(line + "\n" for line in kept))
+      kept = [e for e in read_events(self._path)
+              if e.get("step", 0) <= resume_step and e.get("event") != "test"]
+      self._path.write_text("".join(json.dumps(e) + "\n" for e in kept))
     elif self._path.exists():
       self._path.unlink()
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top

@@ -130,6 +130,11 @@ class ForeignFilesError(ValueError):
   can be shown to have written (another program's, or a user's)."""
 
 
+class CorruptFileError(ValueError):
+  """A run's JSON file that cannot be read (cut short by a crash or a full
+  disk, or edited)."""
+
+
 class WorkdirBusyError(RuntimeError):
   """Another process holds the workdir's lock (it is training that run)."""
 
@@ -365,11 +370,39 @@ def run_files(workdir: epath.Path) -> list[epath.Path]:
           p.is_file() and p.stat().length > 0]
 
 
+def read_json(path, fix: str) -> dict:
+  """The JSON object in the run file ``path``.
+
+  Raises:
+    CorruptFileError: ``path`` holds no JSON object; the message names the
+      file and where it breaks, then ``fix`` (what to do about it).
+  """
+  path = epath.Path(path)
+  text = path.read_bytes().decode("utf-8", errors="replace")
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated")
+    ends = "it ends early: cut short by a crash or a full disk. " if cut else ""
+    raise CorruptFileError(
+        f"{path} is not valid JSON ({e.msg} at line {e.lineno} column "
+        f"{e.colno}, byte {e.pos} of {len(text)}); {ends}{fix}") from None
+  if not isinstance(value, dict):
+    raise CorruptFileError(f"{path} holds a JSON {type(value).__name__}, not "
+                           f"the object a run writes. {fix}")
+  return value
+
+
 def _json_or_none(path: epath.Path):
   try:
     return json.loads(path.read_text())
   except (OSError, ValueError):
     return None
+
+
+def _is_run_config(value) -> bool:
+  """Whether ``value`` (a stored ``config.json``) is a config of this program."""
+  return isinstance(value, dict) and all(k in value for k in _CONFIG_KEYS)
 
 
 def _written_before_first_checkpoint(path: epath.Path) -> bool:
@@ -380,8 +413,7 @@ def _written_before_first_checkpoint(path: epath.Path) -> bool:
   with other files, a file in another format) proves nothing."""
   name = path.name
   if name == CONFIG_FILE:
-    config = _json_or_none(path)
-    return isinstance(config, dict) and all(k in config for k in _CONFIG_KEYS)
+    return _is_run_config(_json_or_none(path))
   if name == LABEL_SUBSET_FILE:
     subset = _json_or_none(path)
     return isinstance(subset, dict) and isinstance(subset.get("indices"), list)
@@ -418,34 +450,43 @@ def inspect_workdir(config_dict: dict, workdir, overwrite: bool
   """
   workdir = epath.Path(workdir)
   present = run_files(workdir) if workdir.is_dir() else []
+  names = ", ".join(p.name for p in present)
   stored_path = workdir / CONFIG_FILE
-  if stored_path not in present:
-    if present and not overwrite:
-      raise ForeignFilesError(
-          f"{workdir} holds {', '.join(p.name for p in present)} but no "
-          f"{CONFIG_FILE}: files this run did not write (a run writes its "
-          f"{CONFIG_FILE} first), or a run whose {CONFIG_FILE} was deleted. "
-          "Nothing was changed. Use another --workdir, restore its "
-          f"{CONFIG_FILE}, or pass --overwrite to delete those files.")
+  if overwrite:
+    stored = _json_or_none(stored_path)
+    if _is_run_config(stored) and not config_differences(stored, config_dict):
+      return []  # the same run: resumed
+    if present:
+      logging.warning("--overwrite: deleting %s in %s (%s).", names, workdir,
+                      "; ".join(config_differences(stored, config_dict))
+                      if _is_run_config(stored) else
+                      f"no {CONFIG_FILE} of a run")
     return present
-  if not _written_before_first_checkpoint(stored_path):
-    if overwrite:
-      return present
+  if stored_path not in present:
+    if present:
+      raise ForeignFilesError(
+          f"{workdir} holds {names} but no {CONFIG_FILE}: files this run did "
+          f"not write (a run writes its {CONFIG_FILE} first), or a run whose "
+          f"{CONFIG_FILE} was deleted. Nothing was changed. Use another "
+          f"--workdir, restore its {CONFIG_FILE}, or pass --overwrite to "
+          "delete those files.")
+    return []
+  others = ", ".join(p.name for p in present if p != stored_path)
+  stored = read_json(stored_path, (
+      f"Restore it (a finished run's {RESULTS_FILE} holds a copy under "
+      '"config"), use another --workdir, or pass --overwrite to start this '
+      "run again from scratch" + (f" (deleting {others})." if others else ".")))
+  if not _is_run_config(stored):
     unproven = [p for p in present if not _written_before_first_checkpoint(p)]
     raise ForeignFilesError(
         f"{stored_path} is not the config of a landmark_ssl run (it lacks "
         f"the keys {list(_CONFIG_KEYS)}): {workdir} is another program's "
         "directory, and " + ", ".join(str(p) for p in unproven) + " are not "
         "this program's. Nothing was changed. Use another --workdir, or pass "
-        f"--overwrite to delete the run files "
-        f"({', '.join(p.name for p in present)}).")
-  diffs = config_differences(json.loads(stored_path.read_text()), config_dict)
+        f"--overwrite to delete the run files ({names}).")
+  diffs = config_differences(stored, config_dict)
   if not diffs:
     return []
-  if overwrite:
-    logging.warning("--overwrite: replacing the run in %s (%s).", workdir,
-                    "; ".join(diffs))
-    return present
   if _has_run_state(workdir):
     raise ConfigMismatchError(
         f"{workdir} holds a run of a different config:\n  " +
@@ -459,7 +500,7 @@ def inspect_workdir(config_dict: dict, workdir, overwrite: bool
         ", ".join(str(p) for p in unproven) + ", which no run of it can "
         "have written before its first checkpoint. Nothing was changed. Use "
         "another --workdir, or pass --overwrite to delete the run files "
-        f"({', '.join(p.name for p in present)}).")
+        f"({names}).")
   logging.warning("No checkpoint yet: replacing the config in %s (%s).",
                   workdir, "; ".join(diffs))
   return present
@@ -917,7 +958,12 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
     prepare_workdir(config_dict, workdir, overwrite, is_main)
     results_path = workdir / RESULTS_FILE
     if results_path.exists():
-      results = json.loads(results_path.read_text())
+      try:
+        results = read_json(results_path, "The run goes on from its latest "
+                            "checkpoint and writes it again when it ends.")
+      except CorruptFileError as e:
+        logging.warning("%s", e)
+        results = {}
       if results.get("status") == "finished":
         logging.info("The run in %s already finished (results.json); nothing "
                      "to do. Delete the workdir to train it again.", workdir)

@@ -168,6 +168,68 @@ def test_metrics_log_drops_events_after_resume_step(tmp_path):
   assert list((tmp_path / "tensorboard").iterdir())
 
 
+def test_a_crash_truncated_metrics_log_is_kept_but_its_last_line(tmp_path,
+                                                                  caplog):
+  """Issue 24 item 3: the line a crash cut short is dropped with a warning
+  naming the file; every complete event up to the resume step is kept."""
+  log = metrics_log.MetricsLog(tmp_path, None, enabled=True)
+  for step in (5, 10, 15):
+    log.write("train", step, {"loss": float(step)})
+  log.close()
+  path = tmp_path / metrics_log.METRICS_FILE
+  complete = path.read_text()
+  with path.open("a") as f:
+    f.write('{"event": "eval", "split": "validation", "step": 15, "landm')
+  with caplog.at_level("WARNING"):
+    log = metrics_log.MetricsLog(tmp_path, 15, enabled=True)
+  log.write("train", 20, {"loss": 20.0})
+  log.close()
+  assert path.read_text() == complete + json.dumps(
+      {"event": "train", "step": 20, "loss": 20.0}) + "\n"
+  warning = " ".join(r.getMessage() for r in caplog.records)
+  assert f"{path}, line 4 of 4: an incomplete last line" in warning
+  assert [e["step"] for e in metrics_log.read_events(path)] == [5, 10, 15, 20]
+
+
+def test_truncated_config_and_results_are_named_with_the_fix(
+    fake, tmp_path, monkeypatch, caplog):
+  """Issue 24 item 3: a cut-short config.json is refused naming the file
+  and the fix; a cut-short results.json is named and rewritten by the run
+  (it goes on from its checkpoint)."""
+  config = tiny_config.get_config()
+  text = json.dumps(train.config_to_dict(config), indent=2)
+  (tmp_path / "config.json").write_text(text[:len(text) // 2])
+  (tmp_path / "checkpoints" / "12").mkdir(parents=True)
+  messages = []
+  for call in (lambda: train.train_and_evaluate(config, tmp_path),
+               lambda: evaluate.read_config(tmp_path)):
+    with pytest.raises(train.CorruptFileError) as info:
+      call()
+    messages.append(str(info.value))
+    assert messages[-1].startswith(
+        f"{tmp_path / 'config.json'} is not valid JSON")
+    assert "it ends early: cut short by a crash or a full disk" in messages[-1]
+    assert 'holds a copy under "config"' in messages[-1]
+  assert ("pass --overwrite to start this run again from scratch (deleting "
+          "checkpoints)") in messages[0]
+  assert (tmp_path / "config.json").read_text() == text[:len(text) // 2]
+  # results.json: named in a warning; the run goes on (here it stops at the
+  # dataset, which comes after that check).
+  (tmp_path / "config.json").write_text(text)
+  (tmp_path / "results.json").write_text('{"status": "finished", "metr')
+
+  def no_data(data_config):
+    raise FileNotFoundError("stop here")
+
+  monkeypatch.setattr(fake_pipeline, "get_dataset_info", no_data)
+  with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError,
+                                                 match="stop here"):
+    train.train_and_evaluate(config, tmp_path)
+  warning = " ".join(r.getMessage() for r in caplog.records)
+  assert f"{tmp_path / 'results.json'} is not valid JSON" in warning
+  assert "goes on from its latest checkpoint and writes it again" in warning
+
+
 # --------------------------------------------------------------------------
 # whole runs
 
