@@ -227,12 +227,13 @@ def _fraction_label(f: float) -> str:
   return f"{100 * f:g}%"
 
 
-def tables(stats: Mapping[CellKey, Stats]):
+def tables(stats: Mapping[CellKey, Stats], with_paper: bool = True):
   """Yields ``(experiment, split, metric, unit, rows, fractions, cells)``:
   every table of the report, in a stable order; rows are ``(model, costs,
   settings)`` (one per ``--by`` setting of a model and costs, in the
   paper's row order), ``cells[(model, costs, settings, fraction)] = (Stats
-  or None, paper number or None)``."""
+  or None, paper number or None)``; ``with_paper=False``: no paper numbers
+  (runs outside the paper's protocol)."""
   groups = collections.defaultdict(dict)
   for (exp, split, metric, unit, model, costs, setting, frac), s in stats.items():
     groups[(exp, split, metric, unit)][(model, costs, setting, frac)] = s
@@ -243,7 +244,7 @@ def tables(stats: Mapping[CellKey, Stats]):
     found = groups[(exp, split, metric, unit)]
     paper = {(m, c, f): v for (e, met, sp, m, c, f), v in
              paper_results.RESULTS.items()
-             if e == exp and met == metric and sp == split}
+             if with_paper and e == exp and met == metric and sp == split}
     pairs = [rc for rc in paper_results.ROWS.get(exp, [])
              if any(k[:2] == rc for k in list(found) + list(paper))]
     pairs += sorted({k[:2] for k in found} - set(pairs))
@@ -315,6 +316,35 @@ def _render_figures(w, sweep_links: Sequence[FigureLink],
       w(f"- {run}: " + " · ".join(f"[{c}]({p})" for c, p in links) + "\n")
 
 
+def _render_tables(w, stats: Mapping[CellKey, Stats], level: str,
+                   with_paper: bool) -> None:
+  """Every table of ``stats`` under ``level`` headings."""
+  for exp, split, metric, unit, rows, fractions, cells in tables(
+      stats, with_paper):
+    w(f"\n{level} {exp}, {split}: {metric} ({unit})\n\n")
+    if exp == "shapes":
+      w("Shapes trains on class labels only (costs C): no landmark labels "
+        "are used whatever the fraction.\n\n")
+    w("| model | " + " | ".join(_fraction_label(f) for f in fractions) + " |\n")
+    w("| --- |" + " --- |" * len(fractions) + "\n")
+    for model, costs, setting in rows:
+      texts = [_cell_text(*cells.get((model, costs, setting, f), (None, None)))
+               for f in fractions]
+      w(f"| {row_text(model, costs, setting)} | " + " | ".join(texts) + " |\n")
+
+
+def split_by_protocol(runs: Sequence[Run]
+                      ) -> Tuple[List[Run], Dict[Tuple[str, ...], List[Run]]]:
+  """``(runs at the tables' protocol, {differences: runs outside it})``."""
+  inside, outside = [], collections.defaultdict(list)
+  for r in runs:
+    if r.protocol:
+      outside[r.protocol].append(r)
+    else:
+      inside.append(r)
+  return inside, dict(outside)
+
+
 def render_markdown(stats: Mapping[CellKey, Stats],
                     missing: Sequence[Tuple[str, str]] | None = None,
                     unfinished: Sequence[Tuple[str, str]] = (),
@@ -324,9 +354,14 @@ def render_markdown(stats: Mapping[CellKey, Stats],
                     | None = None,
                     choices: Mapping | None = None,
                     mixed: Mapping | None = None,
-                    effects: Sequence[Effect] = ()) -> str:
+                    effects: Sequence[Effect] = (),
+                    outside: Mapping[Tuple[str, ...],
+                                     Mapping[CellKey, Stats]] | None = None
+                    ) -> str:
   """The report's markdown; ``choices``: :func:`selections`, ``mixed``:
-  :func:`mixed_settings`, ``effects``: :func:`paired_effects`."""
+  :func:`mixed_settings`, ``effects``: :func:`paired_effects`, ``outside``:
+  ``{protocol differences: aggregate}`` of the runs outside the tables'
+  protocol (:func:`split_by_protocol`)."""
   out = io.StringIO()
   w = out.write
   w(f"# Results{f' of {workdir}' if workdir else ''}\n\n")
@@ -338,18 +373,18 @@ def render_markdown(stats: Mapping[CellKey, Stats],
     "AUCs in percent.\n")
   if not stats:
     w("\nNo finished runs yet.\n")
-  for exp, split, metric, unit, rows, fractions, cells in tables(stats):
-    w(f"\n## {exp}, {split}: {metric} ({unit})\n\n")
-    if exp == "shapes":
-      w("Shapes trains on class labels only (costs C): no landmark labels "
-        "are used whatever the fraction.\n\n")
-    w("| model | " + " | ".join(_fraction_label(f) for f in fractions) + " |\n")
-    w("| --- |" + " --- |" * len(fractions) + "\n")
-    for model, costs, setting in rows:
-      texts = [_cell_text(*cells.get((model, costs, setting, f), (None, None)))
-               for f in fractions]
-      w(f"| {row_text(model, costs, setting)} | " + " | ".join(texts) + " |\n")
+  _render_tables(w, stats, "##", with_paper=True)
   w(render_effects(effects))
+  if outside:
+    w(f"\n## Runs outside the tables' protocol\n\n"
+      "These runs differ from the config their experiment file gives for "
+      "their model, costs, label fraction and seed (what `sweep` trains), "
+      "e.g. `quick` runs on a small dataset or other epochs: they are not "
+      "averaged with the tables' runs and not set beside the paper's "
+      "numbers. Each group names its differences.\n")
+    for differ, group in outside.items():
+      w(f"\n### Differs in: {', '.join(differ)}\n")
+      _render_tables(w, group, "####", with_paper=False)
   if choices:
     w("\n## Selection on validation\n\n"
       "Per cell, each setting's validation result (mean ± std over seeds, "
@@ -401,11 +436,14 @@ def render_markdown(stats: Mapping[CellKey, Stats],
   return out.getvalue()
 
 
-def csv_rows(stats: Mapping[CellKey, Stats]) -> List[Dict]:
+def csv_rows(stats: Mapping[CellKey, Stats], outside: str = "") -> List[Dict]:
   """One row per table cell, in the order of the markdown tables; cells the
-  paper has but no run reached have ``n = 0``."""
+  paper has but no run reached have ``n = 0``. ``outside``: the runs are
+  outside the tables' protocol; this text (their differences) goes into
+  ``settings`` and no paper number is given."""
   out = []
-  for exp, split, metric, unit, rows, fractions, cells in tables(stats):
+  for exp, split, metric, unit, rows, fractions, cells in tables(
+      stats, with_paper=not outside):
     for model, costs, setting in rows:
       for f in fractions:
         if (model, costs, setting, f) not in cells:
@@ -413,7 +451,9 @@ def csv_rows(stats: Mapping[CellKey, Stats]) -> List[Dict]:
         s, p = cells[(model, costs, setting, f)]
         out.append(dict(
             experiment=exp, split=split, metric=metric, unit=unit,
-            model=model, costs=costs, settings=setting, fraction=f,
+            model=model, costs=costs,
+            settings="; ".join(t for t in (outside, setting) if t),
+            fraction=f,
             n=s.n if s else 0,
             mean="" if s is None else s.mean,
             std="" if s is None or math.isnan(s.std) else s.std,
@@ -430,24 +470,31 @@ def write_report(workdir: str, experiment_files: Sequence[str] = (),
   markdown. ``figures``: first draw the sweep's figures
   (``figures.sweep_figures(workdir, **figure_options)``); ``by``: config
   keys that split rows (and give the selection on validation)."""
-  runs, unfinished = load_runs(workdir, by)
+  everything, unfinished = load_runs(workdir, by,
+                                     list(experiment_files) or None)
+  runs, outside = split_by_protocol(everything)
   stats = aggregate(runs)
+  outside_stats = {k: aggregate(v) for k, v in outside.items()}
   missing = None
   if experiment_files:
-    missing = missing_runs(expected_runs(experiment_files, seeds, quick), runs,
-                           workdir)
+    missing = missing_runs(expected_runs(experiment_files, seeds, quick),
+                           everything if quick else runs, workdir)
   if figures:
     from landmark_ssl import figures as figures_lib  # pylint: disable=g-import-not-at-top
     figures_lib.sweep_figures(workdir, **{"by": by, **(figure_options or {})})
   text = render_markdown(stats, missing, unfinished, workdir,
-                         figure_links(workdir, runs), selections(runs),
-                         mixed_settings(runs), paired_effects(runs))
+                         figure_links(workdir, everything), selections(runs),
+                         mixed_settings(runs), paired_effects(runs),
+                         outside_stats)
   with open(os.path.join(workdir, REPORT_MD), "w") as f:
     f.write(text)
   with open(os.path.join(workdir, REPORT_CSV), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
     writer.writeheader()
     writer.writerows(csv_rows(stats))
+    for differ, group in outside_stats.items():
+      writer.writerows(csv_rows(group, "outside the protocol: "
+                                + ", ".join(differ)))
   return text
 
 

@@ -172,11 +172,23 @@ def test_by_splits_rows_and_selects_on_validation(tmp_path):
   text = report.write_report(str(tmp_path), by=["model.beta"])
   assert "| model.beta=9.0 | 0.01 (n=1), not compared: seeds 0 |" in text
   shutil.rmtree(tmp_path / "extra")
-  # Without --by the nine runs are one cell, and the report says they mix.
+  # Without --by only the protocol's beta (blocks.py: 1.0) is in the table
+  # beside the paper; each other value is its own group outside the
+  # protocol, named, without the paper's number; nothing is averaged across.
   text = report.write_report(str(tmp_path))
-  assert f"{test.mean():.2f} ± {test.ravel().std(ddof=1):.2f} (n=9)" in text
-  mixed = text.split("## Mixed settings (1 cells)")[1]
-  assert "- blocks, Seq-MT (L), 5%: model.beta (0.1, 1.0, 3.0)" in mixed
+  main, outside = text.split("## Runs outside the tables' protocol")
+  i = betas.index(1.0)
+  assert (f"| Seq-MT (L) | – · paper 8.33 | {test[i].mean():.2f} ± "
+          f"{test[i].std(ddof=1):.2f} (n=3) · paper 3.95") in main
+  for i, beta in enumerate(betas):
+    if beta == 1.0:
+      continue
+    group = outside.split(f"### Differs in: model.beta={beta}\n")[1].split(
+        "### Differs in")[0]
+    assert (f"| Seq-MT (L) | {test[i].mean():.2f} ± "
+            f"{test[i].std(ddof=1):.2f} (n=3) |") in group
+    assert "paper" not in group
+  assert f"(n=9)" not in text and "Mixed settings" not in text
   assert "Selection on validation" not in text
   with pytest.raises(ValueError, match="config key 'model.betta'"):
     report.write_report(str(tmp_path), by=["model.betta"])
@@ -294,7 +306,7 @@ def test_by_a_key_only_some_models_have_leaves_the_others_unsplit(tmp_path):
 def test_a_run_without_a_newer_config_key_pools_with_runs_at_its_default(tmp_path):
   # Seed 0 was written before loss.elt_stop_gradient existed, seed 1 has it
   # at its default: one cell of two seeds, not "Mixed settings"; a third
-  # run that sets it otherwise is reported as mixed.
+  # run that sets it otherwise is outside the protocol, in its own group.
   rng = np.random.default_rng()
   errs = rng.uniform(1, 9, size=3)
   for seed, stop in ((0, None), (1, "none")):
@@ -321,7 +333,10 @@ def test_a_run_without_a_newer_config_key_pools_with_runs_at_its_default(tmp_pat
                {"validation": {"landmark_error": errs[2]},
                 "test": {"landmark_error": errs[2]}})
   text = report.write_report(str(tmp_path))
-  assert 'loss.elt_stop_gradient ("none", "original")' in text.split("## Mixed settings")[1]
+  main, outside = text.split("## Runs outside the tables' protocol")
+  assert f"(n=2)" in main and f"{errs[2]:.2f} (n=1)" not in main
+  assert 'Differs in: loss.elt_stop_gradient="original"' in outside
+  assert f"{errs[2]:.2f} (n=1)" in outside
 
 
 def test_paired_effects_by_hand(tmp_path):
@@ -358,3 +373,30 @@ def test_paired_effects_by_hand(tmp_path):
                                 effects=report.paired_effects(runs))
   assert "## Paired effects of the costs" in text
   assert f"| 5% | C: L − L+C | " in text and f"{c.mean:+.2f}" in text
+
+
+def test_quick_runs_are_never_beside_the_paper(tmp_path):
+  """A quick run (small net, blocks/small) is reported in its own group,
+  naming what differs, and not averaged with a protocol run of its cell."""
+  run = run_of("blocks", "seq_mt_L_f0.05_s0")
+  fake_results(tmp_path, "blocks", run,
+               {"validation": {"landmark_error": 2.0},
+                "test": {"landmark_error": 2.0}})
+  quick = dict(run, name="quick", config_arg=run["config_arg"] + ",quick")
+  fake_results(tmp_path, "blocks", quick,
+               {"validation": {"landmark_error": 7.33},
+                "test": {"landmark_error": 7.33}})
+  runs, _ = report.load_runs(str(tmp_path))
+  by_dir = {os.path.basename(r.run_dir): r.protocol for r in runs}
+  assert by_dir["seq_mt_L_f0.05_s0"] == ()
+  assert 'data.name="blocks/small"' in by_dir["quick"]
+  text = report.write_report(str(tmp_path))
+  main, outside = text.split("## Runs outside the tables' protocol")
+  assert "2.00 (n=1) · paper 3.95" in main and "7.33" not in main
+  assert 'data.name="blocks/small"' in outside
+  group = outside.split("### Differs in:")[1].split("## Figures")[0]
+  assert "7.33 (n=1) |" in group and "paper" not in group
+  rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+  quick_rows = [r for r in rows if r["mean"] and float(r["mean"]) == 7.33]
+  assert quick_rows and all(r["paper"] == "" and "outside the protocol"
+                            in r["settings"] for r in quick_rows)

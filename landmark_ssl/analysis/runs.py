@@ -46,6 +46,8 @@ class Run:
   # The flattened config but the incidental keys, to find mixed cells.
   config: Tuple[Tuple[str, str], ...] = ()
   selection: Tuple[str, str] = ("landmark_error", "min")  # metric, mode
+  # protocol_differences: () at the table's protocol, else 'key=value's.
+  protocol: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +58,13 @@ class Stats:
   seeds: Tuple[int, ...]
 
 
-def load_runs(workdir: str, by: Sequence[str] = ()
+def load_runs(workdir: str, by: Sequence[str] = (),
+              experiment_files: Sequence[str] | None = None
               ) -> Tuple[List[Run], List[Tuple[str, str]]]:
   """Every ``results.json`` under ``workdir``; ``by``: config keys whose
-  values become each run's ``settings``.
+  values become each run's ``settings``; each run's ``protocol`` says where
+  it differs from its table's protocol (:func:`protocol_differences`, with
+  ``experiment_files`` or the repository's experiments).
 
   Returns:
     ``(finished runs, [(run_dir, status), ...] of the others)``.
@@ -73,6 +78,7 @@ def load_runs(workdir: str, by: Sequence[str] = ()
     raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
                             "the --workdir of the sweep.")
   finished, other = [], []
+  modules = None  # the experiment files, loaded at the first finished run
   found = set()  # the config keys of the finished runs
   for root, dirs, files in os.walk(workdir):
     dirs.sort()
@@ -89,7 +95,11 @@ def load_runs(workdir: str, by: Sequence[str] = ()
     if status != "finished":
       other.append((root, str(status)))
       continue
-    finished.append(_run_of(root, data, path, by))
+    run = _run_of(root, data, path, by)
+    if modules is None:
+      modules = experiment_modules(experiment_files)
+    differ = protocol_differences(data["config"], modules, by)
+    finished.append(dataclasses.replace(run, protocol=differ or ()))
     found.update(k for k, _ in configs.flat_items(
         configs.with_defaults(data["config"])))
   for key in by:
@@ -131,6 +141,72 @@ def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
         f"{path} lacks {e} or has the wrong type: a finished results.json "
         "holds config.{data.name, data.labeled_fraction, model.name, costs, "
         "seed}, error_unit and metrics.{split}.{metric}.") from None
+
+
+# The paper's experiment files: the repository's experiments/ folder.
+EXPERIMENTS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), "experiments")
+
+
+def experiment_modules(paths: Sequence[str] | None = None) -> list:
+  """The experiment files that define the tables' protocol, loaded: ``paths``,
+  or every ``experiments/*.py`` of the repository (none outside one)."""
+  if paths is not None:
+    return [configs.load_experiment(p) for p in paths]
+  if not os.path.isdir(EXPERIMENTS_DIR):
+    return []
+  modules = []
+  for name in sorted(os.listdir(EXPERIMENTS_DIR)):
+    if name.endswith(".py"):
+      try:
+        modules.append(configs.load_experiment(
+            os.path.join(EXPERIMENTS_DIR, name)))
+      except (ValueError, ImportError):
+        continue  # not a table's experiment file (no sweep())
+  return modules
+
+
+def protocol_differences(config: Mapping, modules: Sequence,
+                         by: Sequence[str] = ()) -> Tuple[str, ...] | None:
+  """Where a run's config differs from its table's protocol.
+
+  The protocol of a run is the config its experiment file gives for its
+  model and costs (not ``quick``), at the run's label fraction and seed:
+  what ``sweep`` trains. Keys that do not change what is measured
+  (``_INCIDENTAL_KEYS``) and the ``by`` keys (a ``--grid``) are not
+  compared.
+
+  Returns:
+    ``()`` at the protocol; ``('key=value', ...)`` (the run's values) where
+    it differs, e.g. a ``quick`` run on ``blocks/small``; None when no
+    experiment file offers the run's model and costs.
+  """
+  config = with_json_types(configs.with_defaults(config))
+  experiment = experiment_of(config["data"]["name"])
+  model, costs = configs.row_model(config["model"]), config["costs"]
+  for module in modules:
+    try:
+      reference = module.get_config(f"model={model},costs={costs}")
+    except Exception:  # pylint: disable=broad-except
+      continue  # not this experiment's model or costs (or not a table's file)
+    if experiment_of(reference.data.name) != experiment:
+      continue
+    reference.data.labeled_fraction = float(config["data"]["labeled_fraction"])
+    reference.seed = int(config["seed"])
+    ref = dict(configs.flat_items(with_json_types(configs.with_defaults(
+        reference.to_dict()))))
+    own = dict(configs.flat_items(config))
+    skip = set(_INCIDENTAL_KEYS) | set(by)
+    return tuple(f"{k}={json.dumps(own.get(k))}"
+                 for k in sorted(set(ref) | set(own))
+                 if k not in skip and own.get(k) != ref.get(k))
+  return None
+
+
+def with_json_types(config: Mapping) -> dict:
+  """A config as plain JSON types (tuples become lists), as stored."""
+  return json.loads(json.dumps(config))
 
 
 def experiment_of(data_name: str) -> str:
