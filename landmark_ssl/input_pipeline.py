@@ -14,6 +14,16 @@ What a run reads (the batch layout: docs/DESIGN.md, "Conventions"):
   feature), drawn from ``seed``. ``save_labeled`` / ``load_labeled`` keep the
   choice in ``<workdir>/label_subset.json``; ``labeled_subset`` does
   load-or-select-and-save and checks that a saved subset matches the config.
+
+  **A dataset with a fixed labelled subset** (your own data: the COCO
+  keypoints builder marks each example's ``has_landmarks``) stores the
+  per-example flag ``has_landmarks``; ``fixed_labels`` tells. Then only
+  flagged train examples can be chosen, ``N_train`` above is the number of
+  flagged ones, and ``labeled_fraction`` is the fraction *of the labelled
+  examples* that keeps its labels: 1.0 means all of them (the unflagged
+  examples are always unlabelled). The batch composition below then uses
+  the share of labelled train examples, ``len(labelled) / N_train``, as
+  the labelled fraction.
 * ``TrainLoader``: the training batches, a pure function of
   ``(data config, seed, labelled indices, step)``.
 * ``eval_batches``: one pass over a split in fixed-size padded batches.
@@ -83,6 +93,8 @@ import tensorflow_datasets as tfds
 from landmark_ssl import build_data
 
 LABEL_SUBSET_FILE = "label_subset.json"
+# The feature of a dataset with a fixed labelled subset (module docstring).
+LABELED_FLAG = "has_landmarks"
 DEFAULT_READ_THREADS = 2
 DEFAULT_PREFETCH_BATCHES = 4
 # Purposes of the random streams derived from a run seed.
@@ -297,6 +309,24 @@ def stratified_choice(strata: np.ndarray, count: int,
   return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+def fixed_labels(builder) -> bool:
+  """Whether the dataset stores which examples have landmark labels (the
+  ``has_landmarks`` feature; module docstring)."""
+  return LABELED_FLAG in builder.info.features
+
+
+def read_labeled_flags(source) -> np.ndarray:
+  """``(N,) bool``: the ``has_landmarks`` flag of every example of a source
+  of a dataset with :func:`fixed_labels`."""
+  n = len(source)
+  out = np.zeros((n,), bool)
+  chunk = 512
+  for start in range(0, n, chunk):
+    records = source.__getitems__(list(range(start, min(n, start + chunk))))
+    out[start:start + len(records)] = [bool(r[LABELED_FLAG]) for r in records]
+  return out
+
+
 def select_labeled(data_config: Any, seed: int) -> np.ndarray:
   """Sorted train indices that keep their landmark labels (module docstring)."""
   fraction = _labeled_fraction(data_config)
@@ -304,10 +334,18 @@ def select_labeled(data_config: Any, seed: int) -> np.ndarray:
   split = _setting(data_config, "train_split", "train")
   source = _source(builder, split, "train_split")
   n = len(source)
-  count = max(1, round(fraction * n))
+  pool = np.arange(n)
+  if fixed_labels(builder):
+    pool = np.flatnonzero(read_labeled_flags(source))
+    if pool.size == 0:
+      raise ValueError(
+          f"Split {split!r} of dataset {_setting(data_config, 'name')!r} has "
+          "no example with landmark labels (has_landmarks); label keypoints "
+          "of a few training images and build the dataset again.")
+  count = max(1, round(fraction * pool.size))
   strata = _read_labels(source, class_features(builder))
   rng = np.random.default_rng((int(seed), _SELECT))
-  return stratified_choice(strata, count, rng)
+  return pool[stratified_choice(strata[pool], count, rng)]
 
 
 def save_labeled(workdir: str | epath.PathLike, indices: np.ndarray,
@@ -495,6 +533,15 @@ class TrainLoader:
           f"{n}-example {split!r} split (got {labeled.size} indices in "
           f"[{labeled.min(initial=0)}, {labeled.max(initial=0)}]); draw them "
           f"with input_pipeline.labeled_subset for this dataset.")
+    if fixed_labels(builder):
+      flagged = read_labeled_flags(self._source)
+      if not flagged[labeled].all():
+        raise ValueError(
+            f"labeled_indices include {int((~flagged[labeled]).sum())} "
+            f"example(s) of {split!r} without landmark labels (has_landmarks "
+            "is false): the dataset was built again since the subset was "
+            "drawn; train in a fresh --workdir.")
+      fraction = labeled.size / n  # the share of labelled train examples
     unlabeled = np.setdiff1d(np.arange(n), labeled)
     n_lab = labeled_rows_per_batch(batch_size, fraction, share)
     if unlabeled.size == 0:
