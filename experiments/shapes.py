@@ -43,7 +43,7 @@ def get_config(arg=None):
   c.data.class_heads = ("label",)
   c.model.update(dict(name="seq_mt", kernel_sizes=(7,) * 6 + (1, 1),
                       features=16, beta=1.0, classifier_hidden=(40,),
-                      dropout=0.0))
+                      dropout=0.0, **configs.MODEL_DEFAULTS["seq_mt"]))
   c.loss.alpha = 1.0
   c.loss.gamma = 1.0
   c.loss.weight_decay = 1e-5

@@ -38,6 +38,15 @@ SEEDS = (0, 1, 2, 3, 4)  # the paper averages over five seeds (Table 1, fn. 5)
 CONFIG_FILE = "config.json"
 _KEYS = ("model", "costs")
 _FLAGS = ("quick",)
+# Settings of a model that every experiment's config carries (so that
+# ``--config.model.<key>=`` can set them) at the model class's default, which
+# is also what a stored config without them ran with (:func:`with_defaults`).
+# ``conv_method``: 'auto', 'direct' (lax.conv) or 'fft' (models.convolution).
+MODEL_DEFAULTS = {
+    "seq_mt": {"conv_method": "auto"},
+    "comm_mt": {"conv_method": "auto"},
+    "heatmap_mt": {"conv_method": "auto"},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,16 +209,17 @@ def paper_model(name: str, kernel_sizes, features: int, beta: float,
   if name == "seq_mt":
     return dict(name="seq_mt", kernel_sizes=tuple(kernel_sizes),
                 features=features, beta=beta, classifier_hidden=tuple(hidden),
-                dropout=dropout)
+                dropout=dropout, **MODEL_DEFAULTS[name])
   if name == "comm_mt":
     return dict(name="comm_mt", kernel_size=max(kernel_sizes),
                 features=features, convs_before_pool=5, convs_after_pool=1,
                 hidden=tuple(hidden), dropout=dropout,
-                class_activation="sigmoid")
+                class_activation="sigmoid", **MODEL_DEFAULTS[name])
   if name == "heatmap_mt":
     return dict(name="heatmap_mt", kernel_sizes=tuple(kernel_sizes),
                 features=features, classifier_convs=(16, 16),
-                classifier_hidden=tuple(hidden), dropout=dropout)
+                classifier_hidden=tuple(hidden), dropout=dropout,
+                **MODEL_DEFAULTS[name])
   raise ValueError(f"paper_model: no table row {name!r}; rows are seq_mt, "
                    "comm_mt, heatmap_mt.")
 
@@ -281,7 +291,8 @@ def with_defaults(stored: Mapping) -> dict:
   earlier behaviour, so a run written before a key existed ran with that
   default: with this, such a run still resumes, evaluates and pools with
   newer runs of the same settings. Keys the run has are kept as stored;
-  defaults that are empty mappings (``model``) are not added inside.
+  defaults that are empty mappings (``model``) are not added inside, except
+  the :data:`MODEL_DEFAULTS` of the model it names.
   """
   def merge(node, defaults):
     out = dict(node)
@@ -291,7 +302,11 @@ def with_defaults(stored: Mapping) -> dict:
       elif isinstance(v, Mapping) and isinstance(out[k], Mapping):
         out[k] = merge(out[k], v)
     return out
-  return merge(stored, base_config().to_dict())
+  out = merge(stored, base_config().to_dict())
+  if isinstance(out.get("model"), Mapping):
+    out["model"] = merge(out["model"],
+                         MODEL_DEFAULTS.get(out["model"].get("name"), {}))
+  return out
 
 
 def run_name(model: str, costs: str, fraction: float, seed: int) -> str:

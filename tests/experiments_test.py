@@ -2,6 +2,8 @@
 bad arguments fail with the valid names; every setting can be overridden;
 the sweeps list exactly the paper's cells."""
 
+import copy
+import dataclasses
 import glob
 import os
 
@@ -68,6 +70,49 @@ def test_config_and_model_build(name, model, costs, quick):
       h: (2, n) for h, n in heads.items()}
   if real:
     assert np.all(np.isfinite(np.asarray(out["landmarks"])))
+
+
+MODEL_CHOICES = sorted({(name, model) for name, model, _, _ in CHOICES})
+
+
+@pytest.mark.parametrize("name,model", MODEL_CHOICES)
+def test_model_defaults_are_in_every_config_and_settable(name, model):
+  """``--config.model.conv_method=direct`` (the README's) trains with direct
+  convolutions wherever the model has the setting."""
+  arg = f"model={model},costs={EXP[name].MODELS[model][0]}"
+  config = EXP[name].get_config(arg)
+  defaults = configs.MODEL_DEFAULTS.get(config.model.name, {})
+  for key, value in defaults.items():
+    assert config.model[key] == value, key
+  argv = ["prog", f"--config={path(name)}:{arg}"]
+  if defaults:
+    argv.append("--config.model.conv_method=direct")
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=argv,
+                                  lock_config=True)
+  fv(argv)
+  net, _ = _build_model(EXP[name], fv.config)
+  if defaults:
+    assert net.conv_method == "direct"
+
+
+def test_model_defaults_are_the_model_classes_and_fill_old_configs():
+  for name, defaults in configs.MODEL_DEFAULTS.items():
+    fields = {f.name: f.default
+              for f in dataclasses.fields(models.MODELS[name])}
+    for key, value in defaults.items():
+      assert fields[key] == value, (name, key)
+  # A run stored before conv_method was a config key ran with the default:
+  # its config, filled in, equals today's.
+  today = EXP["blocks"].get_config("model=seq_mt").to_dict()
+  old = copy.deepcopy(today)
+  del old["model"]["conv_method"]
+  assert configs.with_defaults(old) == configs.with_defaults(today)
+  direct = copy.deepcopy(today)
+  direct["model"]["conv_method"] = "direct"
+  assert configs.with_defaults(direct)["model"]["conv_method"] == "direct"
+  rcn = EXP["the300w_rcn"].get_config("model=rcn,costs=L").to_dict()
+  assert "conv_method" not in configs.with_defaults(rcn)["model"]
 
 
 def _num_params(exp, config):

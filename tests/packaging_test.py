@@ -54,3 +54,10 @@ def test_lock_pins_every_dependency_within_its_range():
 def test_lock_holds_no_project_and_no_local_path():
   pins = _lock()  # only name==version lines: no '-e', 'file:', '@ /path'
   assert canonicalize_name(_pyproject()["project"]["name"]) not in pins
+
+
+def test_tensorboard_is_its_own_extra_not_the_tests():
+  """CI installs `.[test]`: the viewer stays out of it."""
+  extras = _pyproject()["project"]["optional-dependencies"]
+  assert [Requirement(r).name for r in extras["tensorboard"]] == ["tensorboard"]
+  assert "tensorboard" not in {Requirement(r).name for r in extras["test"]}
