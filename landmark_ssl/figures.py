@@ -13,8 +13,8 @@ A **run** directory (it holds ``config.json``) gets, in ``<run>/figures/``:
                            the curve stored in ``ced_<split>.json``
 ``overlays_<split>.png``   predictions on ``--num_images`` test images spread
                            evenly over the split (``predictions_<split>.npz``
-                           and the dataset's images): green = ground truth,
-                           red = prediction, yellow line = the error
+                           and the dataset's images): blue = ground truth,
+                           orange = prediction, yellow line = the error
 ``maps_<split>.png``       runs trained without landmark labels (costs
                            without ``L``, i.e. Shapes), or any run with
                            ``--maps``: the image with its landmarks and the
@@ -79,6 +79,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from absl import app
 from absl import flags
 from absl import logging
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -94,9 +95,14 @@ from landmark_ssl.analysis import runs as runs_lib
 
 FIGURES_DIR = "figures"
 DPI = 100
-GT_COLOR = "lime"
-PRED_COLOR = "red"
-LINE_COLOR = "yellow"
+# Okabe-Ito colours, told apart with any colour vision: sky blue (truth) and
+# orange (prediction), each dot with a thin black edge, and a yellow error
+# line with a black outline, so all three show on black and on white shapes.
+GT_COLOR = "#56B4E9"
+PRED_COLOR = "#E69F00"
+LINE_COLOR = "#F0E442"
+_OUTLINE = [patheffects.withStroke(linewidth=2.6, foreground="black")]
+FORMATS = ("png", "pdf", "svg")
 # Colours of landmarks 1, 2, ... in the maps figure (Fig. 4: red, then blue).
 LANDMARK_COLORS = ("red", "blue", "orange", "magenta", "cyan", "white")
 _TRAIN_COSTS = ("loss", "landmark", "class", "elt")
@@ -128,13 +134,25 @@ def png_size(fig: Figure) -> tuple[int, int]:
   return int(round(w)), int(round(h))
 
 
-def save_png(fig: Figure, path: str | os.PathLike) -> str:
-  """Writes ``fig`` as a PNG of exactly :func:`png_size` pixels; returns the
-  path. Creates the parent directory."""
+def save_figure(fig: Figure, path: str | os.PathLike,
+                dpi: float | None = None) -> str:
+  """Writes ``fig`` in the format of ``path``'s suffix (one of
+  :data:`FORMATS`) at ``dpi`` (default the figure's: a PNG of exactly
+  :func:`png_size` pixels); returns the path. Creates the parent
+  directory."""
   path = os.fspath(path)
+  fmt = os.path.splitext(path)[1].lstrip(".").lower()
+  if fmt not in FORMATS:
+    raise ValueError(f"{path}: figure format {fmt!r} is not one of "
+                     f"{list(FORMATS)} (--format).")
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=fig.dpi, format="png")
+  fig.savefig(path, dpi=dpi or fig.dpi, format=fmt)
   return path
+
+
+def save_png(fig: Figure, path: str | os.PathLike) -> str:
+  """:func:`save_figure` of a ``.png`` path at the figure's dpi."""
+  return save_figure(fig, path)
 
 
 def error_display(error_unit: str) -> tuple[float, str]:
@@ -179,8 +197,9 @@ def _marker_size(num_landmarks: int) -> float:
 
 def draw_landmarks(ax, gt: np.ndarray | None, pred: np.ndarray | None,
                    visible: np.ndarray | None = None) -> None:
-  """Ground truth (green), prediction (red) and a yellow line joining each
-  visible pair, on ``ax`` in image pixels. ``gt``, ``pred``: ``(K, 2)``
+  """Ground truth (``GT_COLOR``), prediction (``PRED_COLOR``) and an
+  outlined ``LINE_COLOR`` line joining each visible pair, on ``ax`` in
+  image pixels. ``gt``, ``pred``: ``(K, 2)``
   ``(x, y)``; ``visible``: ``(K,)`` (invisible ground truth is not drawn)."""
   k = (gt if gt is not None else pred).shape[0]
   vis = np.ones((k,), bool) if visible is None else np.asarray(visible) > 0
@@ -188,20 +207,23 @@ def draw_landmarks(ax, gt: np.ndarray | None, pred: np.ndarray | None,
   if gt is not None and pred is not None:
     segments = np.stack([gt[vis], pred[vis]], axis=1)
     ax.add_collection(LineCollection(segments, colors=LINE_COLOR,
-                                     linewidths=1.0, zorder=2))
+                                     linewidths=1.0, zorder=2,
+                                     path_effects=_OUTLINE))
   if gt is not None:
     ax.scatter(gt[vis, 0], gt[vis, 1], s=size, c=GT_COLOR, marker="o",
-               linewidths=0, zorder=3, label="ground truth")
+               edgecolors="black", linewidths=0.5, zorder=3,
+               label="ground truth")
   if pred is not None:
     ax.scatter(pred[:, 0], pred[:, 1], s=size, c=PRED_COLOR, marker="o",
-               linewidths=0, zorder=4, label="prediction")
+               edgecolors="black", linewidths=0.5, zorder=4,
+               label="prediction")
 
 
 def _overlay_legend(fig: Figure) -> None:
   handles = [
       Line2D([], [], marker="o", ls="", color=GT_COLOR, label="ground truth"),
       Line2D([], [], marker="o", ls="", color=PRED_COLOR, label="prediction"),
-      Line2D([], [], color=LINE_COLOR, label="error"),
+      Line2D([], [], color=LINE_COLOR, label="error", path_effects=_OUTLINE),
   ]
   fig.legend(handles=handles, loc="outside lower center", ncols=3,
              fontsize=8, frameon=False)
@@ -360,7 +382,7 @@ def overlay_grid(images: np.ndarray, landmarks: np.ndarray,
       X'``); needed when a row has errors.
 
   Returns:
-    A ``len(rows) x N`` grid: green ground truth, red predictions, yellow
+    A ``len(rows) x N`` grid: blue ground truth, orange predictions, yellow
     lines joining them; row labels on the left; a legend below.
   """
   n = len(images)
@@ -405,7 +427,7 @@ def maps_figure(images: np.ndarray, maps: np.ndarray, landmarks: np.ndarray,
 
   Returns:
     A ``(1 + min(K, max_maps)) x N`` grid: images on top, map ``k`` in row
-    ``k + 1`` (each with its own colour scale).
+    ``k + 1``, each with its own colour scale and colourbar (map values).
   """
   n = len(images)
   k = min(maps.shape[-1], max_maps)
@@ -423,7 +445,10 @@ def maps_figure(images: np.ndarray, maps: np.ndarray, landmarks: np.ndarray,
       ax.set_title(captions[c], fontsize=7, pad=2)
     for j in range(k):
       ax = axes[1 + j, c]
-      ax.imshow(maps[c, :, :, j], cmap="viridis", interpolation="nearest")
+      shown = ax.imshow(maps[c, :, :, j], cmap="viridis",
+                        interpolation="nearest")
+      cbar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+      cbar.ax.tick_params(labelsize=5)
       ax.scatter([landmarks[c, j, 0]], [landmarks[c, j, 1]], c=colors[j],
                  marker="x", s=40, linewidths=1.5, zorder=3)
       ax.set_xticks([])
@@ -606,12 +631,30 @@ def _error_unit(run_dir: str, config: Mapping) -> str:
   return evaluation.error_unit(config["eval"]["normalizer"])
 
 
+@dataclasses.dataclass(frozen=True)
+class Output:
+  """How figures are written: ``format`` (one of :data:`FORMATS`) and
+  ``dpi`` (``None``: :data:`DPI`; raster resolution, and the text size
+  relative to the pixels of a PNG)."""
+  format: str = "png"
+  dpi: float | None = None
+
+  def __post_init__(self):
+    if self.format not in FORMATS:
+      raise ValueError(f"--format={self.format!r} is not one of "
+                       f"{list(FORMATS)}.")
+    if self.dpi is not None and not self.dpi > 0:
+      raise ValueError(f"--dpi={self.dpi!r} must be positive.")
+
+
 class _Collector:
   """Draws figures into one folder, recording what was written or skipped."""
 
-  def __init__(self, fig_dir: str, sweep: bool = False):
+  def __init__(self, fig_dir: str, sweep: bool = False,
+               output: "Output | None" = None):
     self.fig_dir = fig_dir
     self.sweep = sweep  # a sweep's figures (captions name the experiment)
+    self.output = output or Output()
     self.written = Written()
 
   def skip(self, name: str, reason: str) -> None:
@@ -629,7 +672,8 @@ class _Collector:
       return
     if isinstance(fig, tuple):
       name, fig = fig
-    path = save_png(fig, os.path.join(self.fig_dir, name))
+    name = f"{os.path.splitext(name)[0]}.{self.output.format}"
+    path = save_figure(fig, os.path.join(self.fig_dir, name), self.output.dpi)
     figure_manifest.record(self.fig_dir, os.path.basename(path),
                            caption(path, self.sweep))
     self.written.figures.append(path)
@@ -689,16 +733,18 @@ def run_ced_figure(ced: Mapping, title: str, row: str,
 
 
 def run_figures(run_dir: str, num_images: int = 8, maps: bool | None = None,
-                data_dir: str | None = None) -> Written:
+                data_dir: str | None = None,
+                output: Output | None = None) -> Written:
   """Writes the figures of one run in ``<run_dir>/figures/`` (module
-  docstring). ``maps``: ``None`` = only for runs trained without landmark
-  labels. Figures whose inputs are missing are skipped, with the reason."""
+  docstring) as ``output`` says (default PNG). ``maps``: ``None`` = only
+  for runs trained without landmark labels. Figures whose inputs are
+  missing are skipped, with the reason."""
   config_path = os.path.join(run_dir, "config.json")
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{run_dir} has no config.json: not a "
                             "landmark_ssl run directory.")
   config = read_json(config_path)
-  col = _Collector(os.path.join(run_dir, FIGURES_DIR))
+  col = _Collector(os.path.join(run_dir, FIGURES_DIR), output=output)
   label = run_label(config)
   unit = _error_unit(run_dir, config)
   data_config = data_config_of(config, data_dir)
@@ -857,12 +903,14 @@ def sweep_figures(sweep_dir: str, num_images: int = 8,
                   fraction: float | None = None,
                   grid_models: Sequence[str] = ("seq_mt",),
                   data_dir: str | None = None,
-                  by: Sequence[str] = ()) -> Written:
+                  by: Sequence[str] = (),
+                  output: Output | None = None) -> Written:
   """Writes the figures of the finished runs under ``sweep_dir`` in
-  ``<sweep_dir>/figures/`` (module docstring); ``by``: config keys whose
-  values split the rows."""
+  ``<sweep_dir>/figures/`` (module docstring) as ``output`` says; ``by``:
+  config keys whose values split the rows."""
   runs, _ = runs_lib.load_runs(sweep_dir, by)
-  col = _Collector(os.path.join(sweep_dir, FIGURES_DIR), sweep=True)
+  col = _Collector(os.path.join(sweep_dir, FIGURES_DIR), sweep=True,
+                   output=output)
   if not runs:
     col.skip("*.png", f"no finished run (results.json) under {sweep_dir}.")
     return col.written
@@ -913,7 +961,7 @@ def caption(path: str, sweep: bool = True) -> str:
   what = {"training": "Training costs and validation metrics per epoch",
           "ced": "Cumulative error distribution" + (" (seeds pooled)" if sweep
                                                     else ""),
-          "overlays": "Predictions (green: ground truth, red: prediction, "
+          "overlays": "Predictions (blue: ground truth, orange: prediction, "
                       "yellow: error)",
           "maps": "Soft-argmax input maps"}.get(kind)
   if what is None:
@@ -937,20 +985,22 @@ def write_figures(workdir: str, num_images: int = 8,
                   grid_models: Sequence[str] = ("seq_mt",),
                   runs: bool = False, maps: bool | None = None,
                   data_dir: str | None = None,
-                  by: Sequence[str] = ()) -> Written:
+                  by: Sequence[str] = (),
+                  output: Output | None = None) -> Written:
   """The figures of ``workdir``: a run's own, or a sweep's (and with
   ``runs`` also those of each of its finished runs; ``by``: config keys
-  that split a sweep's rows)."""
+  that split a sweep's rows), written as ``output`` says."""
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
                             "a run's or a sweep's --workdir.")
   if os.path.exists(os.path.join(workdir, "config.json")):
-    return run_figures(workdir, num_images, maps, data_dir)
-  out = sweep_figures(workdir, num_images, fraction, grid_models, data_dir, by)
+    return run_figures(workdir, num_images, maps, data_dir, output)
+  out = sweep_figures(workdir, num_images, fraction, grid_models, data_dir, by,
+                      output)
   if runs:
     finished, _ = runs_lib.load_runs(workdir)
     for r in finished:
-      out.extend(run_figures(r.run_dir, num_images, maps, data_dir))
+      out.extend(run_figures(r.run_dir, num_images, maps, data_dir, output))
   return out
 
 
@@ -977,6 +1027,12 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("data_dir", None, "TFDS data dir of the datasets, if "
                       "not the runs' config.data.data_dir.",
                       flag_values=flag_values)
+  flags.DEFINE_enum("format", "png", list(FORMATS), "File format of the "
+                    "figures (pdf and svg are vector, for papers).",
+                    flag_values=flag_values)
+  flags.DEFINE_float("dpi", None, f"Resolution (default {DPI}): pixels per "
+                     "inch of a PNG, and of raster parts of a PDF/SVG.",
+                     flag_values=flag_values)
   flags.mark_flag_as_required("workdir", flag_values=flag_values)
 
 
@@ -989,7 +1045,8 @@ def main(argv):
   try:
     out = write_figures(FLAGS.workdir, FLAGS.num_images, FLAGS.fraction,
                         FLAGS.grid_models, FLAGS.runs, FLAGS.maps,
-                        FLAGS.data_dir, FLAGS.by)
+                        FLAGS.data_dir, FLAGS.by,
+                        Output(FLAGS.format, FLAGS.dpi))
   except (OSError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(2)

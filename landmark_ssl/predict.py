@@ -48,7 +48,7 @@ Outputs in ``--out``:
   null;
 * ``landmarks.csv``: one row per image and landmark: ``file, landmark, name,
   x, y`` (``landmark`` 0-based; ``name`` empty without stored names);
-* ``overlays/<image stem>.png``: the original image with the landmarks (red),
+* ``overlays/<image stem>.png``: the original image with the landmarks (orange),
   the box (dashed cyan) and the square the model saw (dotted yellow).
 
 An image that cannot be read (missing, not an image, corrupt) or whose box

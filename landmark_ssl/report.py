@@ -279,7 +279,7 @@ def figure_links(workdir: str, runs: Sequence[Run] = ()
     if not os.path.isdir(folder):
       return []
     return sorted(os.path.join(folder, n) for n in os.listdir(folder)
-                  if n.endswith(".png"))
+                  if n.endswith((".png", ".svg")))  # shown inline
   def links(paths, sweep):
     # Captions as figures recorded them; runs' figures by their file name.
     captions = figure_manifest.read(os.path.dirname(paths[0])) if paths else {}

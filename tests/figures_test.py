@@ -85,7 +85,7 @@ def test_every_plot_function_writes_a_png_of_its_size(tmp_path):
     _check_png(fig, tmp_path / f"{name}.png")
   # Grid and maps layouts follow their inputs.
   assert len(made["grid"].axes) == 2 * n
-  assert len(made["maps"].axes) == (1 + 2) * n
+  assert len(made["maps"].axes) == (1 + 2) * n + 2 * n  # + a colourbar per map
   assert figures.png_size(made["grid"])[1] < figures.png_size(made["maps"])[1]
 
 
@@ -267,7 +267,7 @@ def test_sweep_figures_and_report_links(tiny_blocks_run, tmp_path):
                         round((figures._PANEL_IN * 4 + 0.9) * figures.DPI))
   assert (tmp_path / "figures" / "ced_blocks_test.png").exists()
   text = report.write_report(str(tmp_path), figures=True)
-  assert "![Predictions (green: ground truth, red: prediction, yellow: " \
+  assert "![Predictions (blue: ground truth, orange: prediction, yellow: " \
       "error): blocks, test split, 20% landmark labels](figures/" \
       "overlays_blocks_test_f0.2.png)" in text
   assert "(seeds pooled): blocks, test split](figures/ced_blocks_test.png)" in text
@@ -342,3 +342,74 @@ def test_missing_inputs_are_skipped_with_the_reason(tmp_path):
        f"--workdir={tmp_path / 'nope'}"], cwd=ROOT, env=ENV,
       capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2 and "is not a directory" in proc.stderr
+
+
+# Machado et al. (2009) dichromacy simulation at full severity, linear RGB.
+_DEUTAN = np.array([[0.367322, 0.860646, -0.227968],
+                    [0.280085, 0.672501, 0.047413],
+                    [-0.011820, 0.042940, 0.968881]])
+_PROTAN = np.array([[0.152286, 1.052583, -0.204868],
+                    [0.114503, 0.786281, 0.099216],
+                    [-0.003882, -0.048116, 1.051998]])
+
+
+def _linear(hex_colour):
+  rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+  return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+
+
+def _lab(linear_rgb):
+  """CIELAB (D65) of a linear sRGB colour: distances are perceptual (dE)."""
+  m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                [0.0193, 0.1192, 0.9505]])
+  xyz = m @ np.clip(linear_rgb, 0, 1) / np.array([0.95047, 1.0, 1.08883])
+  f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+  return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_truth_and_prediction_colours_differ_for_colour_blind_eyes():
+  """The two colours stay far apart (dE > 90) for deuteranopes and
+  protanopes (simulated); the old red/lime pair falls below 70."""
+  gt, pred = _linear(figures.GT_COLOR), _linear(figures.PRED_COLOR)
+  red, lime = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+  for sim in (np.eye(3), _DEUTAN, _PROTAN):
+    assert np.linalg.norm(_lab(sim @ gt) - _lab(sim @ pred)) > 90
+  for sim in (_DEUTAN, _PROTAN):
+    assert np.linalg.norm(_lab(sim @ red) - _lab(sim @ lime)) < 70
+
+
+@pytest.mark.parametrize("background", [0.0, 1.0])
+def test_error_lines_show_on_black_and_on_white(background):
+  """A long error line drawn over a black or a white image leaves pixels
+  whose luminance differs clearly from the background along its middle."""
+  fig = figures.new_figure(2, 2)
+  ax = fig.add_axes([0, 0, 1, 1])
+  figures._image_axes(ax, np.full((40, 40), background, np.float32))
+  figures.draw_landmarks(ax, np.array([[5.0, 20.0]]), np.array([[35.0, 20.0]]))
+  fig.canvas.draw()
+  pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float) / 255
+  h, w, _ = pixels.shape
+  column = pixels[:, w // 2]  # crosses the line's middle, far from the dots
+  # Luminance contrast (a yellow line alone on white would have ~0.07).
+  luminance = column @ np.array([0.2126, 0.7152, 0.0722])
+  assert np.abs(luminance - background).max() > 0.6
+
+
+def test_maps_have_colourbars_and_outputs_take_format_and_dpi(tmp_path):
+  rng = np.random.default_rng()
+  images = rng.uniform(size=(2, 12, 12, 1)).astype(np.float32)
+  maps = rng.normal(size=(2, 12, 12, 3)).astype(np.float32)
+  marks = rng.uniform(0, 11, (2, 3, 2))
+  fig = figures.maps_figure(images, maps, marks, "maps", max_maps=2)
+  image_axes = [a for a in fig.axes if a.get_images()]
+  assert len(fig.axes) == len(image_axes) + 2 * 2  # one colourbar per map
+  for fmt, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
+    path = figures.save_figure(fig, tmp_path / f"m.{fmt}")
+    assert open(path, "rb").read(5).startswith(magic)
+  path = figures.save_figure(fig, tmp_path / "m.png", dpi=50)
+  with Image.open(path) as img:
+    assert img.size == tuple(round(v) for v in fig.get_size_inches() * 50)
+  with pytest.raises(ValueError, match="--format='tiff'"):
+    figures.Output("tiff")
+  with pytest.raises(ValueError, match="not one of"):
+    figures.save_figure(fig, tmp_path / "m.tiff")
