@@ -104,6 +104,7 @@ def restore_run(workdir, step: int | None = None,
     config.data.data_dir = data_dir
   terms = steps.parse_costs(config.costs)
   info = input_pipeline.get_dataset_info(config.data)
+  config = input_pipeline.with_class_heads(config, info)  # '*': all
   heads = train.model_heads(config, info)
   model = models.create_model(config.model, info.num_landmarks, heads)
   settings = steps.StepSettings.from_config(config, model.landmark_cost)

@@ -5,7 +5,8 @@ What a run reads (the batch layout: docs/DESIGN.md, "Conventions"):
 * ``get_dataset_info(data_config)``: shapes and class counts of a dataset.
   Opening ``shapes`` or ``blocks`` that is not built yet builds it (a few
   seconds); a real dataset that is not built raises an error that gives the
-  ``python -m landmark_ssl.build_data`` command.
+  ``python -m landmark_ssl.build_data`` command. ``with_class_heads``
+  resolves ``class_heads = ('*',)`` (every class feature of the dataset).
 * ``select_labeled(data_config, seed)``: which train images keep their
   landmark labels. ``round(labeled_fraction * N_train)`` images (at least
   one), stratified over the joint value of all class features (largest
@@ -95,6 +96,8 @@ from landmark_ssl import build_data
 LABEL_SUBSET_FILE = "label_subset.json"
 # The feature of a dataset with a fixed labelled subset (module docstring).
 LABELED_FLAG = "has_landmarks"
+# config.data.class_heads entry meaning "every class feature of the dataset".
+ALL_CLASS_FEATURES = "*"
 DEFAULT_READ_THREADS = 2
 DEFAULT_PREFETCH_BATCHES = 4
 # Purposes of the random streams derived from a run seed.
@@ -183,6 +186,30 @@ def dataset_info(builder, name: str | None = None) -> DatasetInfo:
                    for k, v in builder.info.splits.items()},
       landmark_names=landmark_names(builder),
   )
+
+
+def with_class_heads(config: Any, info: DatasetInfo) -> Any:
+  """``config`` with ``data.class_heads`` ``('*',)`` (``ALL_CLASS_FEATURES``:
+  every class feature of the dataset, as ``experiments/custom.py`` sets
+  it) replaced by ``info``'s class features, sorted; a config that names
+  its heads is returned as it is.
+
+  Raises:
+    ValueError: the costs have a class term (``C``) but the dataset has no
+      class feature.
+  """
+  heads = tuple(config.data.class_heads)
+  if ALL_CLASS_FEATURES not in heads:
+    return config
+  resolved = config.copy_and_resolve_references()
+  resolved.data.class_heads = tuple(sorted(info.classes))
+  if not info.classes and "C" in str(config.costs).split("+"):
+    raise ValueError(
+        f"config.costs={config.costs!r} has a class term (C), but dataset "
+        f"{info.name!r} has no class feature: train with costs without C "
+        "(e.g. --config=experiments/custom.py:costs=L+T), or build the "
+        "dataset with class labels (build_data --classes=<file.csv>).")
+  return resolved
 
 
 def get_dataset_info(data_config: Any) -> DatasetInfo:

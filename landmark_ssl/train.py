@@ -979,6 +979,7 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
   wall = lambda run: run.wall_before + time.time() - segment_start
   try:
     info = input_pipeline.get_dataset_info(config.data)
+    config = input_pipeline.with_class_heads(config, info)  # '*': all
     for run in runs:
       # Loaded from the workdir when a previous segment of the run saved it.
       run.labeled = input_pipeline.labeled_subset(

@@ -38,3 +38,65 @@ def tiny_blocks_run(tmp_path_factory) -> TinyRun:
   workdir = tmp_path_factory.mktemp("tiny_blocks_run")
   assert train.train_and_evaluate(config, workdir)["status"] == "finished"
   return TinyRun(data_dir, workdir, time.time() - start)
+
+
+@dataclasses.dataclass(frozen=True)
+class CocoRun:
+  """A finished run of ``experiments/custom.py:quick`` on a dataset of your
+  own built from the coco_keypoints fixtures (``faces``, 32x32, K = 5, one
+  class feature ``lighting``, 3 unlabelled training examples), 4 steps.
+
+  Attributes:
+    data_dir: the TFDS data dir holding ``faces``.
+    workdir: the run.
+    config: its config (``data.name='faces'``).
+  """
+  data_dir: pathlib.Path
+  workdir: pathlib.Path
+  config: object
+
+
+COCO_FIXTURES = (pathlib.Path(__file__).resolve().parents[1] / "data_builders"
+                 / "coco_keypoints" / "dummy_data")
+
+
+def build_coco_fixture(data_dir, name="faces", image_size=32, **settings):
+  """Builds the coco_keypoints fixtures as the dataset of your own ``name``."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  from landmark_ssl import build_data  # pylint: disable=g-import-not-at-top
+  settings = dict(dict(validation_fraction=0.2, test_fraction=0.2,
+                       classes=str(COCO_FIXTURES / "classes.csv")), **settings)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the fixtures' bad records
+    return build_data.build_user_dataset(
+        name, str(COCO_FIXTURES), str(COCO_FIXTURES / "annotations.json"),
+        data_dir=str(data_dir), image_size=image_size, **settings)
+
+
+def coco_run_config(data_dir, arg="quick"):
+  """``experiments/custom.py:<arg>`` on ``faces``, shrunk to a few steps."""
+  from landmark_ssl import configs  # pylint: disable=g-import-not-at-top
+  experiment = configs.load_experiment(str(
+      pathlib.Path(__file__).resolve().parents[1] / "experiments" /
+      "custom.py"))
+  config = experiment.get_config(arg)
+  config.data.name = "faces"
+  config.data.data_dir = str(data_dir)
+  config.data.batch_size = 8
+  config.data.eval_batch_size = 8
+  config.train.max_epochs = 2.0  # 2 steps per epoch (12 train examples)
+  config.train.eval_every_epochs = 1.0
+  config.train.log_every_steps = 1
+  return config
+
+
+@pytest.fixture(scope="session")
+def coco_run(tmp_path_factory) -> CocoRun:
+  """Trains the run of :class:`CocoRun` once per test session."""
+  from landmark_ssl import train  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path_factory.mktemp("coco_tfds")
+  build_coco_fixture(data_dir)
+  config = coco_run_config(data_dir)
+  workdir = tmp_path_factory.mktemp("coco_run")
+  assert train.train_and_evaluate(config, workdir)["status"] == "finished"
+  return CocoRun(data_dir, workdir, config)

@@ -35,7 +35,8 @@ CHOICES = [(name, model, costs, quick) for name in NAMES
 
 def test_every_experiment_file_is_covered():
   files = {os.path.basename(p)[:-3] for p in glob.glob(path("*"))}
-  assert files == set(NAMES)
+  # custom.py (your own data) has no shapes of its own: custom_experiment_test.
+  assert files == set(NAMES) | {"custom"}
 
 
 def _build_model(exp, config):

@@ -53,6 +53,17 @@ def get_dataset_info(data_config):
   return DatasetInfo(data_config.name, (SIZE, SIZE, 1), K, {"label": 4}, dict(SPLITS))
 
 
+def with_class_heads(config, info):
+  """As the real pipeline's: ``class_heads = ('*',)`` is every class
+  feature (this module stands in for ``landmark_ssl.input_pipeline`` in
+  ``sys.modules`` under fake_main, so it cannot import the real one)."""
+  if "*" not in tuple(config.data.class_heads):
+    return config
+  resolved = config.copy_and_resolve_references()
+  resolved.data.class_heads = tuple(sorted(info.classes))
+  return resolved
+
+
 def select_labeled(data_config, seed):
   n = SPLITS[data_config.train_split]
   count = max(1, int(round(data_config.labeled_fraction * n)))
