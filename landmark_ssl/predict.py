@@ -2,7 +2,8 @@ r"""Landmarks of new images with a trained run.
 
   python -m landmark_ssl.predict --workdir=RUN --images=a.jpg,b.png --out=DIR \
       [--box=x0,y0,x1,y1 | --boxes=boxes.json | --boxes=boxes.csv] \
-      [--batch_size=32] [--step=N] [--data_dir=DIR] [more images ...]
+      [--batch_size=32] [--step=N] [--data_dir=DIR] [--format=coco] \
+      [more images ...]
 
 ``--images`` takes comma-separated files or folders (a folder stands for
 its ``.jpg``, ``.jpeg``, ``.png``, ``.bmp``, ``.gif``, ``.tif`` and ``.tiff``
@@ -49,7 +50,10 @@ Outputs in ``--out``:
 * ``landmarks.csv``: one row per image and landmark: ``file, landmark, name,
   x, y`` (``landmark`` 0-based; ``name`` empty without stored names);
 * ``overlays/<image stem>.png``: the original image with the landmarks (orange),
-  the box (dashed cyan) and the square the model saw (dotted yellow).
+  the box (dashed cyan) and the square the model saw (dotted yellow);
+* with ``--format=coco``, ``coco_keypoints.json``: COCO keypoints with the
+  image ids and file names of the run's dataset and a score per keypoint,
+  to load into an annotation tool (``coco_export``).
 
 An image that cannot be read (missing, not an image, corrupt) or whose box
 is invalid is reported (the message names the file) and skipped; the others
@@ -428,9 +432,11 @@ def write_outputs(result: dict, out_dir: str) -> None:
 def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
                 box: str | None = None, boxes_file: str | None = None,
                 batch_size: int = 32, step: int | None = None,
-                data_dir: str | None = None, overlays: bool = True) -> dict:
+                data_dir: str | None = None, overlays: bool = True,
+                output_format: str = "json") -> dict:
   """The CLI's work: checks the arguments, restores the run, predicts and
-  writes everything. Returns the ``landmarks.json`` content.
+  writes everything (``output_format='coco'``: also ``coco_keypoints.json``,
+  see ``coco_export``). Returns the ``landmarks.json`` content.
 
   Raises:
     ValueError: bad box or boxes file, both given, or no image.
@@ -450,6 +456,11 @@ def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
                          overlays)
   result["workdir"] = os.fspath(workdir)
   write_outputs(result, out_dir)
+  if output_format == "coco":
+    from landmark_ssl import coco_export  # pylint: disable=g-import-not-at-top
+    coco_export.write_coco(predictor, result, out_dir, lambda r: model_input(
+        read_image(r["file"], predictor.channels), np.asarray(r["crop"]),
+        predictor.size))
   return result
 
 
@@ -472,6 +483,10 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("data_dir", None, "TFDS data dir of the run's dataset "
                       "(default: its config.data.data_dir).",
                       flag_values=flag_values)
+  flags.DEFINE_enum("format", "json", ["json", "coco"], "coco: also write "
+                    "coco_keypoints.json (COCO keypoints with per-keypoint "
+                    "scores, for annotation tools; see coco_export).",
+                    flag_values=flag_values)
   flags.DEFINE_bool("overlays", True, "Write overlay PNGs.",
                     flag_values=flag_values)
   flags.mark_flags_as_required(["workdir", "out"], flag_values=flag_values)
@@ -488,7 +503,8 @@ def main(argv):
   try:
     result = run_predict(FLAGS.workdir, list(FLAGS.images) + list(argv[1:]),
                          FLAGS.out, FLAGS.box, FLAGS.boxes, FLAGS.batch_size,
-                         FLAGS.step, FLAGS.data_dir, FLAGS.overlays)
+                         FLAGS.step, FLAGS.data_dir, FLAGS.overlays,
+                         FLAGS.format)
   except (OSError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(EXIT_USAGE)
