@@ -13,10 +13,18 @@ Each checkpoint (``<workdir>/checkpoints/<step>/``) holds two items:
 
 Checkpoints saved at an evaluation carry the validation metrics (orbax
 ``metrics``, including ``selection``, the value early stopping watches).
-Preservation: ``LatestN(1)`` (to resume) or ``BestN(1)`` by ``selection``
-(to report) -- anything else is deleted. Ties of ``selection`` go to the
-later checkpoint (orbax's ``BestN`` order), and the loop's ``best_step``
-follows the same rule, so both always name the same step.
+Preservation: ``LatestN(2)`` (to resume: the latest, and the one before
+in case the latest is damaged) or ``BestN(1)`` by ``selection`` (to
+report) -- anything else is deleted. Ties of ``selection`` go to the later
+checkpoint (orbax's ``BestN`` order), and the loop's ``best_step`` follows
+the same rule, so both always name the same step.
+
+A checkpoint that does not restore (tensor files cut short, ``_METADATA``
+missing, an empty step folder) is skipped with a warning naming it: the run
+goes on from the newest one that restores (:func:`restore_latest`,
+:func:`restore_best`), and the damaged ones are deleted so that their steps
+can be saved again. Only if none restores is that an error
+(:class:`NoRestorableCheckpointError`, one line, with the fix).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import os
 
 from typing import Any
 
+from absl import logging
 from etils import epath
 import jax
 import orbax.checkpoint as ocp
@@ -61,7 +70,7 @@ def manager(workdir, selection_mode: str, read_only: bool = False
     raise ValueError(f"selection_mode must be 'min' or 'max', got {selection_mode!r}.")
   get_metric = lambda metrics: metrics[SELECTION_KEY]
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
-      ocp.checkpoint_managers.LatestN(n=1),
+      ocp.checkpoint_managers.LatestN(n=2),
       ocp.checkpoint_managers.BestN(
           get_metric_fn=get_metric, reverse=selection_mode == "min", n=1,
           keep_checkpoints_without_metrics=False),
@@ -106,3 +115,79 @@ def restore(mngr: ocp.CheckpointManager, step: int, state) -> tuple[Any, dict]:
       state=ocp.args.StandardRestore(abstract_like(state)),
       progress=ocp.args.JsonRestore()))
   return restored["state"], dict(restored["progress"])
+
+
+class NoRestorableCheckpointError(ValueError):
+  """None of a run's checkpoints restores."""
+
+
+def _reason(error: Exception) -> str:
+  """The first line of ``error``, shortened: why a checkpoint failed."""
+  lines = str(error).strip().splitlines() or [""]
+  text = f"{type(error).__name__}: {lines[0]}"
+  return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _restore_first(mngr: ocp.CheckpointManager, candidate, state, what: str
+                   ) -> tuple[int, Any, dict]:
+  """Restores the first step ``candidate(failed)`` gives (``failed``: the
+  steps tried so far; ``None``: no step left) that restores, then deletes the
+  ones that did not (an older one restored, so they, not the code, are
+  broken; their steps can then be saved again)."""
+  directory = epath.Path(mngr.directory)
+  failed = {}
+  while (step := candidate(set(failed))) is not None:
+    try:
+      restored_state, progress = restore(mngr, step, state)
+    except Exception as e:  # pylint: disable=broad-except
+      # Whatever orbax or tensorstore raise (ValueError, FileNotFoundError,
+      # KeyError, ...), the step is unusable: say which and go on.
+      logging.warning("The checkpoint %s does not restore (%s); trying the "
+                      "%s.", directory / str(step), _reason(e), what)
+      failed[step] = _reason(e)
+      continue
+    for bad in failed:
+      if bad in mngr.all_steps():
+        mngr.delete(bad)
+      logging.warning("Deleted the damaged checkpoint of step %d; the run "
+                      "goes on from the checkpoint of step %d.", bad, step)
+    return step, restored_state, progress
+  raise NoRestorableCheckpointError(
+      f"No checkpoint in {directory} restores (" +
+      "; ".join(f"step {s}: {r}" for s, r in failed.items()) + "). Delete "
+      f"{directory} to train the run again from step 0 (its config stays), "
+      "or pass --overwrite to replace the whole run.")
+
+
+def restore_latest(mngr: ocp.CheckpointManager, state
+                   ) -> tuple[int, Any, dict] | None:
+  """``(step, state, progress)`` of the newest checkpoint that restores
+  (see the module docstring); ``None`` if there is no checkpoint.
+
+  Raises:
+    NoRestorableCheckpointError: there are checkpoints, none restores.
+  """
+  if not mngr.all_steps():
+    return None
+  def newest(failed):
+    steps = [s for s in mngr.all_steps() if s not in failed]
+    return max(steps) if steps else None
+  return _restore_first(mngr, newest, state, "one before")
+
+
+def restore_best(mngr: ocp.CheckpointManager, state
+                 ) -> tuple[int, Any, dict]:
+  """``(step, state, progress)`` of the best checkpoint that restores (see
+  the module docstring), for a run whose state has restored before (so a
+  best that fails is damaged: it is deleted, and orbax names the next
+  best).
+
+  Raises:
+    NoRestorableCheckpointError: no evaluated checkpoint restores.
+  """
+  def best(failed):
+    for step in failed:
+      if step in mngr.all_steps():
+        mngr.delete(step)
+    return mngr.best_step()
+  return _restore_first(mngr, best, state, "next best")

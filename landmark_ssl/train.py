@@ -794,12 +794,12 @@ def _evaluate_best(program: _Program, state, runs: list[_Run], config,
   for run in runs:
     run_state = program.take(state, run.slot)
     if run.outcome is None:
-      run.best_step = run.mngr.best_step()
+      run.best_step, run_state, _ = checkpointing.restore_best(run.mngr,
+                                                               run_state)
       if run.best_step != run.progress["best_step"]:
         logging.warning("%sorbax's best step %s differs from the tracked best "
                         "step %s; using orbax's.", run.tag, run.best_step,
                         run.progress["best_step"])
-      run_state, _ = checkpointing.restore(run.mngr, run.best_step, run_state)
     best_states.append(run_state)  # a failed run's slot: anything of its shape
   state = program.stack(best_states)
   del best_states
@@ -1014,9 +1014,9 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
       state = init_state(init_key)
       run.mngr = checkpointing.manager(run.workdir, sched.selection_mode)
       run.progress = checkpointing.initial_progress()
-      if run.mngr.latest_step() is not None:
-        state, run.progress = checkpointing.restore(
-            run.mngr, run.mngr.latest_step(), state)
+      latest = checkpointing.restore_latest(run.mngr, state)
+      if latest is not None:
+        _, state, run.progress = latest
         logging.info("%sResuming from the checkpoint of step %d in %s.",
                      run.tag, int(state.step), run.workdir)
       run.step = int(jax.device_get(state.step))

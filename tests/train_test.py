@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import flax
 import jax
 import numpy as np
 import pytest
@@ -263,11 +264,11 @@ def test_reference_run_results(reference):
       results["metrics"]["test"]["landmark_error"])
   ced = json.loads((workdir / "ced_test.json").read_text())
   assert len(ced["errors_sorted"]) == 36
-  # Checkpoints: only the latest and the best survive.
+  # Checkpoints: only the latest, the one before and the best survive.
   steps_kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()
                       if p.name.isdigit())
-  assert steps_kept[-1] == 48 and results["best_step"] in steps_kept
-  assert len(steps_kept) <= 2
+  assert steps_kept[-2:] == [45, 48] and results["best_step"] in steps_kept
+  assert len(steps_kept) <= 3
   # It learned: the final validation error is far below the first evaluation's.
   evals = [e for e in _events(workdir) if e["event"] == "eval"]
   assert [e["step"] for e in evals] == [12, 24, 36, 48]
@@ -319,6 +320,129 @@ def test_sigterm_checkpoints_exits_75_and_resumes(reference, tmp_path):
   assert again.returncode == 0
   assert "already finished" in again.stderr
   assert (tmp_path / "results.json").read_text() == results_text
+
+
+def _damage_state(step_dir, how):
+  """Damages a checkpoint as a crash or a bad disk would."""
+  state = step_dir / "state"
+  if how == "truncated tensors":
+    for path in state.rglob("*"):
+      if path.is_file() and path.parent.name == "d":
+        with path.open("r+b") as f:
+          f.truncate(10)
+  elif how == "no _METADATA":
+    (state / "_METADATA").unlink()
+  elif how == "empty folder":
+    shutil.rmtree(step_dir)
+    step_dir.mkdir()
+
+
+@flax.struct.dataclass
+class _TinyState:
+  """A stand-in for steps.TrainState (a pytree node class, not a dict)."""
+  w: jax.Array
+  step: jax.Array
+
+
+def _tiny_checkpoints(workdir, steps, best):
+  """A checkpoint manager of ``workdir`` holding a small state at ``steps``
+  (evaluated ones where ``best`` gives their selection value)."""
+  mngr = checkpointing.manager(workdir, "min")
+  for step in steps:
+    state = _TinyState(jax.numpy.full((4, 3), float(step)),
+                       jax.numpy.asarray(step))
+    metrics = ({checkpointing.SELECTION_KEY: best[step]} if step in best
+               else None)
+    checkpointing.save(mngr, step, state, {"step": step}, metrics)
+  mngr.wait_until_finished()
+  return mngr
+
+
+@pytest.mark.parametrize("how", ["truncated tensors", "no _METADATA",
+                                 "empty folder"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(
+    how, tmp_path, caplog):
+  """Issue 24 item 4: the latest, the previous and the best checkpoints
+  are kept; a damaged latest is skipped with a warning naming it and
+  deleted (its step is saved again as the run goes on); if none restores:
+  one line naming the folder and the fix, and nothing deleted."""
+  mngr = _tiny_checkpoints(tmp_path, [2, 4, 6, 8], best={2: 0.5, 6: 0.9})
+  ckpt = tmp_path / "checkpoints"
+  assert mngr.all_steps() == [2, 6, 8]  # best, previous, latest
+  like = _TinyState(jax.numpy.zeros((4, 3)), jax.numpy.asarray(0))
+  _damage_state(ckpt / "8", how)
+  with caplog.at_level("WARNING"):
+    step, state, progress = checkpointing.restore_latest(mngr, like)
+  assert (step, progress) == (6, {"step": 6})
+  np.testing.assert_array_equal(state.w, np.full((4, 3), 6.0))
+  warnings = " ".join(r.getMessage() for r in caplog.records)
+  assert f"The checkpoint {ckpt / '8'} does not restore" in warnings
+  assert "Deleted the damaged checkpoint of step 8" in warnings
+  assert mngr.all_steps() == [2, 6]
+  # The best one is damaged too: the next best (here the only other) is used.
+  _damage_state(ckpt / "2", how)
+  assert checkpointing.restore_best(mngr, like)[0] == 6
+  # None restores: one line with the folder and the fix; nothing deleted.
+  _damage_state(ckpt / "6", how)
+  with pytest.raises(checkpointing.NoRestorableCheckpointError) as info:
+    checkpointing.restore_latest(mngr, like)
+  message = str(info.value)
+  assert "\n" not in message
+  assert message.startswith(f"No checkpoint in {ckpt} restores (step 6: ")
+  assert f"Delete {ckpt} to train the run again from step 0" in message
+  assert "--overwrite" in message
+  assert mngr.all_steps() == [6]
+  mngr.close()
+
+
+def test_a_run_resumes_exactly_past_a_damaged_checkpoint(fake, reference,
+                                                          tmp_path, caplog):
+  """Issue 24 item 4 end to end: an interrupted run whose latest checkpoint
+  is damaged goes on from the one before to the uninterrupted results."""
+  ref_dir, ref_results, _ = reference
+  kept = sorted(int(p.name) for p in (ref_dir / "checkpoints").iterdir())
+  assert kept[-2:] == [45, 48]  # the latest and the one before are kept
+  # The reference run, interrupted before its final evaluation, with its
+  # latest checkpoint damaged.
+  workdir = tmp_path / "run"
+  shutil.copytree(ref_dir, workdir)
+  for path in [workdir / "results.json", *workdir.glob("ced_*"),
+               *workdir.glob("predictions_*")]:
+    path.unlink()
+  _damage_state(workdir / "checkpoints" / "48", "truncated tensors")
+  with caplog.at_level("WARNING"):
+    got = train.train_and_evaluate(tiny_config.get_config(), workdir)
+  warnings = " ".join(r.getMessage() for r in caplog.records)
+  assert f"{workdir / 'checkpoints' / '48'} does not restore" in warnings
+  assert "goes on from the checkpoint of step 45" in warnings
+  assert got["metrics"] == ref_results["metrics"]  # exact: as if undamaged
+  assert got["steps"] == 48
+
+
+def test_log_lines_time_the_eta_after_the_first_step(fake, tmp_path, caplog):
+  """Issue 25 item 9: the first step (its compilation) is not in the ETA;
+  validation lines say a new best as such."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  config = tiny_config.get_config()
+  config.train.max_epochs = 2.0
+  config.train.eval_every_epochs = 1.0
+  config.train.log_every_steps = 1
+  config.train.checkpoint_every_steps = 0
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  try:
+    with caplog.at_level("INFO"):
+      assert train.train_and_evaluate(config, tmp_path)["status"] == "finished"
+  finally:
+    logging.set_verbosity(verbosity)
+  lines = [r.getMessage() for r in caplog.records]
+  steps = [l for l in lines if l.startswith("step ")]
+  assert len(steps) == 12
+  assert steps[0].startswith("step 1/12 ") and steps[0].endswith("ETA ?")
+  assert not any(l.endswith("ETA ?") for l in steps[1:])
+  validation = [l for l in lines if l.startswith("validation at step")]
+  assert validation[0].startswith("validation at step 6:")
+  assert validation[0].endswith("(new best landmark_error)")
 
 
 def test_nan_cost_stops_with_step_and_term(fake, tmp_path):
