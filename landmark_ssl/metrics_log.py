@@ -25,6 +25,7 @@ import json
 import logging as std_logging
 import math
 import os
+import sys
 
 from absl import logging
 from etils import epath
@@ -39,6 +40,49 @@ def format_duration(seconds: float) -> str:
     return "?"
   seconds = int(round(seconds))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def eta_seconds(step: int, total_steps: int, since_step: int | None,
+                since_time: float | None, now: float) -> float:
+  """Seconds left at ``step``, at the mean pace since ``(since_step,
+  since_time)``: the end of this process's first training step, so the
+  compilation it held is not counted (evaluations and checkpoints after it
+  are, as they recur); NaN (printed ``?``) before a step has been timed."""
+  if since_step is None or step <= since_step:
+    return math.nan
+  return (total_steps - step) * (now - since_time) / (step - since_step)
+
+
+def format_validation_line(step: int, values: dict, selection_name: str,
+                           progress: dict) -> str:
+  """The validation log line, after ``train.update_early_stopping`` gave
+  ``progress``: the metrics, then the early-stopping state. A value equal to
+  the best is said to be one (it does not count as an improvement, yet the
+  best checkpoint moves to it, the later of equals)."""
+  metrics = " ".join(f"{k} {v:.5g}" for k, v in values.items())
+  best, waiting = progress["best_value"], progress["evals_without_improvement"]
+  if waiting == 0:
+    state = f"new best {selection_name}"
+  elif progress["best_step"] == step:
+    state = (f"{selection_name} equals the best {best:.5g}: the best "
+             f"checkpoint moves to this step, but it is no improvement, "
+             f"{waiting} evaluations without one")
+  else:
+    state = (f"best {selection_name} {best:.5g} at step "
+             f"{progress['best_step']}; {waiting} evaluations without "
+             "improvement")
+  return f"validation at step {step}: {metrics} ({state})"
+
+
+def format_early_stop_line(step: int, selection_name: str, patience: int,
+                           progress: dict) -> str:
+  """The line of a run that stops early at ``step``."""
+  best, best_step = progress["best_value"], progress["best_step"]
+  where = (f"equalled at this step, whose checkpoint is kept"
+           if best_step == step else f"at step {best_step}")
+  return (f"Early stopping at step {step}: the validation {selection_name} "
+          f"did not improve on {best:.5g} in {patience} evaluations (the best "
+          f"{where}).")
 
 
 def format_train_line(step: int, total_steps: int, epoch: float, values: dict,
@@ -193,6 +237,14 @@ class _QuietLibraries(std_logging.Filter):
     return False
 
 
-def quiet_library_logs() -> None:
-  """Installs the filter above on absl's log handler (CLI entry points)."""
+def quiet_library_logs(stream=None) -> None:
+  """Installs the filter above on absl's log handler (CLI entry points), and
+  turns TFDS's progress bars (a dataset built on first use) off when
+  ``stream`` (default: stderr, where they go) is not a terminal: in a file,
+  such as a sweep's ``log.txt``, they are carriage returns and escape codes."""
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  stream = sys.stderr if stream is None else stream
+  isatty = getattr(stream, "isatty", None)
+  if not (isatty and isatty()):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    tfds.disable_progress_bar()

@@ -711,6 +711,7 @@ class _Run:
   window: list = dataclasses.field(default_factory=list)  # metrics to log
   last_time: float = 0.0
   last_step: int = 0
+  eta_from: tuple | None = None  # (step, time) after this process's first step
   outcome: dict | None = None  # results, or a failure
 
 
@@ -748,9 +749,11 @@ def _log_train(run: _Run, step: int, schedule: _Schedule, batch_size: int,
   rate = (step - run.last_step) / max(now - run.last_time, 1e-9)
   run.last_time, run.last_step, run.window = now, step, []
   images_per_s = rate * batch_size
+  since_step, since_time = run.eta_from or (None, None)
   logging.info("%s%s", run.tag, metrics_log.format_train_line(
       step, s.total_steps, step / s.steps_per_epoch, means, images_per_s,
-      (s.total_steps - step) / rate))
+      metrics_log.eta_seconds(step, s.total_steps, since_step, since_time,
+                              now)))
   run.log.write("train", step, means, epoch=step / s.steps_per_epoch,
                 images_per_s=images_per_s, wall_time_s=wall_s)
 
@@ -763,21 +766,16 @@ def _record_validation(run: _Run, step: int, val: dict, value: float,
   progress = update_early_stopping(run.progress, value, step, s.selection_mode,
                                    s.patience)
   run.progress = progress
-  logging.info(
-      "%svalidation at step %d: %s (best %s %.5g at step %d; %d evaluations "
-      "without improvement)", run.tag, step,
-      " ".join(f"{k} {v:.5g}" for k, v in val.items()), s.selection_name,
-      progress["best_value"], progress["best_step"],
-      progress["evals_without_improvement"])
+  logging.info("%s%s", run.tag, metrics_log.format_validation_line(
+      step, val, s.selection_name, progress))
   run.log.write(
       "eval", step, val, split="validation", epoch=step / s.steps_per_epoch,
       best_value=progress["best_value"], best_step=progress["best_step"],
       evals_without_improvement=progress["evals_without_improvement"])
   run.log.flush()
   if progress["stopped_early"]:
-    logging.info("%sEarly stopping at step %d: no improvement of the "
-                 "validation %s in %d evaluations.", run.tag, step,
-                 s.selection_name, s.patience)
+    logging.info("%s%s", run.tag, metrics_log.format_early_stop_line(
+        step, s.selection_name, s.patience, progress))
   return dict(val, **{checkpointing.SELECTION_KEY: value})
 
 
@@ -1078,6 +1076,8 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
         step += 1
         for run in stepped:
           run.step = step
+          if run.eta_from is None:  # its compilation is behind us
+            run.eta_from = (step, time.time())
         pending.append((step, metrics, active))
         is_eval = step % sched.eval_every == 0 or step == sched.total_steps
         is_ckpt = is_eval or (sched.ckpt_every > 0 and
