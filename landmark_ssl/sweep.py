@@ -4,7 +4,7 @@ as command lines for a cluster.
   python -m landmark_ssl.sweep --config=experiments/blocks.py --workdir=DIR \
       [--parallel=N] [--only=REGEX] [--seeds=0,1] [--quick] \
       [--override=data.data_dir=/data/tfds ...] [--grid=model.beta=0.1,1,3 ...] \
-      [--order=table|seed] [--vectorize_seeds] [--dry_run]
+      [--order=table|seed] [--vectorize_seeds] [--rerun_changed] [--dry_run]
 
 Each run of ``sweep()`` in the experiment file becomes one process
 
@@ -14,7 +14,11 @@ Each run of ``sweep()`` in the experiment file becomes one process
 with its output appended to ``DIR/<run name>/log.txt``; ``N`` run at a time.
 A run whose ``results.json`` says ``"status": "finished"`` is skipped; any
 other run is started again, and ``main`` resumes it from its last checkpoint,
-so an interrupted sweep is resumed by repeating the command. While a run is
+so an interrupted sweep is resumed by repeating the command. A run directory
+holding a run of another config than the command requests (its
+``config.json``, compared as ``main`` compares it: e.g. a changed
+``--override``) is reported with the differing keys and left alone, finished
+or not; ``--rerun_changed`` runs those again with ``main --overwrite``. While a run is
 in progress its directory holds a lock (``flock`` on ``sweep.lock``, held by
 the training process itself), so a second sweep, or a resumed one whose
 predecessor was killed without its runs, skips it instead of training it
@@ -60,8 +64,9 @@ per cell with its unfinished seeds). ``--quick`` trains the experiment's
 small variant; its runs are named ``<name>_quick`` so they never mix with
 full runs.
 
-Exit status: the number of failed runs (at most 125); 128 + signal number if
-the sweep was interrupted (its runs are stopped and resume next time).
+Exit status: the number of failed runs plus those left alone because their
+config changed (at most 125); 128 + signal number if the sweep was
+interrupted (its runs are stopped and resume next time).
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
 from landmark_ssl import configs
 
@@ -359,6 +365,7 @@ def make_jobs(runs: Sequence[Mapping], experiment_file: str, workdir: str,
 
 _SEED_ARG = "--config.seed="
 _WORKDIR_ARG = "--workdir="
+_OVERWRITE_ARG = "--overwrite"
 
 
 def _cell_key(job: Job) -> tuple | None:
@@ -435,6 +442,40 @@ def _try_lock(run_dir: str):
   return fd
 
 
+def requested_config(job: Job) -> dict:
+  """The config a single-run job's ``landmark_ssl.main`` command trains, as
+  ``main`` parses its ``--config`` and ``--config.<key>=`` flags and stores
+  it in the run's ``config.json``."""
+  args = ["main"] + [a for a in job.argv[3:] if a != _OVERWRITE_ARG]
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=args,
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "", flag_values=fv)
+  fv(args)
+  return json.loads(fv.config.to_json(sort_keys=True))
+
+
+def config_changes(job: Job) -> List[str]:
+  """The keys (``configs.config_differences``) in which the run of a
+  single-run ``job`` stored in its directory (``config.json``) differs from
+  the config its command requests; empty without a readable ``config.json``
+  (``main`` then names the problem) or a command that does not parse."""
+  try:
+    with open(os.path.join(job.run_dir, configs.CONFIG_FILE)) as f:
+      stored = json.load(f)
+  except (OSError, ValueError):
+    return []
+  if not isinstance(stored, dict):
+    return []
+  try:
+    requested = requested_config(job)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("%s: cannot compare with %s: %s", job.name,
+                    os.path.join(job.run_dir, configs.CONFIG_FILE), e)
+    return []
+  return configs.config_differences(stored, requested)
+
+
 def _log_header(log, text: str) -> None:
   stamp = datetime.datetime.now().isoformat(timespec="seconds")
   log.write(f"=== {stamp} {text}\n".encode())
@@ -443,8 +484,15 @@ def _log_header(log, text: str) -> None:
 
 def execute(jobs: Sequence[Job], parallel: int = 1,
             env: Mapping[str, str] | None = None,
-            poll_s: float = 0.2) -> Dict[str, List[str]]:
+            poll_s: float = 0.2,
+            rerun_changed: bool = False) -> Dict[str, List[str]]:
   """Runs ``jobs``, ``parallel`` at a time, skipping finished runs.
+
+  A run whose directory holds a run of another config than its command's
+  (``config.json``; finished or not: :func:`config_changes`) is neither
+  skipped as finished nor replaced: it is reported (the message names the
+  differing keys) and not run, unless ``rerun_changed``, which runs it with
+  ``--overwrite`` (``main`` then replaces that run).
 
   Each job's output is appended to ``run_dir/log.txt``. The lock on
   ``run_dir/sweep.lock`` is inherited by the job's process, so it is held
@@ -453,9 +501,10 @@ def execute(jobs: Sequence[Job], parallel: int = 1,
   neither finished nor locked elsewhere (:func:`vectorized_job`).
 
   Returns:
-    ``{"finished": [...], "failed": [...], "skipped": [...], "busy": [...]}``
-    run names: trained to the end now, exited non-zero or without a finished
-    ``results.json``, finished before, locked by another process.
+    ``{"finished": [...], "failed": [...], "skipped": [...], "busy": [...],
+    "changed": [...]}`` run names: trained to the end now, exited non-zero
+    or without a finished ``results.json``, finished before, locked by
+    another process, holding a run of another config (not run).
 
   Raises:
     _Interrupted: on SIGINT / SIGTERM, after stopping the running jobs.
@@ -466,7 +515,8 @@ def execute(jobs: Sequence[Job], parallel: int = 1,
   if parallel > 1:
     # Several JAX processes on one accelerator must not each grab most of it.
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  out = {"finished": [], "failed": [], "skipped": [], "busy": []}
+  out = {"finished": [], "failed": [], "skipped": [], "busy": [],
+         "changed": []}
   pending = list(jobs)
   running = {}  # Popen -> (job, lock fds, log file, start time)
   interrupted = []
@@ -489,9 +539,20 @@ def execute(jobs: Sequence[Job], parallel: int = 1,
         raise _Interrupted(interrupted[0])
       while pending and len(running) < parallel:
         job = pending.pop(0)
-        todo, fds = [], []
+        todo, fds, replaced = [], [], []
         for run in job.runs:
-          if run_status(run.run_dir) == "finished":
+          changes = config_changes(run)
+          if changes and not rerun_changed:
+            count("changed", run.name, logging.WARNING,
+                  "%s holds a run of another config than requested (%s); not "
+                  "run. Pass --rerun_changed to replace it, or use another "
+                  "--workdir.", os.path.join(run.run_dir, configs.CONFIG_FILE),
+                  "; ".join(changes))
+            continue
+          if changes:
+            logging.info("%s: config changed (%s); running it again with "
+                         "--overwrite.", run.name, "; ".join(changes))
+          elif run_status(run.run_dir) == "finished":
             count("skipped", run.name, logging.INFO, "finished before, skipped")
             continue
           os.makedirs(run.run_dir, exist_ok=True)
@@ -503,9 +564,13 @@ def execute(jobs: Sequence[Job], parallel: int = 1,
             continue
           todo.append(run)
           fds.append(fd)
+          if changes:
+            replaced.append(run)
         if not todo:
           continue
         job = vectorized_job(todo)
+        if replaced:  # main --overwrite resumes members of the same config
+          job = dataclasses.replace(job, argv=job.argv + (_OVERWRITE_ARG,))
         log = open(os.path.join(job.run_dir, LOG_FILE), "ab")
         _log_header(log, f"sweep starts: {job.command_line}")
         for run in todo[1:]:
@@ -614,6 +679,10 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_bool("dry_run", False, "Print one command per unfinished run "
                     "(with --vectorize_seeds: per cell) and exit.",
                     flag_values=flag_values)
+  flags.DEFINE_bool("rerun_changed", False, "Run again, replacing them "
+                    "(main --overwrite), the runs whose directory holds a "
+                    "run of another config than requested (by default they "
+                    "are reported and left alone).", flag_values=flag_values)
   flags.DEFINE_string("python", sys.executable, "Interpreter of the run "
                       "commands (e.g. 'python' for a cluster).",
                       flag_values=flag_values)
@@ -685,19 +754,25 @@ def main(argv):
   logging.info("%d runs of %s in %s (%d processes), %d processes at a time.",
                num_runs, FLAGS.config, FLAGS.workdir, len(jobs), FLAGS.parallel)
   try:
-    out = execute(jobs, FLAGS.parallel)
+    out = execute(jobs, FLAGS.parallel, rerun_changed=FLAGS.rerun_changed)
   except _Interrupted as e:
     logging.warning("Interrupted by signal %d; repeat the command to resume.",
                     e.signum)
     return 128 + e.signum
   logging.info("finished now: %d, finished before: %d, failed: %d, busy "
-               "elsewhere: %d.", len(out["finished"]), len(out["skipped"]),
-               len(out["failed"]), len(out["busy"]))
+               "elsewhere: %d, config changed (not run): %d.",
+               len(out["finished"]), len(out["skipped"]), len(out["failed"]),
+               len(out["busy"]), len(out["changed"]))
   if out["failed"]:
     logging.error("Failed runs (see their log.txt): %s", " ".join(out["failed"]))
   if out["busy"]:
     logging.warning("Runs locked by another process: %s", " ".join(out["busy"]))
-  return min(len(out["failed"]), MAX_EXIT_STATUS)
+  if out["changed"]:
+    logging.warning("Runs not run because their directory holds a run of "
+                    "another config (the differing keys are listed above; "
+                    "--rerun_changed replaces them): %s",
+                    " ".join(out["changed"]))
+  return min(len(out["failed"]) + len(out["changed"]), MAX_EXIT_STATUS)
 
 
 if __name__ == "__main__":

@@ -328,7 +328,7 @@ def test_execute_vectorized_cell(fake_main, tmp_path, monkeypatch):
   finally:
     os.close(fd)
   assert out == {"finished": ["run_s1"], "failed": ["run_s2"],
-                 "skipped": ["run_s0"], "busy": ["run_s3"]}
+                 "skipped": ["run_s0"], "busy": ["run_s3"], "changed": []}
   pids = [open(os.path.join(j.run_dir, "pids")).read().split()[0]
           for j in jobs[1:3]]
   assert pids[0] == pids[1]  # one process trained s1 and s2
@@ -365,7 +365,7 @@ def test_execute_skips_finished_counts_failures_and_logs(fake_main, tmp_path,
     json.dump({"status": "finished"}, f)
   out = sweep.execute(jobs, parallel=2, poll_s=0.05)
   assert out == {"finished": ["run_s1"], "failed": ["run_s2"],
-                 "skipped": ["run_s0"], "busy": []}
+                 "skipped": ["run_s0"], "busy": [], "changed": []}
   assert not os.path.exists(os.path.join(jobs[0].run_dir, "pids"))
   log = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
   assert "sweep starts: " + jobs[2].command_line in log
@@ -407,6 +407,91 @@ def test_a_locked_run_is_left_alone(fake_main, tmp_path):
     os.close(fd)
   assert out["busy"] == ["run_s0"] and out["finished"] == ["run_s1"]
   assert not os.path.exists(os.path.join(jobs[0].run_dir, "pids"))
+
+
+# A stand-in for `python -m landmark_ssl.main` that parses its command as
+# main does (config_flags), records it, and writes the run's config.json and
+# a finished results.json.
+FAKE_CONFIG_MAIN = textwrap.dedent(f"""\
+    #!{sys.executable}
+    import json, os, sys
+    from absl import flags
+    from ml_collections import config_flags
+    args = ["main"] + sys.argv[3:]  # after -m landmark_ssl.main
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=args,
+                                    lock_config=True)
+    flags.DEFINE_string("workdir", None, "", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "", flag_values=fv)
+    fv(args)
+    os.makedirs(fv.workdir, exist_ok=True)
+    with open(os.path.join(fv.workdir, "commands"), "a") as f:
+      f.write(" ".join(sys.argv[3:]) + "\\n")
+    config = json.loads(fv.config.to_json(sort_keys=True))
+    for name, value in (("config.json", config),
+                        ("results.json", {{"status": "finished",
+                                          "config": config}})):
+      with open(os.path.join(fv.workdir, name), "w") as f:
+        json.dump(value, f)
+    """)
+
+CONFIG_EXPERIMENT = textwrap.dedent("""\
+    import ml_collections
+
+    def get_config(arg=None):
+      return ml_collections.ConfigDict(
+          {"seed": 0, "data": {"name": "blocks"}, "train": {"max_epochs": 1.0}})
+
+    def sweep(seeds=(0, 1)):
+      return [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
+              for s in seeds]
+    """)
+
+
+def test_a_finished_run_of_another_config_is_reported_not_skipped(tmp_path):
+  """Issue 24 item 5: the same sweep with another --override does not call
+  the runs "finished before": it names them and the differing key, runs
+  nothing, and exits non-zero; --rerun_changed replaces them."""
+  fake = tmp_path / "fake_main"
+  fake.write_text(FAKE_CONFIG_MAIN)
+  fake.chmod(0o755)
+  experiment = tmp_path / "experiment.py"
+  experiment.write_text(CONFIG_EXPERIMENT)
+  workdir = tmp_path / "sweep"
+  cmd = [sys.executable, "-m", "landmark_ssl.sweep", f"--config={experiment}",
+         f"--workdir={workdir}", f"--python={fake}"]
+  run = lambda *extra: subprocess.run(cmd + list(extra), cwd=ROOT, env=ENV,
+                                      capture_output=True, text=True,
+                                      timeout=120)
+  first = run("--override=train.max_epochs=2")
+  assert first.returncode == 0, first.stderr
+  stored = {s: (workdir / f"run_s{s}" / "results.json").read_text()
+            for s in (0, 1)}
+  changed = run("--override=train.max_epochs=3")
+  assert changed.returncode == 2, changed.stderr
+  assert "finished before, skipped" not in changed.stderr
+  for s in (0, 1):
+    run_dir = workdir / f"run_s{s}"
+    assert (f"run_s{s}: {run_dir / 'config.json'} holds a run of another "
+            "config than requested (train.max_epochs: workdir has 2.0, given "
+            "3.0); not run. Pass --rerun_changed") in changed.stderr
+    assert len((run_dir / "commands").read_text().splitlines()) == 1
+    assert (run_dir / "results.json").read_text() == stored[s]
+  assert "config changed (not run): 2" in changed.stderr
+  # The same command as the first: finished before, skipped.
+  same = run("--override=train.max_epochs=2")
+  assert same.returncode == 0 and "finished before: 2" in same.stderr
+  # --rerun_changed: both run again, replaced (main --overwrite).
+  rerun = run("--override=train.max_epochs=3", "--rerun_changed")
+  assert rerun.returncode == 0, rerun.stderr
+  for s in (0, 1):
+    run_dir = workdir / f"run_s{s}"
+    last = (run_dir / "commands").read_text().splitlines()[-1].split()
+    assert last[-1] == "--overwrite" and "--config.train.max_epochs=3" in last
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["max_epochs"] == 3.0
+  again = run("--override=train.max_epochs=3")
+  assert again.returncode == 0 and "finished before: 2" in again.stderr
 
 
 FAKE_EXPERIMENT = textwrap.dedent("""\
