@@ -26,6 +26,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -36,6 +37,9 @@ from landmark_ssl import configs
 REPO = pathlib.Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 QUICK_RUN = "runs/quick"  # the quick start's --workdir
+# Programs of the system or a cluster, not of a Python package: the README
+# may run them without installing them.
+SYSTEM_PROGRAMS = {"sbatch": "SLURM", "srun": "SLURM", "gcloud": "Google Cloud"}
 
 
 # --------------------------------------------------------------------------
@@ -50,16 +54,18 @@ class Block:
 
 
 def code_blocks(text: str) -> list[Block]:
-  """The fenced code blocks of a markdown text."""
+  """The fenced code blocks of a markdown text (indented ones, as in list
+  items, included and dedented)."""
   blocks, lines = [], text.splitlines()
   i = 0
   while i < len(lines):
-    match = re.match(r"^```(\w*)\s*$", lines[i])
+    match = re.match(r"^\s*```(\w*)\s*$", lines[i])
     if match:
       end = i + 1
-      while end < len(lines) and not lines[end].startswith("```"):
+      while end < len(lines) and not lines[end].lstrip().startswith("```"):
         end += 1
-      blocks.append(Block(match[1], "\n".join(lines[i + 1:end]) + "\n", i + 1))
+      code = textwrap.dedent("\n".join(lines[i + 1:end]) + "\n")
+      blocks.append(Block(match[1], code, i + 1))
       i = end
     i += 1
   return blocks
@@ -96,7 +102,7 @@ def flag_value(token: str) -> str:
 
 def inline_spans(text: str) -> list[str]:
   """The inline code spans of the prose (fenced blocks left out)."""
-  prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+  prose = re.sub(r"^\s*```.*?^\s*```", "", text, flags=re.S | re.M)
   return re.findall(r"`([^`\n]+)`", prose)
 
 
@@ -114,6 +120,12 @@ def test_the_readme_has_what_this_test_reads():
   assert {c[2] for c in TOOL_COMMANDS} >= {
       "landmark_ssl.main", "landmark_ssl.sweep", "landmark_ssl.report",
       "landmark_ssl.evaluate", "landmark_ssl.predict"}
+
+
+def test_indented_blocks_are_read():
+  text = "- item\n\n  ```bash\n  python -m a.b --c=1\n  ```\n\n`--d` x\n"
+  assert code_blocks(text) == [Block("bash", "python -m a.b --c=1\n", 3)]
+  assert inline_spans(text) == ["--d"]
 
 
 def test_commands_parse_optional_parts_and_continuations():
@@ -352,7 +364,8 @@ def test_other_programs_come_from_an_extra_the_readme_installs():
         installed.update(match[1].split(","))
   provided = {Requirement(r).name: extra for extra in installed
               for r in extras.get(extra, [])}
-  programs = {c[0] for c in SHELL_COMMANDS if c[0] != "python"}
+  programs = {c[0] for c in SHELL_COMMANDS
+              if c[0] != "python" and c[0] not in SYSTEM_PROGRAMS}
   assert "tensorboard" in programs
   for program in programs:
     assert program in provided, (
