@@ -448,6 +448,18 @@ CONFIG_EXPERIMENT = textwrap.dedent("""\
     """)
 
 
+def test_parallel_below_one_is_refused_naming_the_flag(tmp_path):
+  """Issue 24 item 6: --parallel=0 is a flag error, before anything runs."""
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.sweep",
+       "--config=experiments/blocks.py", f"--workdir={tmp_path / 's'}",
+       "--parallel=0"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+      timeout=120)
+  assert out.returncode != 0
+  assert "flag --parallel=0: 0 is not a positive integer" in out.stderr
+  assert not (tmp_path / "s").exists()
+
+
 def test_a_finished_run_of_another_config_is_reported_not_skipped(tmp_path):
   """Issue 24 item 5: the same sweep with another --override does not call
   the runs "finished before": it names them and the differing key, runs
@@ -643,3 +655,27 @@ def test_estimate_of_the_remaining_compute_by_hand(tmp_path):
   assert sweep.run_key({"config_arg": "model=seq_mt,costs=L+T+C,quick"}) == (
       "seq_mt", "L+T+C")
   assert np.isnan(sweep.estimate_seconds(keys, {})[0])
+
+
+def test_slurm_array_template_runs_the_line_of_its_task(tmp_path):
+  """cluster/slurm_array.sh, run as SLURM would (array task id set), runs
+  exactly its line of a sweep --dry_run file, quoting intact; a task past
+  the end is one error naming the file and the --array to submit."""
+  script = os.path.join(ROOT, "cluster", "slurm_array.sh")
+  outs = [tmp_path / f"out {i}.txt" for i in range(3)]
+  lines = [shlex.join([sys.executable, "-c",
+                       "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
+                       str(out), f"task's arg {i}"]) for i, out in enumerate(outs)]
+  runs = tmp_path / "runs.txt"
+  runs.write_text("\n".join(lines) + "\n")
+  env = dict(os.environ, SLURM_ARRAY_TASK_ID="1")
+  proc = subprocess.run(["bash", script, str(runs)], env=env,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  assert outs[1].read_text() == "task's arg 1"
+  assert not outs[0].exists() and not outs[2].exists()
+  env["SLURM_ARRAY_TASK_ID"] = "3"
+  proc = subprocess.run(["bash", script, str(runs)], env=env,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2 and "--array=0-2" in proc.stderr
+  assert str(runs) in proc.stderr
