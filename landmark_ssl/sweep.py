@@ -648,7 +648,7 @@ def define_flags(flag_values=flags.FLAGS):
                       flag_values=flag_values)
   flags.DEFINE_string("workdir", None, "Sweep directory: one sub-directory "
                       "per run.", flag_values=flag_values)
-  flags.DEFINE_integer("parallel", 1, "Runs at a time.",
+  flags.DEFINE_integer("parallel", 1, "Runs at a time (>= 1).", lower_bound=1,
                        flag_values=flag_values)
   flags.DEFINE_string("only", None, "Regular expression: only runs whose "
                       "name matches, e.g. 'seq_mt_L\\+T\\+C_f0.05'.",

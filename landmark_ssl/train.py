@@ -165,6 +165,90 @@ def config_to_dict(config) -> dict:
 config_differences = configs.config_differences
 
 
+def config_errors(config) -> list[str]:
+  """What is wrong with the settings of ``config`` that no data is needed to
+  see, one message per key naming it and the fix (empty: nothing)."""
+  errors = []
+
+  def need(key: str, ok, rule: str) -> None:
+    node = config
+    for part in key.split("."):
+      node = node.get(part) if hasattr(node, "get") else None
+    try:
+      good = ok(node)
+    except (TypeError, ValueError):
+      good = False
+    if not good:
+      errors.append(f"config.{key}={node!r} {rule}; set --config.{key}=...")
+
+  need("seed", lambda v: int(v) == v and v >= 0,
+       "must be an integer >= 0 (every random draw derives from it)")
+  need("optim.learning_rate", lambda v: float(v) > 0 and math.isfinite(v),
+       "must be a finite number > 0")
+  need("optim.grad_clip_norm", lambda v: v is None or float(v) >= 0,
+       "must be >= 0 (0 = no clipping)")
+  need("optim.schedule", lambda v: v in (None, "constant", "cosine"),
+       "must be 'constant' or 'cosine'")
+  need("train.max_epochs", lambda v: float(v) > 0 and math.isfinite(v),
+       "must be > 0 (fractions allowed)")
+  need("train.eval_every_epochs", lambda v: float(v) > 0 and math.isfinite(v),
+       "must be > 0 (fractions allowed)")
+  need("train.patience", lambda v: int(v) == v and v >= 0,
+       "must be an integer >= 0 (0 = never stop early)")
+  need("train.log_every_steps", lambda v: int(v) == v and v >= 1,
+       "must be an integer >= 1")
+  need("train.checkpoint_every_steps", lambda v: int(v) == v and v >= 0,
+       "must be an integer >= 0 (0 = only at evaluations)")
+  need("data.batch_size", lambda v: int(v) == v and v >= 1,
+       "must be an integer >= 1")
+  need("data.eval_batch_size", lambda v: int(v) == v and v >= 1,
+       "must be an integer >= 1")
+  need("data.labeled_fraction", lambda v: 0 < float(v) <= 1,
+       "must be in (0, 1]")
+  need("data.test_splits", lambda v: isinstance(v, (tuple, list)) and all(
+      isinstance(x, str) and x for x in v),
+       "must be a tuple of split names, e.g. \"('test',)\"")
+  need("eval.normalizer", lambda v: v in evaluation.NORMALIZERS,
+       f"must be one of {list(evaluation.NORMALIZERS)}")
+  for key in ("data.data_dir", "data.manual_dir"):
+    need(key, lambda v: v is None or "://" in str(v) or not os.path.exists(
+        os.path.expanduser(str(v))) or os.path.isdir(os.path.expanduser(
+            str(v))), "is a file, not a directory: give a directory")
+  try:
+    steps.parse_costs(config.costs)
+  except ValueError as e:
+    errors.append(str(e))
+  return errors
+
+
+def data_errors(config, info) -> list[str]:
+  """What is wrong with the splits ``config`` names for the dataset of
+  ``info`` (``input_pipeline.DatasetInfo``), one message per split."""
+  sizes = dict(info.split_sizes)
+  named = [("data.train_split", config.data.train_split),
+           ("data.eval_split", config.data.eval_split)]
+  named += [("data.test_splits", split) for split in config.data.test_splits]
+  errors = []
+  for key, split in named:
+    if split not in sizes:
+      errors.append(
+          f"config.{key} names the split {split!r}, which dataset "
+          f"{info.name!r} does not have; its splits are {sorted(sizes)}: "
+          f"set --config.{key}=... to those.")
+    elif not sizes[split]:
+      errors.append(f"config.{key}: split {split!r} of dataset {info.name!r} "
+                    "is empty; rebuild the dataset or choose another split.")
+  return errors
+
+
+def _raise_errors(errors: list[str]) -> None:
+  """One ``ValueError`` listing ``errors`` (nothing was trained or written)."""
+  errors = list(dict.fromkeys(errors))
+  if errors:
+    raise ValueError("The run cannot start (nothing was trained or written):"
+                     "\n  " + "\n  ".join(errors))
+
+
 def selection_rule(terms: frozenset) -> tuple[str, str]:
   """``(metric, mode)`` watched by early stopping and best-checkpoint keeping."""
   return ("landmark_error", "min") if "L" in terms else ("accuracy", "max")
@@ -507,11 +591,12 @@ def inspect_workdir(config_dict: dict, workdir, overwrite: bool
 
 
 def prepare_workdir(config_dict: dict, workdir: epath.Path, overwrite: bool,
-                    is_main: bool) -> None:
-  """:func:`inspect_workdir`, then removes what it allows and saves the
-  config."""
+                    is_main: bool, remove: list | None = None) -> None:
+  """Removes what :func:`inspect_workdir` allows (or ``remove``, its answer
+  already given) and saves the config."""
   workdir = epath.Path(workdir)
-  remove = inspect_workdir(config_dict, workdir, overwrite)
+  if remove is None:
+    remove = inspect_workdir(config_dict, workdir, overwrite)
   if is_main:
     for path in remove:
       if path.is_dir():
@@ -931,6 +1016,7 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
   With ``raise_errors`` a non-finite cost raises; otherwise that run's
   outcome is a failure and the others continue.
   """
+  _raise_errors([e for c in configs for e in config_errors(c)])
   with contextlib.ExitStack() as locks:
     if jax.process_index() == 0:
       for workdir in workdirs:
@@ -945,17 +1031,15 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
   is_main = jax.process_index() == 0
   config = configs[0]  # every setting but the seed is shared
   terms = steps.parse_costs(config.costs)
-  if config.eval.normalizer not in evaluation.NORMALIZERS:
-    raise ValueError(f"config.eval.normalizer={config.eval.normalizer!r}; "
-                     f"choose one of {list(evaluation.NORMALIZERS)}.")
   outcomes: list = [None] * len(configs)
+  remove: list = [None] * len(configs)  # what each run replaces
   runs: list[_Run] = []
   for index, (run_config, workdir) in enumerate(zip(configs, workdirs)):
     workdir = epath.Path(workdir)
     config_dict = config_to_dict(run_config)
-    prepare_workdir(config_dict, workdir, overwrite, is_main)
     results_path = workdir / RESULTS_FILE
-    if results_path.exists():
+    remove[index] = inspect_workdir(config_dict, workdir, overwrite)
+    if not remove[index] and results_path.exists():
       try:
         results = read_json(results_path, "The run goes on from its latest "
                             "checkpoint and writes it again when it ends.")
@@ -973,24 +1057,31 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
   if not runs:
     return outcomes
 
+  # Everything the runs need (data, splits, heads, model, batch layout) is
+  # checked before their workdirs are written and the first step.
+  info = input_pipeline.get_dataset_info(config.data)
+  config = input_pipeline.with_class_heads(config, info)  # '*': all
+  _raise_errors(data_errors(config, info))
+  heads = model_heads(config, info)
+  model = models.create_model(config.model, info.num_landmarks, heads)
+  settings = steps.StepSettings.from_config(config, model.landmark_cost)
+  mesh = steps.make_mesh()
+  steps.check_batch_size(config.data.batch_size, mesh,
+                         "config.data.batch_size")
+  steps.check_batch_size(config.data.eval_batch_size, mesh,
+                         "config.data.eval_batch_size")
+  for run in runs:
+    prepare_workdir(run.config_dict, run.workdir, overwrite, is_main,
+                    remove=remove[run.index])
+
   segment_start = time.time()
   wall = lambda run: run.wall_before + time.time() - segment_start
   try:
-    info = input_pipeline.get_dataset_info(config.data)
-    config = input_pipeline.with_class_heads(config, info)  # '*': all
     for run in runs:
       # Loaded from the workdir when a previous segment of the run saved it.
       run.labeled = input_pipeline.labeled_subset(
           run.config.data, run.config.seed, run.workdir, write=is_main)
 
-    heads = model_heads(config, info)
-    model = models.create_model(config.model, info.num_landmarks, heads)
-    settings = steps.StepSettings.from_config(config, model.landmark_cost)
-    mesh = steps.make_mesh()
-    steps.check_batch_size(config.data.batch_size, mesh,
-                           "config.data.batch_size")
-    steps.check_batch_size(config.data.eval_batch_size, mesh,
-                           "config.data.eval_batch_size")
     # Costs that read nothing of an unlabelled image (L alone) train on the
     # labelled rows of each batch only: the same mean over the same images,
     # without running the model on the B - n_lab rows it would discard.

@@ -603,6 +603,57 @@ def test_one_process_at_a_time_per_workdir(fake, tmp_path, monkeypatch):
     pass
 
 
+def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
+  """Issue 24 item 6: bad settings, splits and paths are refused before the
+  workdir is written and before the first step, naming each key and the
+  fix; a workdir with checkpoints but no config.json is refused."""
+  data_file = tmp_path / "tfds_file"
+  data_file.write_text("not a directory")
+  config = tiny_config.get_config()
+  config.optim.learning_rate = -0.01
+  config.train.max_epochs = 0.0
+  config.seed = -1
+  config.data.data_dir = str(data_file)
+  with pytest.raises(ValueError) as info:
+    train.train_and_evaluate(config, tmp_path / "a")
+  message = str(info.value)
+  assert message.startswith("The run cannot start (nothing was trained or "
+                            "written):")
+  for line in (
+      "config.optim.learning_rate=-0.01 must be a finite number > 0; set "
+      "--config.optim.learning_rate=...",
+      "config.train.max_epochs=0.0 must be > 0 (fractions allowed); set "
+      "--config.train.max_epochs=...",
+      "config.seed=-1 must be an integer >= 0",
+      f"config.data.data_dir={str(data_file)!r} is a file, not a directory"):
+    assert line in message, line
+  assert not (tmp_path / "a").exists()
+  # A split the dataset lacks: named with the dataset's splits, before the
+  # workdir's config or any checkpoint is written.
+  config = tiny_config.get_config()
+  config.data.test_splits = ("test", "nope")
+  with pytest.raises(ValueError) as info:
+    train.train_and_evaluate(config, tmp_path / "b")
+  assert ("config.data.test_splits names the split 'nope', which dataset "
+          "'fake' does not have; its splits are ['test', 'train', "
+          "'validation']") in str(info.value)
+  assert [p.name for p in (tmp_path / "b").iterdir()] == [train.LOCK_FILE]
+  # So the fixed command finds a new workdir, not another config's run.
+  assert train.inspect_workdir(train.config_to_dict(tiny_config.get_config()),
+                               tmp_path / "b", overwrite=False) == []
+  # Checkpoints without config.json: refused (no silent resume of settings
+  # nobody can check), nothing touched.
+  (tmp_path / "c" / "checkpoints" / "12").mkdir(parents=True)
+  (tmp_path / "c" / "checkpoints" / "12" / "x").write_text("x")
+  with pytest.raises(train.ForeignFilesError) as info:
+    train.train_and_evaluate(tiny_config.get_config(), tmp_path / "c")
+  assert (f"{tmp_path / 'c'} holds checkpoints but no config.json"
+          in str(info.value))
+  assert "--overwrite" in str(info.value)
+  assert (tmp_path / "c" / "checkpoints" / "12" / "x").exists()
+  assert not (tmp_path / "c" / "config.json").exists()
+
+
 def test_cli_errors_are_clear(tmp_path):
   typo = _run(tmp_path / "a", "--config.optim.learning_rat=0.1")
   assert typo.returncode == 2
