@@ -1,0 +1,130 @@
+"""landmark_ssl.suggest: the unlabelled training images ranked by ELT
+disagreement (recomputed here independently), the list, COCO ids, overlay
+sheet, the random baseline and the next round's workdir."""
+
+import csv
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from landmark_ssl import elt_disagreement
+from landmark_ssl import evaluate
+from landmark_ssl import input_pipeline
+from landmark_ssl import suggest
+from landmark_ssl import train
+
+
+def test_candidates_scores_and_order():
+  rng = np.random.default_rng()
+  n = int(rng.integers(10, 200))
+  labeled = np.sort(rng.choice(n, int(rng.integers(1, n)), replace=False))
+  flagged = rng.random(n) < 0.3
+  got = suggest.candidates(n, labeled)
+  assert set(got) == set(range(n)) - set(labeled)
+  got = suggest.candidates(n, labeled, flagged)
+  assert set(got) == set(range(n)) - set(labeled) - set(np.flatnonzero(flagged))
+  d = rng.uniform(0, 5, (n, 4))
+  norm = rng.uniform(0.5, 2, n)
+  np.testing.assert_allclose(suggest.image_scores(d, norm),
+                             d.mean(1) / norm)
+  scores = rng.integers(0, 5, n).astype(float)  # ties
+  order = suggest.top(scores, n)
+  assert sorted(order) == list(range(n))
+  for a, b in zip(order[:-1], order[1:]):
+    assert scores[a] > scores[b] or (scores[a] == scores[b] and a < b)
+  assert suggest.unique_in_order([3, 1, 3, 2, 1]) == [3, 1, 2]
+
+
+def _recomputed_scores(workdir, transforms):
+  """Every candidate's score, with the run's model applied directly."""
+  run = evaluate.restore_run(workdir)
+  builder = input_pipeline.open_dataset(run.config.data)
+  source = builder.as_data_source(split="train")
+  flags_ = input_pipeline.read_labeled_flags(source)
+  labeled = input_pipeline.load_labeled(workdir)
+  pool = [i for i in range(len(source))
+          if i not in set(labeled) and not flags_[i]]
+  apply = jax.jit(lambda x: run.state.apply_fn(
+      {"params": run.state.params}, x, train=False)["landmarks"])
+  fn = lambda x: np.asarray(apply(np.asarray(x, np.float32)))
+  images = np.stack([source[i]["image"] for i in pool]) / np.float32(255)
+  norm = np.array([source[i]["normalizer"] for i in pool])
+  d = elt_disagreement.keypoint_disagreement(fn, images, transforms)
+  return dict(zip(pool, d.mean(1) / norm))
+
+
+def test_suggest_on_a_dataset_of_your_own(coco_run, tmp_path):
+  out = tmp_path / "out"
+  result = suggest.run_suggest(str(coco_run.workdir), 2, str(out),
+                               num_transforms=3, seed=5, sheet=2,
+                               batch_size=8)
+  rows = list(csv.DictReader(open(out / suggest.CSV_FILE)))
+  assert [int(r["rank"]) for r in rows] == [1, 2]
+  transforms = elt_disagreement.draw_transforms(
+      5, 3, elt_disagreement.ranges_of(coco_run.config), (32, 32))
+  want = _recomputed_scores(coco_run.workdir, transforms)
+  assert result["candidates"] == len(want) == 3
+  best = sorted(want, key=lambda i: (-want[i], i))[:2]
+  assert [int(r["index"]) for r in rows] == best == result["indices"]
+  for r in rows:
+    assert float(r["score"]) == pytest.approx(want[int(r["index"])],
+                                              rel=1e-3, abs=1e-6)
+  source = input_pipeline.open_dataset(coco_run.config.data).as_data_source(
+      split="train")
+  ids = [int(source[i]["image_id"]) for i in best]
+  assert [int(r["image_id"]) for r in rows] == ids
+  text = (out / suggest.IDS_FILE).read_text().split()
+  assert [int(t) for t in text] == suggest.unique_in_order(ids)
+  assert set(ids) <= {12, 14, 15}  # the fixtures' unlabelled images
+  with Image.open(out / suggest.SHEET_FILE) as sheet:
+    assert sheet.size[0] > 100
+  assert json.loads((out / suggest.JSON_FILE).read_text())["image_ids"] == (
+      suggest.unique_in_order(ids))
+  # No simulated round on data whose suggested labels do not exist yet.
+  with pytest.raises(ValueError, match="have no labels yet"):
+    suggest.run_suggest(str(coco_run.workdir), 2, str(tmp_path / "o2"),
+                        next_workdir=str(tmp_path / "next"), batch_size=8)
+  assert not (tmp_path / "next").exists()
+
+
+def test_random_baseline_and_the_next_round_on_blocks(tiny_blocks_run,
+                                                      tmp_path):
+  workdir = str(tiny_blocks_run.workdir)
+  seed = int(np.random.default_rng().integers(1000))
+  nxt = tmp_path / "round1"
+  result = suggest.run_suggest(workdir, 7, str(tmp_path / "out"),
+                               rank_by="random", seed=seed,
+                               next_workdir=str(nxt), batch_size=8)
+  labeled = input_pipeline.load_labeled(workdir)
+  chosen = np.asarray(result["indices"])
+  assert len(chosen) == 7 and not set(chosen) & set(labeled)
+  assert result["image_ids"] is None
+  assert not (tmp_path / "out" / suggest.IDS_FILE).exists()
+  assert (nxt / "config.json").read_text() == open(
+      os.path.join(workdir, "config.json")).read()
+  config = evaluate.read_config(workdir)
+  config.data.data_dir = str(tiny_blocks_run.data_dir)
+  subset = input_pipeline.labeled_subset(config.data, config.seed, nxt)
+  np.testing.assert_array_equal(subset, np.union1d(labeled, chosen))
+  # main with the run's own command takes the folder as that run, fresh.
+  assert train.inspect_workdir(
+      json.loads((nxt / "config.json").read_text()), nxt, False) == []
+  again = suggest.run_suggest(workdir, 7, str(tmp_path / "out2"),
+                              rank_by="random", seed=seed, batch_size=8)
+  assert again["indices"] == result["indices"]
+  with pytest.raises(ValueError, match="not empty"):
+    suggest.run_suggest(workdir, 7, str(tmp_path / "out3"), rank_by="random",
+                        next_workdir=str(nxt), batch_size=8)
+
+
+def test_bad_arguments(tmp_path, tiny_blocks_run):
+  with pytest.raises(ValueError, match="--n=0"):
+    suggest.run_suggest(str(tiny_blocks_run.workdir), 0)
+  with pytest.raises(ValueError, match="--rank='best'"):
+    suggest.run_suggest(str(tiny_blocks_run.workdir), 3, rank_by="best")
+  with pytest.raises(ValueError, match="no label_subset.json"):
+    suggest.run_suggest(str(tmp_path), 3)
