@@ -3,7 +3,7 @@ r"""Landmarks of new images with a trained run.
   python -m landmark_ssl.predict --workdir=RUN --images=a.jpg,b.png --out=DIR \
       [--box=x0,y0,x1,y1 | --boxes=boxes.json | --boxes=boxes.csv] \
       [--batch_size=32] [--step=N] [--data_dir=DIR] [--format=coco] \
-      [more images ...]
+      [--max_pixels=N] [more images ...]
 
 ``--images`` takes comma-separated files or folders (a folder stands for
 its ``.jpg``, ``.jpeg``, ``.png``, ``.bmp``, ``.gif``, ``.tif`` and ``.tiff``
@@ -55,9 +55,13 @@ Outputs in ``--out``:
   image ids and file names of the run's dataset and a score per keypoint,
   to load into an annotation tool (``coco_export``).
 
-An image that cannot be read (missing, not an image, corrupt) or whose box
-is invalid is reported (the message names the file) and skipped; the others
-are processed. Exit status: 0 all images done, 1 some failed, 2 nothing
+An image that cannot be read (missing, not an image, corrupt, or over
+``--max_pixels`` pixels: a decompression bomb is refused before it is
+decoded) or whose box is invalid or lies entirely outside it is reported
+(the message names the file) and skipped; the others are processed. A box
+that reaches outside its image is warned about (the crop is padded with
+black there). Grey images of 16 bits (PNG, TIFF) are scaled to 8 bits
+(65535 -> 255), not clipped. Exit status: 0 all images done, 1 some failed, 2 nothing
 could run (no checkpoint in ``--workdir``, bad flags or boxes file).
 
 The run's dataset must be available at its ``config.data.data_dir`` (or
@@ -83,6 +87,8 @@ from PIL import Image
 from data_builders import crop as crop_lib
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff")
+# Larger images are refused unread (--max_pixels): PIL's own limit.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 JSON_FILE = "landmarks.json"
 CSV_FILE = "landmarks.csv"
 OVERLAY_DIR = "overlays"
@@ -118,8 +124,10 @@ def parse_box(text: str | Sequence[float], where: str = "--box") -> Box:
 def read_boxes(path: str) -> dict[str, Box]:
   """Boxes per image from a JSON or CSV file.
 
-  JSON: ``{"<image path or file name>": [x0, y0, x1, y1], ...}``. CSV: a
-  header ``file,x0,y0,x1,y1`` and one row per image.
+  JSON: ``{"<image path or file name>": [x0, y0, x1, y1], ...}``, or a
+  COCO keypoints file (each image's first ``bbox``, by ``file_name`` and
+  base name: ``coco_export.boxes_of``). CSV: a header ``file,x0,y0,x1,y1``
+  and one row per image.
 
   Raises:
     ValueError: naming the file and what is wrong.
@@ -135,6 +143,9 @@ def read_boxes(path: str) -> dict[str, Box]:
       data = json.loads(text)
     except ValueError as e:
       raise ValueError(f"--boxes={path} is not valid JSON ({e}).") from None
+    if isinstance(data, dict) and {"images", "annotations"} <= set(data):
+      from landmark_ssl import coco_export  # pylint: disable=g-import-not-at-top
+      return coco_export.boxes_of(data)
     if not isinstance(data, dict):
       raise ValueError(f"--boxes={path}: expected a JSON object "
                        '{"image.jpg": [x0, y0, x1, y1], ...}.')
@@ -205,39 +216,109 @@ def softmax(logits: np.ndarray) -> np.ndarray:
   return z / z.sum(axis=-1, keepdims=True)
 
 
-def load_image(path: str) -> Image.Image:
-  """The decoded image file (PIL).
+def load_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS
+               ) -> Image.Image:
+  """The decoded image file (PIL), with more than 8 bits per grey value
+  scaled to 8 bits (:func:`to_8_bit`).
+
+  Args:
+    path: the image file.
+    max_pixels: larger images are refused before they are decoded (a
+      decompression bomb: a small file that decodes to gigabytes).
 
   Raises:
-    ImageError: naming the file (missing, unreadable, not an image).
+    ImageError: naming the file (missing, unreadable, not an image, over
+      ``max_pixels``).
   """
+  limit = Image.MAX_IMAGE_PIXELS
   try:
+    # max_pixels replaces PIL's own limit (which raises above twice its
+    # value, before the size can be reported).
+    Image.MAX_IMAGE_PIXELS = None
     with Image.open(path) as img:
+      width, height = img.size
+      if width * height > max_pixels:
+        raise ImageError(
+            f"{path}: {width}x{height} = {width * height} pixels, over "
+            f"--max_pixels={max_pixels} (a decompression bomb, or a very "
+            f"large photo); skipped. To read it, pass --max_pixels="
+            f"{width * height} (decoding needs about "
+            f"{width * height * 4 / 2**30:.1f} GiB of memory).")
       img.load()
-      return img.copy()
+      return to_8_bit(img.copy())
   except FileNotFoundError:
     raise ImageError(f"{path}: no such file.") from None
-  except (OSError, ValueError, SyntaxError) as e:
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    if isinstance(e, ImageError):
+      raise
     raise ImageError(f"{path}: cannot read the image ({e}); is it a "
                      "complete JPEG/PNG/... file?") from None
+  finally:
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+def to_8_bit(img: Image.Image) -> Image.Image:
+  """``img`` with 16-bit grey values (PIL ``I;16*``, or ``I`` as 16-bit
+  PNGs and TIFFs decode) scaled to 8 bits (``v / 257``: 65535 -> 255)
+  and float ones (``F``) in [0, 1] scaled by 255 (else clipped to
+  [0, 255]), as ``L``; any other mode as it is. PIL's own conversion would
+  clip them to black and white."""
+  if img.mode.startswith("I;16") or img.mode == "I":
+    scaled = np.asarray(img, np.float64) / 257.0
+  elif img.mode == "F":
+    values = np.asarray(img, np.float64)
+    finite = values[np.isfinite(values)]
+    scale = 255.0 if finite.size and 0 <= finite.min() and finite.max() <= 1 \
+        else 1.0
+    scaled = np.nan_to_num(values * scale)
+  else:
+    return img
+  return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8),
+                         "L")
 
 
 def model_array(img: Image.Image, channels: int) -> np.ndarray:
   """``(H, W)`` grey (PIL ``L``, as the builders convert) or ``(H, W, 3)``
   RGB uint8."""
-  return np.asarray(img.convert("L" if channels == 1 else "RGB"), np.uint8)
+  return np.asarray(to_8_bit(img).convert("L" if channels == 1 else "RGB"),
+                    np.uint8)
 
 
 def display_array(img: Image.Image) -> np.ndarray:
   """The image as it looks: grey files ``(H, W)``, others ``(H, W, 3)``
   RGB, uint8 (for overlays)."""
-  return np.asarray(img.convert("L" if img.mode in ("1", "L", "I", "I;16", "F")
-                                else "RGB"), np.uint8)
+  img = to_8_bit(img)
+  return np.asarray(img.convert("L" if img.mode in ("1", "L") else "RGB"),
+                    np.uint8)
 
 
-def read_image(path: str, channels: int) -> np.ndarray:
+def read_image(path: str, channels: int,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
   """:func:`model_array` of the file ``path`` (raises :class:`ImageError`)."""
-  return model_array(load_image(path), channels)
+  return model_array(load_image(path, max_pixels), channels)
+
+
+def box_problem(box: Box | None, width: int, height: int) -> str | None:
+  """What is wrong with ``box`` on a ``width x height`` image: ``None`` if
+  it lies within the image (pixel edges -0.5 .. size - 0.5), a warning if
+  it reaches outside (the crop pads with black there).
+
+  Raises:
+    ValueError: the box and the image do not overlap at all.
+  """
+  if box is None:
+    return None
+  x0, y0, x1, y1 = box
+  lo, hi_x, hi_y = -0.5, width - 0.5, height - 0.5
+  if x1 <= lo or y1 <= lo or x0 >= hi_x or y0 >= hi_y:
+    raise ValueError(
+        f"box {list(box)} lies entirely outside the {width}x{height} image "
+        f"(x in [-0.5, {hi_x}], y in [-0.5, {hi_y}]); check its "
+        "coordinates (original-image pixels, x0,y0,x1,y1).")
+  if x0 < lo or y0 < lo or x1 > hi_x or y1 > hi_y:
+    return (f"box {list(box)} reaches outside the {width}x{height} image; "
+            "the crop is padded with black there.")
+  return None
 
 
 def list_images(items: Sequence[str]) -> list[str]:
@@ -352,7 +433,8 @@ class Predictor:
 def predict_files(predictor: Predictor, paths: Sequence[str], out_dir: str,
                   boxes: Mapping[str, Box] | None = None,
                   default_box: Box | None = None,
-                  overlays: bool = True) -> dict:
+                  overlays: bool = True,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
   """Predicts every image of ``paths``, writes the outputs (module
   docstring) in ``out_dir`` and returns the ``landmarks.json`` content."""
   from landmark_ssl import figures  # pylint: disable=g-import-not-at-top
@@ -364,10 +446,16 @@ def predict_files(predictor: Predictor, paths: Sequence[str], out_dir: str,
     chunk, inputs = [], []
     for path, name in todo[start:start + predictor.batch_size]:
       try:
-        decoded = load_image(path)
+        decoded = load_image(path, max_pixels)
         image = model_array(decoded, predictor.channels)
         box = box_for(path, boxes) or default_box
         h, w = image.shape[:2]
+        try:
+          warning = box_problem(box, w, h)
+        except ValueError as e:
+          raise ImageError(f"{path}: {e}") from None
+        if warning:
+          logging.warning("%s: %s", path, warning)
         affine = input_affine(w, h, box, predictor.enlarge, predictor.size)
       except ImageError as e:
         errors.append({"file": path, "error": str(e)})
@@ -433,7 +521,8 @@ def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
                 box: str | None = None, boxes_file: str | None = None,
                 batch_size: int = 32, step: int | None = None,
                 data_dir: str | None = None, overlays: bool = True,
-                output_format: str = "json") -> dict:
+                output_format: str = "json",
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
   """The CLI's work: checks the arguments, restores the run, predicts and
   writes everything (``output_format='coco'``: also ``coco_keypoints.json``,
   see ``coco_export``). Returns the ``landmarks.json`` content.
@@ -453,13 +542,14 @@ def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
                      "folder), or image paths after the flags.")
   predictor = Predictor.load(workdir, step, data_dir, batch_size)
   result = predict_files(predictor, paths, out_dir, boxes, default_box,
-                         overlays)
+                         overlays, max_pixels)
   result["workdir"] = os.fspath(workdir)
   write_outputs(result, out_dir)
   if output_format == "coco":
     from landmark_ssl import coco_export  # pylint: disable=g-import-not-at-top
     coco_export.write_coco(predictor, result, out_dir, lambda r: model_input(
-        read_image(r["file"], predictor.channels), np.asarray(r["crop"]),
+        read_image(r["file"], predictor.channels, max_pixels),
+        np.asarray(r["crop"]),
         predictor.size))
   return result
 
@@ -489,6 +579,10 @@ def define_flags(flag_values=flags.FLAGS):
                     flag_values=flag_values)
   flags.DEFINE_bool("overlays", True, "Write overlay PNGs.",
                     flag_values=flag_values)
+  flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Images with more "
+                       "pixels (width x height) are skipped unread, naming "
+                       "them (decompression bombs).", lower_bound=1,
+                       flag_values=flag_values)
   flags.mark_flags_as_required(["workdir", "out"], flag_values=flag_values)
 
 
@@ -504,7 +598,7 @@ def main(argv):
     result = run_predict(FLAGS.workdir, list(FLAGS.images) + list(argv[1:]),
                          FLAGS.out, FLAGS.box, FLAGS.boxes, FLAGS.batch_size,
                          FLAGS.step, FLAGS.data_dir, FLAGS.overlays,
-                         FLAGS.format)
+                         FLAGS.format, FLAGS.max_pixels)
   except (OSError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(EXIT_USAGE)

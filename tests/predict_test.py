@@ -102,6 +102,93 @@ def test_unreadable_image_names_the_file(tmp_path):
   assert predict.read_image(str(tmp_path / "c.png"), 3).shape == (5, 7, 3)
 
 
+def _png_claiming(path, width, height):
+  """A PNG whose header claims ``width x height`` pixels (a decompression
+  bomb's header; its data is a 1x1 image's)."""
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+  Image.fromarray(np.zeros((1, 1), np.uint8)).save(path)
+  data = bytearray(path.read_bytes())
+  start = data.index(b"IHDR")
+  data[start + 4:start + 12] = struct.pack(">II", width, height)
+  crc = zlib.crc32(bytes(data[start:start + 17]))
+  data[start + 17:start + 21] = struct.pack(">I", crc)
+  path.write_bytes(bytes(data))
+
+
+class _StubPredictor:
+  """predict_files' view of a Predictor: a model that puts landmark 0 at
+  the input's centre (no checkpoint needed)."""
+  batch_size, channels, size, enlarge = 4, 1, 8, 1.0
+
+  class run:  # pylint: disable=invalid-name
+    step = 0
+
+    class config:  # pylint: disable=invalid-name
+      costs = "L"
+
+      class data:  # pylint: disable=invalid-name
+        name = "stub"
+
+      class model:  # pylint: disable=invalid-name
+        name = "stub"
+
+    class info:  # pylint: disable=invalid-name
+      landmark_names = ()
+
+  def predict(self, inputs):
+    return {"landmarks": np.full((len(inputs), 1, 2), 3.5), "logits": {}}
+
+  def classes(self, logits, i):
+    return {}
+
+
+def test_hostile_images_are_named_and_skipped(tmp_path, caplog):
+  """Issue 24 item 7: a decompression bomb is refused unread (naming it and
+  --max_pixels) while the good images are done; a 16-bit PNG is scaled, not
+  clipped; a box outside its image is refused, one reaching out warned."""
+  bomb = tmp_path / "bomb.png"
+  _png_claiming(bomb, 20000, 20000)
+  with pytest.raises(predict.ImageError) as info:
+    predict.load_image(str(bomb))
+  message = str(info.value)
+  assert message.startswith(f"{bomb}: 20000x20000 = 400000000 pixels, over "
+                            f"--max_pixels={Image.MAX_IMAGE_PIXELS}")
+  assert "pass --max_pixels=400000000" in message
+  with pytest.raises(predict.ImageError, match="over --max_pixels=10 "):
+    predict.load_image(str(bomb), max_pixels=10)
+  # 16 bits: 65535 is white, 257 * v is v (PIL alone clips to 0 / 255).
+  values = np.arange(0, 65536, 257, dtype=np.uint16)[:256].reshape(16, 16)
+  Image.fromarray(values).save(tmp_path / "deep.png")
+  with Image.open(tmp_path / "deep.png") as img:
+    assert img.mode.startswith("I;16")
+  np.testing.assert_array_equal(
+      predict.read_image(str(tmp_path / "deep.png"), 1),
+      np.arange(256).reshape(16, 16))
+  assert predict.read_image(str(tmp_path / "deep.png"), 3).shape == (16, 16, 3)
+  # A whole call: the bomb and a box off the image are errors naming the
+  # file; a box reaching out is a warning; the good images are done.
+  for name in ("a.png", "b.png", "c.png"):
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / name)
+  boxes = {"b.png": (100, 100, 120, 110), "c.png": (20, 5, 40, 15)}
+  with caplog.at_level("WARNING"):
+    result = predict.predict_files(
+        _StubPredictor(), [str(tmp_path / n) for n in
+                           ("a.png", "bomb.png", "b.png", "c.png")],
+        str(tmp_path / "out"), boxes, overlays=False)
+  assert [os.path.basename(r["file"]) for r in result["images"]] == [
+      "a.png", "c.png"]
+  errors = {os.path.basename(e["file"]): e["error"] for e in result["errors"]}
+  assert "20000x20000" in errors["bomb.png"]
+  assert errors["b.png"] == (
+      f"{tmp_path / 'b.png'}: box [100, 100, 120, 110] lies entirely outside "
+      "the 30x20 image (x in [-0.5, 29.5], y in [-0.5, 19.5]); check its "
+      "coordinates (original-image pixels, x0,y0,x1,y1).")
+  warnings = " ".join(r.getMessage() for r in caplog.records)
+  assert (f"{tmp_path / 'c.png'}: box [20, 5, 40, 15] reaches outside the "
+          "30x20 image") in warnings
+
+
 def _stored_example(run_dir, position):
   pred = figures.read_predictions(os.path.join(run_dir, "predictions_test.npz"))
   config = json.loads((run_dir / "config.json").read_text())
