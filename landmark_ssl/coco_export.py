@@ -1,5 +1,7 @@
 """Predictions as a COCO keypoints file, to load into an annotation tool and
-correct (``python -m landmark_ssl.predict ... --format=coco``).
+correct (``python -m landmark_ssl.predict ... --format=coco``); and the
+boxes of a COCO file for ``predict --boxes=<file.json>`` (:func:`boxes_of`),
+so that predict crops each image as the ``coco_keypoints`` build did.
 
 ``coco_keypoints.json`` in predict's ``--out`` holds, for the predicted
 images:
@@ -86,6 +88,33 @@ def match_images(paths: Sequence[str],
     else:
       out.append((next_id, path))
       next_id += 1
+  return out
+
+
+def boxes_of(coco: Mapping) -> dict[str, tuple[float, float, float, float]]:
+  """``predict --boxes`` of a COCO keypoints file: each image's first
+  annotation's ``bbox`` ``[x, y, w, h]`` as the box ``(x, y, x + w, y + h)``
+  the builder cropped around, keyed by the image's ``file_name`` and, when
+  no other image has it, its base name. Images without a ``bbox`` get none
+  (predict then sees the whole image, as the builder did)."""
+  names = {im.get("id"): im.get("file_name") for im in coco.get("images", [])
+           if isinstance(im, Mapping)}
+  out: dict = {}
+  for ann in coco.get("annotations", []):
+    if not isinstance(ann, Mapping) or not ann.get("bbox"):
+      continue
+    name = names.get(ann.get("image_id"))
+    if not isinstance(name, str) or name in out:
+      continue
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    out[name] = (x, y, x + w, y + h)
+  bases: dict[str, list[str]] = {}
+  for name in names.values():
+    if isinstance(name, str):
+      bases.setdefault(os.path.basename(name), []).append(name)
+  for base, full in bases.items():
+    if len(full) == 1 and full[0] in out and base not in out:
+      out[base] = out[full[0]]
   return out
 
 

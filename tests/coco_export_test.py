@@ -177,3 +177,31 @@ def test_predict_writes_coco_the_builder_reads_back(coco_run, tmp_path):
   assert len(examples) == 4 and all(ex.visible.all() for ex in examples)
   for ex, record in zip(examples, result["images"]):
     np.testing.assert_allclose(ex.landmarks, record["landmarks"], atol=0.006)
+
+
+def test_boxes_of_a_coco_file_for_predict(tmp_path):
+  rng = np.random.default_rng()
+  names = ["a/p.png", "b/p.png", "c/q.jpg", "r.png", "s.png"]
+  images = [{"id": int(i), "file_name": n, "width": 90, "height": 80}
+            for i, n in zip(rng.permutation(100)[:5] + 1, names)]
+  annotations, want = [], {}
+  for k, im in enumerate(images[:4]):
+    for j in range(int(rng.integers(1, 3))):
+      x, y, w, h = (float(v) for v in rng.uniform(1, 40, 4))
+      annotations.append({"id": 10 * k + j, "image_id": im["id"],
+                          "category_id": 1, "bbox": [x, y, w, h]})
+      want.setdefault(im["file_name"], (x, y, x + w, y + h))
+  annotations.append({"id": 99, "image_id": images[4]["id"],
+                      "category_id": 1})  # no bbox: the whole image
+  coco = {"images": images, "annotations": annotations, "categories": []}
+  path = tmp_path / "ann.json"
+  path.write_text(json.dumps(coco))
+  boxes = predict.read_boxes(str(path))
+  assert boxes == coco_export.boxes_of(coco)
+  for name, box in want.items():
+    assert boxes[name] == pytest.approx(box)
+  assert boxes["q.jpg"] == pytest.approx(want["c/q.jpg"])  # unique base name
+  assert "p.png" not in boxes  # a/p.png and b/p.png: ambiguous
+  assert "s.png" not in boxes
+  assert predict.box_for("/data/c/q.jpg", boxes) == pytest.approx(
+      want["c/q.jpg"])

@@ -47,6 +47,7 @@ Unlabelled examples, never evaluated, store their box's diagonal.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -73,6 +74,19 @@ STORED_FIELDS = ("image_size", "enlarge", "annotations", "classes",
                  "normalizer", "validation_fraction", "test_fraction",
                  "split_seed", "num_landmarks", "landmark_names",
                  "class_features")
+
+
+class _CustomConfigFilter(logging.Filter):
+  """Drops TFDS's warning that a config is not one of ``BUILDER_CONFIGS``:
+  every config of this builder is made at build time (module docstring),
+  and the warning would repeat at every opening of the dataset."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.getMessage()).startswith(
+        "Using custom data configuration: CocoKeypointsConfig")
+
+
+logging.getLogger("absl").addFilter(_CustomConfigFilter())
 
 
 @dataclasses.dataclass(eq=False)
