@@ -78,6 +78,17 @@ _OVERWRITE = flags.DEFINE_bool(
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() first (one process "
     "per host; the cluster environment gives the coordinator).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0 of a multi-process "
+    "run (with --num_processes and --process_id; instead of --multihost "
+    "where JAX cannot detect the cluster, e.g. CPU machines).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes of a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0..num_processes-1.")
+_LOCAL_DEVICE_IDS = flags.DEFINE_list(
+    "local_device_ids", None, "Devices this process uses (default: all it "
+    "sees).")
 
 
 def _valid_keys(config, prefix: str = "config.") -> list[str]:
@@ -185,9 +196,13 @@ def main(argv):
     logging.error("Cannot read --config=%s: %s", config_flags.get_config_filename(
         flags.FLAGS["config"]), e)
     sys.exit(EXIT_USAGE)
-  if _MULTIHOST.value:
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize()
+  from landmark_ssl import distributed  # pylint: disable=g-import-not-at-top
+  try:
+    distributed.initialize(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+        [int(i) for i in _LOCAL_DEVICE_IDS.value or ()], _MULTIHOST.value)
+  except (distributed.DistributedSettingsError, ValueError) as e:
+    raise app.UsageError(str(e), EXIT_USAGE) from None
   from landmark_ssl import train  # pylint: disable=g-import-not-at-top
   try:
     if _SEEDS.value is None:
