@@ -81,7 +81,8 @@ def get_config(arg=None):
 
 def sweep(seeds=configs.SEEDS):
   """Seq-MT with each of L, L+T, L+C, L+T+C on all the labelled examples,
-  one run per seed (the C rows need a dataset with class features)."""
+  one run per seed (the C rows need a dataset with class features). The
+  dataset is the sweep's override: ``--override=data.name=<name>``."""
   return [{"name": configs.run_name("seq_mt", costs, 1.0, seed),
            "config_arg": f"model=seq_mt,costs={costs}",
            "overrides": {"seed": int(seed)}}
