@@ -33,6 +33,26 @@ from ml_collections import config_dict
 
 from landmark_ssl import paper_results
 
+# The cost terms a run may switch on (``config.costs``): L landmarks, C
+# classes, T ELT.
+VALID_COSTS = ("L", "L+C", "L+T", "L+T+C", "C")
+
+
+def cost_terms(costs: str) -> frozenset[str]:
+  """``'L+T+C'`` -> ``{'L', 'T', 'C'}``; rejects anything not in
+  :data:`VALID_COSTS`. The one place a costs string is read."""
+  if costs not in VALID_COSTS:
+    raise ValueError(f"config.costs={costs!r} is not one of {list(VALID_COSTS)} "
+                     "(L: landmarks, C: classes, T: ELT).")
+  return frozenset(costs.split("+"))
+
+
+def selection_rule(terms: frozenset) -> tuple[str, str]:
+  """``(metric, mode)`` watched by early stopping and best-checkpoint
+  keeping: the landmark error with landmark labels, else class accuracy."""
+  return ("landmark_error", "min") if "L" in terms else ("accuracy", "max")
+
+
 SEEDS = (0, 1, 2, 3, 4)  # the paper averages over five seeds (Table 1, fn. 5)
 # A run stores its config here, in its workdir (a rerun must match it).
 CONFIG_FILE = "config.json"

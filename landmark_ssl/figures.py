@@ -167,7 +167,7 @@ def run_label(config: Mapping) -> str:
   experiment = runs_lib.experiment_of(config["data"]["name"])
   row = paper_results.row_label(configs.row_model(config["model"]),
                                 config["costs"])
-  if "L" in config["costs"].split("+"):
+  if "L" in configs.cost_terms(config["costs"]):
     labels = f"{fraction_label(config['data']['labeled_fraction'])} landmark labels"
   else:
     labels = "no landmark labels"
@@ -777,7 +777,7 @@ def run_figures(run_dir: str, num_images: int = 8, maps: bool | None = None,
     col.draw(f"overlays_{split}.png", overlays)
 
   if maps is None:
-    maps = "L" not in config["costs"].split("+")
+    maps = "L" not in configs.cost_terms(config["costs"])
   if maps and splits:
     _maps_figures(col, run_dir, config, splits,
                   [f"maps_{s}.png" for s in splits], num_images, data_dir)
@@ -852,7 +852,7 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
           errs, f"{runs_lib.row_text(model, costs, settings)}, {seeds}"))
       x_max = max(x_max, float(np.quantile(np.concatenate(errs), 0.99)))
     if curves:
-      uses_labels = any("L" in c.split("+") for m, c in {
+      uses_labels = any("L" in configs.cost_terms(c) for m, c in {
           k[1:3] for k in cells if k[0] == experiment and k[3] == f})
       panels.append((f"{fraction_label(f)} landmark labels" if uses_labels
                      else "no landmark labels", curves))
@@ -889,7 +889,7 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
     rows.append((f"{label}\nseed {r.seed}",
                  p["pred_landmarks"][pos], p["errors"][pos]))
   # Rows trained without landmark labels (Shapes): the fraction means nothing.
-  uses_labels = any("L" in r.costs.split("+") for r, _ in chosen)
+  uses_labels = any("L" in configs.cost_terms(r.costs) for r, _ in chosen)
   labels = (f"{fraction_label(f)} landmark labels" if uses_labels
             else "no landmark labels")
   fig = overlay_grid(batch["image"], batch["landmarks"], batch["visible"], rows,
@@ -943,7 +943,7 @@ def sweep_figures(sweep_dir: str, num_images: int = 8,
                    fraction, grid_models, data_dir))
     # Shapes-like rows (no landmark labels): Fig. 4 of the lowest seed.
     no_l = sorted(k for k in cells if k[0] == experiment
-                  and "L" not in k[2].split("+"))
+                  and "L" not in configs.cost_terms(k[2]))
     if no_l and splits:
       r = cells[no_l[0]][0]
       _maps_figures(col, r.run_dir, configs_of[r.run_dir], splits,

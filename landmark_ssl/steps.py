@@ -63,21 +63,15 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from landmark_ssl import augment
+from landmark_ssl import configs
 from landmark_ssl import geometry
 from landmark_ssl import losses
 
 Array = jax.Array
 
-VALID_COSTS = ("L", "L+C", "L+T", "L+T+C", "C")
+VALID_COSTS = configs.VALID_COSTS
 ELT_ON = ("unlabeled", "all")
-
-
-def parse_costs(costs: str) -> frozenset[str]:
-  """``'L+T+C'`` -> ``{'L', 'T', 'C'}``; rejects anything not in ``VALID_COSTS``."""
-  if costs not in VALID_COSTS:
-    raise ValueError(f"config.costs={costs!r} is not one of {list(VALID_COSTS)} "
-                     "(L: landmarks, C: classes, T: ELT).")
-  return frozenset(costs.split("+"))
+parse_costs = configs.cost_terms  # ``'L+T+C'`` -> ``{'L', 'T', 'C'}``
 
 
 @dataclasses.dataclass(frozen=True)

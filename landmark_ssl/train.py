@@ -249,9 +249,7 @@ def _raise_errors(errors: list[str]) -> None:
                      "\n  " + "\n  ".join(errors))
 
 
-def selection_rule(terms: frozenset) -> tuple[str, str]:
-  """``(metric, mode)`` watched by early stopping and best-checkpoint keeping."""
-  return ("landmark_error", "min") if "L" in terms else ("accuracy", "max")
+selection_rule = configs.selection_rule
 
 
 def selection_value(metrics: Mapping[str, float], terms: frozenset) -> float:
