@@ -272,6 +272,20 @@ def make_quick(c: config_dict.ConfigDict) -> None:
   c.train.log_every_steps = 10
 
 
+def syntax_error_message(error: SyntaxError) -> str:
+  """A config or experiment file's syntax error as one message: the file,
+  line and column, the line itself, and the fix."""
+  where = f"{error.filename}, line {error.lineno}"
+  if error.offset:
+    where += f", column {error.offset}"
+  text = (error.text or "").rstrip("\n")
+  marker = ("\n    " + text + "\n    " + " " * max((error.offset or 1) - 1, 0)
+            + "^") if text.strip() else ""
+  return (f"{where}: {error.msg} (a Python syntax error in the config file)."
+          f"{marker}\nFix that line of {error.filename} and run the command "
+          "again.")
+
+
 def load_experiment(path: str) -> types.ModuleType:
   """Loads an experiment file (``experiments/blocks.py``) as a module, the
   way ``--config=<path>`` does: by path, whatever ``sys.path`` holds."""
@@ -282,7 +296,10 @@ def load_experiment(path: str) -> types.ModuleType:
   name = "experiment_" + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ValueError(syntax_error_message(e)) from None
   for attr in ("get_config", "sweep"):
     if not callable(getattr(module, attr, None)):
       raise ValueError(f"Experiment file {path!r} has no {attr}() function; "

@@ -89,6 +89,7 @@ import numpy as np
 
 from landmark_ssl import configs
 from landmark_ssl import evaluation
+from landmark_ssl import metrics_log
 from landmark_ssl import paper_results
 from landmark_ssl.analysis import figure_manifest
 from landmark_ssl.analysis import runs as runs_lib
@@ -500,27 +501,35 @@ def prediction_overlay(image: np.ndarray, landmarks: np.ndarray, title: str,
 
 
 def read_events(path: str | os.PathLike) -> list[dict]:
-  """The records of a ``metrics.jsonl``."""
-  out = []
-  with open(path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        out.append(json.loads(line))
-      except ValueError as e:
-        raise ValueError(f"{path}, line {number}: not JSON ({e}).") from None
-  return out
+  """The records of a ``metrics.jsonl`` (a line cut short by a crash is
+  skipped with a warning: ``metrics_log.read_events``)."""
+  return metrics_log.read_events(path)
+
+
+def _rewrite_advice(path: str | os.PathLike) -> str:
+  """How to get a good copy of the run file ``path`` back."""
+  name, run_dir = os.path.basename(path), os.path.dirname(os.fspath(path))
+  if name == "results.json":
+    return ("Run the run's python -m landmark_ssl.main command again (same "
+            "--config and --workdir): it goes on from its latest checkpoint "
+            "and writes results.json again.")
+  if name == configs.CONFIG_FILE:
+    return ('Restore it: a finished run\'s results.json holds a copy under '
+            '"config".')
+  if name.startswith("ced_"):
+    return (f"python -m landmark_ssl.evaluate --workdir={run_dir} writes it "
+            "again from the best checkpoint.")
+  return "Restore it from a copy."
 
 
 def read_json(path: str | os.PathLike) -> Any:
+  """A run's JSON file; a damaged one is an error naming it and the fix."""
   try:
     with open(path) as f:
       return json.load(f)
   except ValueError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}); rerun "
-                     "python -m landmark_ssl.evaluate on its run to rewrite "
-                     "it.") from None
+    raise ValueError(f"{path} is not valid JSON ({e}; cut short by a crash "
+                     f"or a full disk?). {_rewrite_advice(path)}") from None
 
 
 def read_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -82,10 +82,12 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import sys
 from typing import Any, Iterator, Mapping, Sequence
 
 from absl import logging
+from array_record.python import array_record_module
 from etils import epath
 import grain
 import numpy as np
@@ -224,7 +226,95 @@ def _source(builder, split: str, setting: str):
         f"Split {split!r} (config.data.{setting}) is not a split of dataset "
         f"{builder.name!r}; its splits are {splits}. Set "
         f"config.data.{setting} to one of them.")
-  return builder.as_data_source(split=split)
+  return _NamedSource(builder.as_data_source(split=split), builder, split)
+
+
+# --------------------------------------------------------------------------
+# damaged files
+
+
+class CorruptDatasetError(ValueError):
+  """A dataset file cannot be read: it is damaged on disk (the message
+  names it and how to rebuild the dataset)."""
+
+
+def _damaged(builder, split: str, path, error: Exception) -> str:
+  """The message of a damaged file ``path`` of ``split``: the file, the
+  reader's complaint, and how to rebuild the dataset."""
+  config = getattr(builder, "builder_config", None)
+  name = builder.name + (f"/{config.name}" if config is not None else "")
+  version_dir = epath.Path(builder.data_dir)
+  root = version_dir.parents[2 if config is not None else 1]
+  manual = ("" if builder.name in build_data.SYNTHETIC else
+            " --manual_dir=<the downloaded files>")
+  reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  return (f"{path} (split {split!r} of dataset {name!r}) is damaged: "
+          f"{reason[:200]}. Delete {version_dir} and build the dataset "
+          f"again: python -m landmark_ssl.build_data --dataset={name} "
+          f"--data_dir={root}{manual}")
+
+
+def _check_file(builder, split: str, path) -> None:
+  """Reads every record of one array_record file of ``split`` (raw bytes,
+  no decoding: every block's checksum is verified).
+
+  Raises:
+    CorruptDatasetError: naming the file and the fix.
+  """
+  try:
+    reader = array_record_module.ArrayRecordReader(os.fspath(path))
+    try:
+      n = reader.num_records()
+      for start in range(0, n, 256):
+        reader.read(list(range(start, min(n, start + 256))))
+    finally:
+      reader.close()
+  except (RuntimeError, OSError, ValueError) as e:
+    raise CorruptDatasetError(_damaged(builder, split, path, e)) from None
+
+
+def check_readable(data_config: Any, splits: Sequence[str]) -> None:
+  """Reads every file of ``splits`` of ``config.data.name`` end to end (a
+  few milliseconds per megabyte), so that a damaged file stops a run before
+  its first step rather than at its final evaluation.
+
+  Raises:
+    CorruptDatasetError: naming the first damaged file and how to rebuild.
+  """
+  builder = open_dataset(data_config)
+  for split in dict.fromkeys(splits):
+    for path in builder.info.splits[split].filepaths:
+      _check_file(builder, split, path)
+
+
+class _NamedSource:
+  """A split's data source whose read errors (array_record's "Corrupted
+  Riegeli/records file ... at byte N") name the damaged file and the fix."""
+
+  def __init__(self, source, builder, split: str):
+    self._source, self._builder, self._split = source, builder, split
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def _read(self, read, arg):
+    try:
+      return read(arg)
+    except RuntimeError as e:
+      files = self._builder.info.splits[self._split].filepaths
+      for path in files:  # which one
+        _check_file(self._builder, self._split, path)
+      raise CorruptDatasetError(_damaged(
+          self._builder, self._split, ", ".join(map(str, files)), e)) from None
+
+  def __getitem__(self, index):
+    return self._read(self._source.__getitem__, index)
+
+  def __getitems__(self, indices):
+    return self._read(self._source.__getitems__, indices)
+
+  def __getattr__(self, name):
+    return getattr(self._source, name)
 
 
 # --------------------------------------------------------------------------

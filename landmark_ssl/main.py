@@ -54,6 +54,7 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
+from landmark_ssl import configs
 from landmark_ssl import metrics_log
 
 EXIT_USAGE = 2
@@ -134,6 +135,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a readable error for a mistyped config key."""
   try:
     return flags.FLAGS(argv)
+  except SyntaxError as e:  # raised by the --config file itself
+    print(f"FATAL Flags parsing error: --config: "
+          f"{configs.syntax_error_message(e)}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
   except (AttributeError, KeyError) as e:
     message = explain_bad_override(argv) or f"bad --config override: {e}"
     print(f"FATAL Flags parsing error: {message}", file=sys.stderr)

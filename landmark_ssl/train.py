@@ -1060,6 +1060,9 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
   info = input_pipeline.get_dataset_info(config.data)
   config = input_pipeline.with_class_heads(config, info)  # '*': all
   _raise_errors(data_errors(config, info))
+  input_pipeline.check_readable(config.data, [
+      config.data.train_split, config.data.eval_split,
+      *config.data.test_splits])
   heads = model_heads(config, info)
   model = models.create_model(config.model, info.num_landmarks, heads)
   settings = steps.StepSettings.from_config(config, model.landmark_cost)

@@ -64,6 +64,14 @@ def with_class_heads(config, info):
   return resolved
 
 
+def check_readable(data_config, splits):
+  """In-memory data cannot be damaged; the splits must exist."""
+  del data_config
+  for split in splits:
+    if split not in SPLITS:
+      raise ValueError(f"no split {split!r} in the test fixture.")
+
+
 def select_labeled(data_config, seed):
   n = SPLITS[data_config.train_split]
   count = max(1, int(round(data_config.labeled_fraction * n)))

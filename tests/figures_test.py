@@ -413,3 +413,26 @@ def test_maps_have_colourbars_and_outputs_take_format_and_dpi(tmp_path):
     figures.Output("tiff")
   with pytest.raises(ValueError, match="not one of"):
     figures.save_figure(fig, tmp_path / "m.tiff")
+
+
+def test_damaged_run_files_name_the_fix_that_rewrites_them(tmp_path, caplog):
+  """Issue 24 item 8: a cut-short results.json is named with the command
+  that writes it again (main, not evaluate, which writes evaluation.json);
+  a metrics.jsonl cut short still gives its complete events."""
+  (tmp_path / "results.json").write_text('{"status": "finished", "met')
+  with pytest.raises(ValueError) as info:
+    figures.read_json(tmp_path / "results.json")
+  message = str(info.value)
+  assert message.startswith(f"{tmp_path / 'results.json'} is not valid JSON")
+  assert "python -m landmark_ssl.main command again" in message
+  assert "evaluate" not in message
+  (tmp_path / "ced_test.json").write_text("{")
+  with pytest.raises(ValueError,
+                     match=f"landmark_ssl.evaluate --workdir={tmp_path} "):
+    figures.read_json(tmp_path / "ced_test.json")
+  (tmp_path / "metrics.jsonl").write_text(
+      '{"event": "train", "step": 5, "loss": 1.0}\n{"event": "tra')
+  with caplog.at_level("WARNING"):
+    assert figures.read_events(tmp_path / "metrics.jsonl") == [
+        {"event": "train", "step": 5, "loss": 1.0}]
+  assert "an incomplete last line" in caplog.text

@@ -287,3 +287,40 @@ def test_labeled_only_with_everything_labelled_is_the_full_batch(data_dir):
   assert b.global_batch_size == 20
   for key in ("index", "mask", "has_landmarks"):
     np.testing.assert_array_equal(a.get_batch(4)[key], b.get_batch(4)[key])
+
+
+def test_a_damaged_shard_is_named_with_the_rebuild_command(data_dir, tmp_path):
+  """Issue 24 item 8: a damaged array_record file (a disk error) names the
+  file, its split and how to rebuild the dataset, whether found by the
+  check a run makes before its first step or by a read."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from landmark_ssl import train  # pylint: disable=g-import-not-at-top
+  import tiny_config  # pylint: disable=g-import-not-at-top
+  ip.get_dataset_info(_config(data_dir))  # builds it if no test did yet
+  shutil.copytree(data_dir, tmp_path / "tfds")
+  (shard,) = (tmp_path / "tfds").glob("blocks/small/*/blocks-test.array_record*")
+  damaged = bytearray(shard.read_bytes())
+  middle = len(damaged) // 3
+  damaged[middle:middle + 2000] = bytes(b ^ 0x5A for b in
+                                        damaged[middle:middle + 2000])
+  shard.write_bytes(bytes(damaged))
+  config = _config(str(tmp_path / "tfds"))
+  want = (f"{shard} (split 'test' of dataset 'blocks/small') is damaged: "
+          "Corrupted Riegeli/records file")
+  fix = (f"Delete {shard.parent} and build the dataset again: python -m "
+         f"landmark_ssl.build_data --dataset=blocks/small "
+         f"--data_dir={tmp_path / 'tfds'}")
+  with pytest.raises(ip.CorruptDatasetError) as info:
+    ip.check_readable(config, ["train", "validation", "test"])
+  assert str(info.value).startswith(want) and str(info.value).endswith(fix)
+  ip.check_readable(config, ["train", "validation"])  # the others are fine
+  with pytest.raises(ip.CorruptDatasetError) as info:
+    list(ip.eval_batches(config, "test"))
+  assert str(info.value).startswith(want) and fix in str(info.value)
+  # A run stops before its first step, its workdir unwritten.
+  run = tiny_config.get_config("blocks")
+  run.data.data_dir = str(tmp_path / "tfds")
+  with pytest.raises(ip.CorruptDatasetError, match="split 'test'"):
+    train.train_and_evaluate(run, tmp_path / "run")
+  assert not (tmp_path / "run" / "config.json").exists()
+  assert not (tmp_path / "run" / "checkpoints").exists()

@@ -675,6 +675,24 @@ def test_cli_errors_are_clear(tmp_path):
   assert fixed.returncode == 0, fixed.stderr[-3000:]
 
 
+def test_a_config_file_with_a_syntax_error_is_named(tmp_path):
+  """Issue 24 item 8: the file, line and fix, no traceback (main and the
+  experiment loader sweep uses)."""
+  bad = tmp_path / "bad_config.py"
+  bad.write_text("import ml_collections\ndef get_config(:\n  return 1\n")
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.main", f"--config={bad}",
+       f"--workdir={tmp_path / 'run'}"], capture_output=True, text=True,
+      timeout=240, cwd=REPO)
+  assert out.returncode == 2, out.stderr[-3000:]
+  assert f"{bad}, line 2, column 16: invalid syntax" in out.stderr
+  assert f"Fix that line of {bad}" in out.stderr
+  assert "Traceback" not in out.stderr
+  assert not (tmp_path / "run").exists()
+  with pytest.raises(ValueError, match=f"{bad}, line 2, column 16"):
+    configs.load_experiment(str(bad))
+
+
 def test_evaluate_reproduces_results(fake, reference, tmp_path):
   workdir, results, _ = reference
   out = evaluate.evaluate_run(workdir, write=False)
