@@ -8,8 +8,10 @@ Each checkpoint (``<workdir>/checkpoints/<step>/``) holds two items:
   freshly built state;
 * ``progress``: a small JSON dict with everything else the loop needs to
   continue exactly: early-stopping state (``best_value``, ``best_step``,
-  ``evals_without_improvement``, ``stopped_early``), ``num_evals`` and the
-  accumulated ``wall_time_s``.
+  ``evals_without_improvement``, ``stopped_early``), ``num_evals``, the
+  accumulated ``wall_time_s`` and ``log_window`` (the costs of each step
+  since the last log line, so that a resumed run logs the averages of an
+  uninterrupted one).
 
 Checkpoints saved at an evaluation carry the validation metrics (orbax
 ``metrics``, including ``selection``, the value early stopping watches).
@@ -53,7 +55,8 @@ def holds_only_unfinished_saves(directory) -> bool:
 def initial_progress() -> dict:
   """The ``progress`` item of a run that has not started."""
   return {"best_value": None, "best_step": None, "evals_without_improvement": 0,
-          "stopped_early": False, "num_evals": 0, "wall_time_s": 0.0}
+          "stopped_early": False, "num_evals": 0, "wall_time_s": 0.0,
+          "log_window": []}
 
 
 def manager(workdir, selection_mode: str, read_only: bool = False

@@ -39,13 +39,16 @@ Exit codes:
   4   another process is training in the workdir (it holds the workdir's
       ``run.lock`` for as long as it runs; the message names its pid and
       host): nothing was read or written;
-  75  stopped by SIGTERM after saving a checkpoint (EX_TEMPFAIL): run the
-      same command again to continue.
+  75  stopped by SIGTERM (EX_TEMPFAIL): in the training loop after saving
+      a checkpoint; during start-up (data, compilation) without training a
+      step (nothing new to save); run the same command again to continue.
+      (SIGTERM during the final evaluation lets it finish.)
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from absl import app
@@ -179,7 +182,18 @@ def seed_workdirs(seeds: list[str] | None, workdir: str | None,
   return seeds, [os.path.join(workdir, f"s{s}") for s in seeds]
 
 
+_SIGTERM_SEEN = []
+
+
+def _note_sigterm(signum, frame) -> None:
+  """SIGTERM before training (``train`` answers it from then on): noted,
+  and answered before the run starts."""
+  del frame
+  _SIGTERM_SEEN.append(signum)
+
+
 def main(argv):
+  signal.signal(signal.SIGTERM, _note_sigterm)
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   metrics_log.quiet_library_logs()
@@ -209,6 +223,10 @@ def main(argv):
   except (distributed.DistributedSettingsError, ValueError) as e:
     raise app.UsageError(str(e), EXIT_USAGE) from None
   from landmark_ssl import train  # pylint: disable=g-import-not-at-top
+  if _SIGTERM_SEEN:
+    logging.warning("Stopped by SIGTERM before the run started: nothing to "
+                    "save. Run the same command again to continue.")
+    sys.exit(EXIT_PREEMPTED)
   try:
     if _SEEDS.value is None:
       outcomes = [train.train_and_evaluate(config, _WORKDIR.value,

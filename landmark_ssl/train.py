@@ -50,9 +50,13 @@ heads (higher is better).
 Resuming: everything random derives from ``(seed, step)``, the loader is
 step-indexed and the early-stopping state is checkpointed, so a run killed at
 any moment and started again with the same command ends with the same
-metrics as an uninterrupted run (bit-identical on CPU). SIGTERM saves a
-checkpoint and returns ``status='preempted'``; a finished run returns its
-stored results without training.
+metrics as an uninterrupted run (bit-identical on CPU), and its
+``metrics.jsonl`` reads as the uninterrupted run's (the costs of the steps
+since the last log line are checkpointed too). SIGTERM in the training loop
+saves a checkpoint and returns ``status='preempted'``; before the loop (or
+between its last step and the final evaluation) it returns that without
+training (nothing new to save); a finished run returns its stored results
+without training.
 
 Several seeds at once: ``train_and_evaluate_seeds(config, seeds, workdirs)``
 trains the runs of ``config`` with each seed in one compiled program, one
@@ -651,16 +655,25 @@ def workdir_lock(workdir):
     os.close(fd)  # releases the lock
 
 
-class _Preemption:
-  """Turns SIGTERM into a request to checkpoint and stop at the next step.
+class _Stopped(Exception):
+  """SIGTERM came outside the training loop: stop (nothing new to save)."""
 
-  With several processes the signal may reach them at different steps, so the
-  decision comes from JAX's preemption sync point (set up by
+
+class _Preemption:
+  """Turns SIGTERM into a request to stop: in the training loop, after
+  checkpointing the next step (:meth:`requested`); outside it, at the next
+  :meth:`check`, which raises :class:`_Stopped` (a run that has not started
+  its loop, or has left it, has nothing new to save). The signal handler only
+  sets a flag: the stop happens in this module's own code, never inside a
+  library call.
+
+  With several processes the signal may reach them at different steps, so
+  in the loop the decision comes from JAX's preemption sync point (set up by
   ``jax.distributed.initialize``) instead, which all processes agree on.
   """
 
-  def __init__(self, mngr):
-    self._mngr = mngr
+  def __init__(self):
+    self._mngr = None  # in the loop: the manager whose sync point decides
     self._event = threading.Event()
     self._previous = None
 
@@ -671,11 +684,26 @@ class _Preemption:
 
   def _handle(self, signum, frame):
     del signum, frame
-    logging.warning("SIGTERM received: checkpointing and stopping.")
+    logging.warning("SIGTERM received: stopping (in the training loop: after "
+                    "saving a checkpoint).")
     self._event.set()
 
+  def check(self) -> None:
+    """Raises :class:`_Stopped` if SIGTERM came (outside the loop)."""
+    if self._event.is_set():
+      raise _Stopped()
+
+  @contextlib.contextmanager
+  def in_loop(self, mngr):
+    """The training loop: SIGTERM is answered by :meth:`requested`."""
+    self._mngr = mngr
+    try:
+      yield self
+    finally:
+      self._mngr = None
+
   def requested(self, step: int) -> bool:
-    if jax.process_count() > 1:
+    if jax.process_count() > 1 and self._mngr is not None:
       return bool(self._mngr.reached_preemption(step))
     return self._event.is_set()
 
@@ -1015,16 +1043,23 @@ def _train_and_evaluate(configs: list, workdirs: list, overwrite: bool,
   outcome is a failure and the others continue.
   """
   _raise_errors([e for c in configs for e in config_errors(c)])
-  with contextlib.ExitStack() as locks:
-    if jax.process_index() == 0:
-      for workdir in workdirs:
-        locks.enter_context(workdir_lock(workdir))
-    return _train_and_evaluate_locked(configs, workdirs, overwrite,
-                                      raise_errors)
+  with _Preemption() as preemption:
+    try:
+      with contextlib.ExitStack() as locks:
+        if jax.process_index() == 0:
+          for workdir in workdirs:
+            locks.enter_context(workdir_lock(workdir))
+        return _train_and_evaluate_locked(configs, workdirs, overwrite,
+                                          raise_errors, preemption)
+    except _Stopped:
+      logging.warning("Stopped by SIGTERM outside the training loop: nothing "
+                      "new to save. Run the same command again to continue.")
+      return [{"status": "preempted", "step": None} for _ in configs]
 
 
 def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
-                               raise_errors: bool) -> list[dict]:
+                               raise_errors: bool,
+                               preemption: _Preemption) -> list[dict]:
   """:func:`_train_and_evaluate` once its workdirs are locked."""
   is_main = jax.process_index() == 0
   config = configs[0]  # every setting but the seed is shared
@@ -1057,6 +1092,7 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
 
   # Everything the runs need (data, splits, heads, model, batch layout) is
   # checked before their workdirs are written and the first step.
+  preemption.check()
   info = input_pipeline.get_dataset_info(config.data)
   config = input_pipeline.with_class_heads(config, info)  # '*': all
   _raise_errors(data_errors(config, info))
@@ -1071,6 +1107,7 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
                          "config.data.batch_size")
   steps.check_batch_size(config.data.eval_batch_size, mesh,
                          "config.data.eval_batch_size")
+  preemption.check()
   for run in runs:
     prepare_workdir(run.config_dict, run.workdir, overwrite, is_main,
                     remove=remove[run.index])
@@ -1098,6 +1135,7 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
     init_state = state_initializer(model, tx, settings, info.image_shape, mesh)
     states = []
     for run in runs:
+      preemption.check()
       key = jax.random.key(run.config.seed)
       init_key, run.train_key = (jax.random.fold_in(key, 0),
                                  jax.random.fold_in(key, 1))
@@ -1111,6 +1149,9 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
                      run.tag, int(state.step), run.workdir)
       run.step = int(jax.device_get(state.step))
       run.wall_before = float(run.progress["wall_time_s"])
+      # float32, as the step's metrics are, so that the means are the same.
+      run.window = [{k: np.float32(v) for k, v in m.items()}
+                    for m in run.progress.get("log_window", [])]
       run.log = metrics_log.MetricsLog(run.workdir, run.step, is_main)
       states.append(state)
     program = _Program(mesh, [run.train_key for run in runs])
@@ -1150,7 +1191,8 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
       run.outcome = {"status": "failed", "step": error.step, "term": error.term,
                      "message": str(error)}
 
-    with _Preemption(runs[0].mngr) as preemption:
+    preemption.check()
+    with preemption.in_loop(runs[0].mngr):
       pending: list = []  # (step, device metrics, active) not yet checked
       while any(trainable(run) for run in runs):
         # The runs furthest behind train; runs ahead (resumed from a later
@@ -1216,6 +1258,10 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
         if is_ckpt or preempt:
           for run in stepped:
             run.progress["wall_time_s"] = wall(run)
+            # The costs of the steps since the last log line: a resumed run
+            # logs the same averages as an uninterrupted one.
+            run.progress["log_window"] = [{k: float(v) for k, v in m.items()}
+                                          for m in run.window]
             checkpointing.save(run.mngr, step, program.take(state, run.slot),
                                run.progress, ckpt_metrics.get(run.slot))
         if preempt:
@@ -1233,6 +1279,7 @@ def _train_and_evaluate_locked(configs: list, workdirs: list, overwrite: bool,
       run.mngr.wait_until_finished()
 
     # Final evaluation of each run's best checkpoint.
+    preemption.check()
     if any(run.outcome is None for run in runs):
       all_metrics = _evaluate_best(program, state, runs, config, heads, is_main)
       for run in runs:

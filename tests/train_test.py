@@ -445,6 +445,46 @@ def test_log_lines_time_the_eta_after_the_first_step(fake, tmp_path, caplog):
   assert validation[0].endswith("(new best landmark_error)")
 
 
+def test_sigterm_before_the_training_loop_exits_75(tmp_path):
+  """Issue 24 item 9: SIGTERM during start-up (here: once the run holds its
+  workdir, while it compiles) stops with 75 at once, not -15."""
+  proc = subprocess.Popen(_command(tmp_path), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, cwd=REPO)
+  lock = tmp_path / train.LOCK_FILE
+  deadline = time.time() + 240
+  while not (lock.exists() and str(proc.pid) in lock.read_text()):
+    assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 75, stderr[-3000:]
+  assert ("Stopped by SIGTERM outside the training loop: nothing new to "
+          "save. Run the same command again to continue.") in stderr
+  assert not list((tmp_path / "checkpoints").glob("[0-9]*"))
+
+
+def test_logged_averages_are_resume_exact(fake, reference, tmp_path,
+                                           monkeypatch):
+  """Issue 24 item 9: a run stopped between two log lines (step 17; logs
+  every 5 steps) and resumed logs the same training averages as the
+  uninterrupted run: the steps since the last log line are checkpointed."""
+  ref_dir, ref_results, _ = reference
+  config = tiny_config.get_config()
+  monkeypatch.setattr(train._Preemption, "requested",
+                      lambda self, step: step == 17)
+  out = train.train_and_evaluate(config, tmp_path)
+  assert out == {"status": "preempted", "step": 17}
+  monkeypatch.undo()
+  monkeypatch.setattr(train, "input_pipeline", fake_pipeline)
+  results = train.train_and_evaluate(config, tmp_path)
+  assert results["metrics"] == ref_results["metrics"]
+  got = _without_timing(_events(tmp_path))
+  want = _without_timing(_events(ref_dir))
+  assert [e for e in got if e["step"] == 20] == [
+      e for e in want if e["step"] == 20]  # steps 16-20: 2 before the stop
+  assert got == want
+
+
 def test_nan_cost_stops_with_step_and_term(fake, tmp_path):
   config = tiny_config.get_config()
   config.data.name = "fake_nan"
