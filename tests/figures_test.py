@@ -135,7 +135,8 @@ def test_training_curves_show_the_events():
 
 
 def test_overlay_markers_sit_on_the_landmarks(tmp_path):
-  """Green pixels at the ground truth, red at the prediction, in the PNG."""
+  """GT_COLOR pixels at the ground truth, PRED_COLOR at the prediction, in
+  the PNG."""
   rng = np.random.default_rng(3)
   size, k = 48, 3
   image = np.zeros((1, size, size, 1), np.float32)
@@ -149,11 +150,13 @@ def test_overlay_markers_sit_on_the_landmarks(tmp_path):
   np.testing.assert_allclose(offsets[0], gt[0])
   np.testing.assert_allclose(offsets[1], pred[0])
   height = pixels.shape[0]
-  for points, want in ((gt[0], (0, 255, 0)), (pred[0], (255, 0, 0))):
+  def rgb(hex_colour):
+    return [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+  for points, want in ((gt[0], rgb(figures.GT_COLOR)),
+                       (pred[0], rgb(figures.PRED_COLOR))):
     for x, y in ax.transData.transform(points):
-      r, g, b = pixels[int(round(height - y)), int(round(x))].astype(int)
-      assert abs(r - want[0]) < 60 and abs(g - want[1]) < 60 and b < 60, (
-          (x, y), (r, g, b))
+      got = pixels[int(round(height - y)), int(round(x))].astype(int)
+      assert np.abs(got - want).max() < 40, ((x, y), got, want)
 
 
 def test_pooled_ced_is_the_mean_of_the_seeds_curves():
@@ -222,7 +225,8 @@ def test_maps_figure_is_the_checkpoints_forward_pass(tiny_blocks_run,
       geometry.soft_argmax(fwd["maps"], restored.config.model.get("beta", 1.0)),
       fwd["landmarks"], atol=1e-4)
   fig = figures.maps_of_run(restored, restored.config.data, "test", idx, "t")
-  assert len(fig.axes) == (1 + 4) * 4  # the image and 4 of the 5 maps
+  # the image and 4 of the 5 maps, each map with its colourbar
+  assert len(fig.axes) == (1 + 4) * 4 + 4 * 4
   crosses = fig.axes[0].collections[0].get_offsets()
   np.testing.assert_allclose(crosses, fwd["landmarks"][0], atol=1e-4)
   # --maps draws it for a run with landmark labels too (one restore is
