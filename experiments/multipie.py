@@ -31,22 +31,12 @@ Hyper-parameters: Sec. 4.4 lists (0.001, 0.3, 1e-5, 2), read as
 | normalizer | eye_centers ('dataset': the builder's) | Sec. 4.4 |
 | landmark-term mean | over labelled images ('labeled') | ours; eq. 3 as written: 'all' |
 
-How eq. 3's weights read: the extracted eq. 3 is
-``(1/N) sum ( ? log P(c|I) + ? (1/K) sum_k ||L*_k - L_k||^2 ) + ? ||W||^2``;
-the extraction prints every non-ASCII symbol as ``?``, the minus sign too
-(``L?k ? Lk`` is ``L*_k - L_k``), so the one symbol before ``log P`` is the
-minus sign and the weight stands on the landmark term; the class NLL has
-weight 1. Each dataset's list of four values then reads one-to-one as
-(landmark-term weight, soft-argmax beta, weight decay, ELT weight): RCN+ on
-300W lists (1.0, 0.5, 0, 1.0) though it has no class term at all. With
-landmarks in squared pixels (5 to 400 px^2 here) the other reading, 0.001 on
-the class NLL, makes the class term about a millionth of the landmark term,
-so L+C could not differ from L, against the paper's tables. That reading
-stays one override away:
-``--config.loss.landmark_weight=1 --config.loss.alpha=0.001``.
-The landmark term is averaged over the labelled images of a batch
-(``loss.landmark_mean='labeled'``); eq. 3 as written averages over all N
-images (zero for unlabelled ones): ``--config.loss.landmark_mean=all``.
+How eq. 3's weights read: as in experiments/hgr1.py (the weight stands on
+the landmark term, the class NLL has weight 1; that docstring gives the
+argument). The other reading stays one override away:
+``--config.loss.landmark_weight=1 --config.loss.alpha=0.001``. The
+landmark term is averaged over the labelled images of a batch
+(``--config.loss.landmark_mean=all`` for eq. 3's mean over all images).
 """
 
 from landmark_ssl import configs
