@@ -43,7 +43,9 @@ def _labels(source, indices):
 def test_info_builds_the_missing_synthetic_dataset(tmp_path, caplog):
   builder = build_data.make_builder("shapes/small", str(tmp_path))
   assert not builder.is_prepared()
-  with caplog.at_level("INFO"):
+  # At INFO on absl's logger too: another test may have lowered absl's
+  # verbosity (logging.set_verbosity) in this process.
+  with caplog.at_level("INFO"), caplog.at_level("INFO", logger="absl"):
     info = ip.get_dataset_info(_config(str(tmp_path), name="shapes/small"))
   assert "building it now" in caplog.text
   assert builder.is_prepared()
