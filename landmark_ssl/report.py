@@ -27,10 +27,12 @@ writes ``DIR/report.md`` and ``DIR/report.csv``:
   validation result over its seeds, the best marked (the runs' own
   selection metric and direction, e.g. lowest landmark error) among the
   values run on every seed of the cell, with the test result beside it.
-  Without ``--by``, runs of one cell whose settings
-  differ (beyond the seed and paths) are still averaged, and a "Mixed
-  settings" section names the keys that differ, so that a grid is never
-  averaged silently;
+  A run whose config differs from what its experiment file gives for it
+  (a ``quick`` run, other epochs, a grid value not split with ``--by``)
+  goes to "Runs outside the tables' protocol", grouped and named by what
+  differs, never beside the paper; runs no experiment file describes are
+  still averaged per cell, and a "Mixed settings" section names the keys
+  in which they differ;
 * a "Paired effects of the costs" section: for each column, the paper's
   claims as paired per-seed differences of the test landmark error, C's
   gain (``L - L+C``, ``L+T - L+T+C``) and T's (``L - L+T``, ``L+C -
@@ -376,7 +378,7 @@ def render_markdown(stats: Mapping[CellKey, Stats],
   _render_tables(w, stats, "##", with_paper=True)
   w(render_effects(effects))
   if outside:
-    w(f"\n## Runs outside the tables' protocol\n\n"
+    w("\n## Runs outside the tables' protocol\n\n"
       "These runs differ from the config their experiment file gives for "
       "their model, costs, label fraction and seed (what `sweep` trains), "
       "e.g. `quick` runs on a small dataset or other epochs: they are not "
