@@ -16,7 +16,8 @@ import importlib.util
 import sys
 
 _REQUIRED = ("jax", "flax", "optax", "orbax.checkpoint", "ml_collections",
-             "tensorflow_datasets", "grain", "array_record", "matplotlib")
+             "tensorflow_datasets", "grain", "array_record", "matplotlib",
+             "ray")
 
 
 def _missing_modules() -> list[str]:
@@ -38,6 +39,7 @@ if _missing:
   pytest.exit(
       f"pytest runs on {sys.executable}, which lacks {', '.join(_missing)}: "
       f"the project is not installed in this interpreter. Install it there "
-      f"with `{sys.executable} -m pip install -e \".[test]\"`, or run the "
-      f"suite with the interpreter you installed into: `python -m pytest`.",
+      f"with `{sys.executable} -m pip install -e \".[test,cluster]\"`, or "
+      f"run the suite with the interpreter you installed into: `python -m "
+      f"pytest`.",
       returncode=4)

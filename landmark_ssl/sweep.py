@@ -1,35 +1,42 @@
-r"""Runs the sweep of an experiment file (a paper table) locally, or prints it
-as command lines for a cluster.
+r"""Runs the sweep of an experiment file (a paper table) on this machine or a
+Ray cluster, or prints it as command lines for a cluster scheduler.
 
   python -m landmark_ssl.sweep --config=experiments/blocks.py --workdir=DIR \
       [--parallel=N] [--only=REGEX] [--seeds=0,1] [--quick] \
       [--override=data.data_dir=/data/tfds ...] [--grid=model.beta=0.1,1,3 ...] \
-      [--order=table|seed] [--vectorize_seeds] [--rerun_changed] [--dry_run]
+      [--order=table|seed] [--vectorize_seeds] [--rerun_changed] [--dry_run] \
+      [--launcher=local|ray [--ray_address=auto|HOST:PORT] \
+       [--resources_per_run=GPU:1] [--max_retries=3]]
 
-Each run of ``sweep()`` in the experiment file becomes one process
+Each run of ``sweep()`` in the experiment file becomes a run spec
+(``sweep_plan.RunSpec``), trained by one process
 
   python -m landmark_ssl.main --config=<file>:<config_arg> \
       --config.<key>=<value> ... --workdir=DIR/<run name>
 
-with its output appended to ``DIR/<run name>/log.txt``; ``N`` run at a time.
-A run whose ``results.json`` says ``"status": "finished"`` is skipped; any
-other run is started again, and ``main`` resumes it from its last checkpoint,
-so an interrupted sweep is resumed by repeating the command. A run directory
-holding a run of another config than the command requests (its
-``config.json``, compared as ``main`` compares it: e.g. a changed
-``--override``) is reported with the differing keys and left alone, finished
-or not; ``--rerun_changed`` runs those again with ``main --overwrite``. While a run is
-in progress its directory holds a lock (``flock`` on ``sweep.lock``, held by
-the training process itself), so a second sweep, or a resumed one whose
-predecessor was killed without its runs, skips it instead of training it
-twice.
+with its output appended to ``DIR/<run name>/log.txt``. The local launcher
+(``launcher``, the default) runs ``N`` at a time on this machine;
+``--launcher=ray`` (``ray_launcher``) runs each as a Ray task on the nodes of
+a Ray cluster, with ``--resources_per_run`` each, retrying a run whose
+process or node is lost. A run whose ``results.json`` says ``"status":
+"finished"`` is skipped; any other run is started again, and ``main``
+resumes it from its last checkpoint, so an interrupted sweep is resumed by
+repeating the command. A run directory holding a run of another config than
+the command requests (its ``config.json``, compared as ``main`` compares it:
+e.g. a changed ``--override``) is reported with the differing keys and left
+alone, finished or not; ``--rerun_changed`` runs those again with ``main
+--overwrite``. While a run is in progress its directory holds a lock
+(``flock`` on ``sweep.lock``, held by the training process itself), so a
+second sweep, or a resumed one whose predecessor was killed without its
+runs, skips it instead of training it twice. Each start and end of a run is
+logged with where the sweep stands: runs done, running and left, and an ETA
+from the finished runs' wall times (``sweep_progress``).
 
 With ``--parallel`` above 1 the runs get ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
 (unless set), so that several share one GPU; on CPU each uses every core.
 
 ``--vectorize_seeds`` trains the runs of a table cell together: runs whose
-commands differ only in ``--config.seed`` (and their ``--workdir``) become
-one process
+specs differ only in their seed (and directory) become one process
 
   python -m landmark_ssl.main --config=<file>:<config_arg> \
       --config.<key>=<value> ... --seeds=0,1,2,3,4 \
@@ -71,118 +78,28 @@ interrupted (its runs are stopped and resume next time).
 
 from __future__ import annotations
 
-import collections
-import csv
-import dataclasses
-import datetime
 import difflib
-import fcntl
-import io
 import itertools
-import json
 import math
-import os
 import re
 import shlex
-import signal
-import subprocess
 import sys
-import time
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from landmark_ssl import configs
+from landmark_ssl import launcher
+from landmark_ssl import sweep_plan
+from landmark_ssl import sweep_progress
 
-LOG_FILE = "log.txt"
-LOCK_FILE = "sweep.lock"
-RESULTS_FILE = "results.json"
+LOG_FILE = launcher.LOG_FILE
+LOCK_FILE = launcher.LOCK_FILE
+RESULTS_FILE = launcher.RESULTS_FILE
 MAX_EXIT_STATUS = 125
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-  """One process of a sweep: one run, or the runs of ``members`` together."""
-  name: str
-  argv: tuple  # the command, program first
-  run_dir: str  # where its output goes (a group: its first member's)
-  members: tuple = ()  # a group's single-run jobs (see group_seeds)
-
-  @property
-  def command_line(self) -> str:
-    return shlex.join(self.argv)
-
-  @property
-  def runs(self) -> tuple:
-    """The single-run jobs this job trains."""
-    return self.members or (self,)
-
-
-def run_status(run_dir: str) -> str:
-  """``'finished'`` if ``run_dir/results.json`` says so, else ``'todo'``."""
-  path = os.path.join(run_dir, RESULTS_FILE)
-  try:
-    with open(path) as f:
-      status = json.load(f).get("status")
-  except (OSError, ValueError, AttributeError):
-    return "todo"
-  return "finished" if status == "finished" else "todo"
-
-
-def read_timings(workdir: str) -> Dict[tuple, List[float]]:
-  """``{(row model, costs): [wall seconds, ...]}`` of the finished runs under
-  ``workdir`` (their ``results.json``); unreadable files are ignored."""
-  out = collections.defaultdict(list)
-  if not os.path.isdir(workdir):
-    return out
-  for root, dirs, files in os.walk(workdir):
-    dirs.sort()
-    if RESULTS_FILE not in files:
-      continue
-    try:
-      with open(os.path.join(root, RESULTS_FILE)) as f:
-        data = json.load(f)
-      if data.get("status") != "finished":
-        continue
-      key = (configs.row_model(data["config"]["model"]),
-             data["config"]["costs"])
-      out[key].append(float(data["wall_time_s"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-      continue
-  return out
-
-
-def run_key(run: Mapping) -> tuple:
-  """``(model, costs)`` of a sweep run, from its config argument."""
-  items = dict(item.split("=", 1) for item in run["config_arg"].split(",")
-               if "=" in item)
-  return items.get("model"), items.get("costs")
-
-
-def estimate_seconds(keys: Sequence[tuple], timings: Mapping[tuple, Sequence[float]]
-                     ) -> Tuple[float, int]:
-  """Estimated wall seconds of runs with these ``(model, costs)`` keys.
-
-  Each run counts the mean wall time of the finished runs of its key, or,
-  without any, of all finished runs. Returns ``(seconds, number of runs
-  estimated from their own key)``; ``(nan, 0)`` without any finished run.
-  """
-  everything = [t for ts in timings.values() for t in ts]
-  if not everything:
-    return math.nan, 0
-  overall = sum(everything) / len(everything)
-  total, own = 0.0, 0
-  for key in keys:
-    times = timings.get(key)
-    if times:
-      total += sum(times) / len(times)
-      own += 1
-    else:
-      total += overall
-  return total, own
+LAUNCHERS = ("local", "ray")
 
 
 def _config_key(key: str) -> str:
@@ -277,13 +194,6 @@ def expand_grid(runs: Sequence[Mapping], grid: Sequence[tuple]) -> List[Dict]:
   return out
 
 
-def _format(value) -> str:
-  """A config value as ``--config.key=`` text that config_flags parses back."""
-  if isinstance(value, (list, tuple)):
-    return str(tuple(value))
-  return str(value)
-
-
 def select_runs(runs: Sequence[Mapping], only: str | None = None,
                 quick: bool = False) -> List[Dict]:
   """Filters ``runs`` by the regular expression ``only`` (searched in the
@@ -329,306 +239,6 @@ def order_runs(runs: Sequence[Mapping], order: str = "table") -> List[Mapping]:
       seeds.append(seed)
   rank = {seed: i for i, seed in enumerate(seeds)}
   return sorted(runs, key=lambda r: rank.get(r["overrides"].get("seed"), -1))
-
-
-def make_jobs(runs: Sequence[Mapping], experiment_file: str, workdir: str,
-              overrides: Mapping[str, str] | None = None,
-              python: str = sys.executable) -> List[Job]:
-  """The ``landmark_ssl.main`` command of each run.
-
-  Args:
-    runs: ``{"name", "config_arg", "overrides"}`` dicts (``sweep()``).
-    experiment_file: the path given to ``--config``.
-    workdir: the sweep's directory; run ``r`` trains in ``workdir/r.name``.
-    overrides: extra ``--config.<key>=<value>`` for every run (e.g. the data
-      directory); may not set a key the sweep itself sets.
-    python: the interpreter of the commands.
-  """
-  overrides = dict(overrides or {})
-  jobs = []
-  for r in runs:
-    clash = sorted(set(overrides) & set(r["overrides"]))
-    if clash:
-      raise ValueError(
-          f"--override sets {clash}, which the sweep sets per run (run "
-          f"{r['name']}); select runs with --only / --seeds instead.")
-    arg = r["config_arg"]
-    argv = [python, "-m", "landmark_ssl.main",
-            f"--config={experiment_file}" + (f":{arg}" if arg else "")]
-    for key, val in list(r["overrides"].items()) + list(overrides.items()):
-      argv.append(f"--config.{key}={_format(val)}")
-    run_dir = os.path.join(workdir, r["name"])
-    argv.append(f"--workdir={run_dir}")
-    jobs.append(Job(r["name"], tuple(argv), run_dir))
-  return jobs
-
-
-_SEED_ARG = "--config.seed="
-_WORKDIR_ARG = "--workdir="
-_OVERWRITE_ARG = "--overwrite"
-
-
-def _cell_key(job: Job) -> tuple | None:
-  """A job's command without its seed and workdir (``None`` if it sets no
-  seed): jobs with equal keys are seeds of one table cell."""
-  if job.members or not any(a.startswith(_SEED_ARG) for a in job.argv):
-    return None
-  return tuple(a for a in job.argv
-               if not a.startswith((_SEED_ARG, _WORKDIR_ARG)))
-
-
-def _csv(items: Sequence[str]) -> str:
-  """A list flag value (absl parses list flags as one CSV row)."""
-  out = io.StringIO()
-  csv.writer(out, lineterminator="").writerow(items)
-  return out.getvalue()
-
-
-def vectorized_job(members: Sequence[Job]) -> Job:
-  """One ``main --seeds=... --workdirs=...`` job training ``members`` (runs
-  whose commands differ only in seed and workdir) in one program; a single
-  member is returned as it is."""
-  members = tuple(members)
-  if len(members) == 1:
-    return members[0]
-  keys = {_cell_key(m) for m in members}
-  if len(keys) != 1 or None in keys:
-    names = [m.name for m in members]
-    raise ValueError("Only runs whose commands differ in --config.seed and "
-                     f"--workdir alone can share a process: {names}.")
-  seeds = [next(a for a in m.argv if a.startswith(_SEED_ARG))[len(_SEED_ARG):]
-           for m in members]
-  argv = keys.pop() + (f"--seeds={_csv(seeds)}",
-                       f"--workdirs={_csv([m.run_dir for m in members])}")
-  return Job(",".join(m.name for m in members), argv, members[0].run_dir,
-             members)
-
-
-def group_seeds(jobs: Sequence[Job]) -> List[Job]:
-  """Puts the jobs of each table cell (same command but for seed and
-  workdir) into one :func:`vectorized_job`, in the order of each cell's
-  first run; other jobs stay as they are."""
-  cells: Dict[tuple, List[Job]] = {}
-  order: List = []
-  for job in jobs:
-    key = _cell_key(job)
-    if key is None:
-      order.append(job)
-    else:
-      if key not in cells:
-        cells[key] = []
-        order.append(key)
-      cells[key].append(job)
-  return [vectorized_job(cells[k]) if isinstance(k, tuple) else k
-          for k in order]
-
-
-class _Interrupted(Exception):
-
-  def __init__(self, signum):
-    super().__init__(signum)
-    self.signum = signum
-
-
-def _try_lock(run_dir: str):
-  """An open, exclusively ``flock``-ed lock file of ``run_dir``, or ``None``
-  if another process holds it."""
-  fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except OSError:
-    os.close(fd)
-    return None
-  return fd
-
-
-def requested_config(job: Job) -> dict:
-  """The config a single-run job's ``landmark_ssl.main`` command trains, as
-  ``main`` parses its ``--config`` and ``--config.<key>=`` flags and stores
-  it in the run's ``config.json``."""
-  args = ["main"] + [a for a in job.argv[3:] if a != _OVERWRITE_ARG]
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=args,
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", None, "", flag_values=fv)
-  fv(args)
-  return json.loads(fv.config.to_json(sort_keys=True))
-
-
-def config_changes(job: Job) -> List[str]:
-  """The keys (``configs.config_differences``) in which the run of a
-  single-run ``job`` stored in its directory (``config.json``) differs from
-  the config its command requests; empty without a readable ``config.json``
-  (``main`` then names the problem) or a command that does not parse."""
-  try:
-    with open(os.path.join(job.run_dir, configs.CONFIG_FILE)) as f:
-      stored = json.load(f)
-  except (OSError, ValueError):
-    return []
-  if not isinstance(stored, dict):
-    return []
-  try:
-    requested = requested_config(job)
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning("%s: cannot compare with %s: %s", job.name,
-                    os.path.join(job.run_dir, configs.CONFIG_FILE), e)
-    return []
-  return configs.config_differences(stored, requested)
-
-
-def _log_header(log, text: str) -> None:
-  stamp = datetime.datetime.now().isoformat(timespec="seconds")
-  log.write(f"=== {stamp} {text}\n".encode())
-  log.flush()
-
-
-def execute(jobs: Sequence[Job], parallel: int = 1,
-            env: Mapping[str, str] | None = None,
-            poll_s: float = 0.2,
-            rerun_changed: bool = False) -> Dict[str, List[str]]:
-  """Runs ``jobs``, ``parallel`` at a time, skipping finished runs.
-
-  A run whose directory holds a run of another config than its command's
-  (``config.json``; finished or not: :func:`config_changes`) is neither
-  skipped as finished nor replaced: it is reported (the message names the
-  differing keys) and not run, unless ``rerun_changed``, which runs it with
-  ``--overwrite`` (``main`` then replaces that run).
-
-  Each job's output is appended to ``run_dir/log.txt``. The lock on
-  ``run_dir/sweep.lock`` is inherited by the job's process, so it is held
-  as long as the job runs, even if this process dies. A group job (from
-  :func:`group_seeds`) locks each of its runs and trains those that are
-  neither finished nor locked elsewhere (:func:`vectorized_job`).
-
-  Returns:
-    ``{"finished": [...], "failed": [...], "skipped": [...], "busy": [...],
-    "changed": [...]}`` run names: trained to the end now, exited non-zero
-    or without a finished ``results.json``, finished before, locked by
-    another process, holding a run of another config (not run).
-
-  Raises:
-    _Interrupted: on SIGINT / SIGTERM, after stopping the running jobs.
-  """
-  if parallel < 1:
-    raise ValueError(f"--parallel must be at least 1, got {parallel}.")
-  env = dict(os.environ if env is None else env)
-  if parallel > 1:
-    # Several JAX processes on one accelerator must not each grab most of it.
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  out = {"finished": [], "failed": [], "skipped": [], "busy": [],
-         "changed": []}
-  pending = list(jobs)
-  running = {}  # Popen -> (job, lock fds, log file, start time)
-  interrupted = []
-  total = sum(len(job.runs) for job in jobs)
-  done = [0]
-
-  def count(kind, name, level, message, *args):
-    out[kind].append(name)
-    done[0] += 1
-    logging.log(level, "[%d/%d] %s: " + message, done[0], total, name, *args)
-
-  def on_signal(signum, frame):
-    del frame
-    interrupted.append(signum)
-
-  old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-  try:
-    while pending or running:
-      if interrupted:
-        raise _Interrupted(interrupted[0])
-      while pending and len(running) < parallel:
-        job = pending.pop(0)
-        todo, fds, replaced = [], [], []
-        for run in job.runs:
-          changes = config_changes(run)
-          if changes and not rerun_changed:
-            count("changed", run.name, logging.WARNING,
-                  "%s holds a run of another config than requested (%s); not "
-                  "run. Pass --rerun_changed to replace it, or use another "
-                  "--workdir.", os.path.join(run.run_dir, configs.CONFIG_FILE),
-                  "; ".join(changes))
-            continue
-          if changes:
-            logging.info("%s: config changed (%s); running it again with "
-                         "--overwrite.", run.name, "; ".join(changes))
-          elif run_status(run.run_dir) == "finished":
-            count("skipped", run.name, logging.INFO, "finished before, skipped")
-            continue
-          os.makedirs(run.run_dir, exist_ok=True)
-          fd = _try_lock(run.run_dir)
-          if fd is None:
-            count("busy", run.name, logging.WARNING, "another process holds %s "
-                  "(still training?); skipped",
-                  os.path.join(run.run_dir, LOCK_FILE))
-            continue
-          todo.append(run)
-          fds.append(fd)
-          if changes:
-            replaced.append(run)
-        if not todo:
-          continue
-        job = vectorized_job(todo)
-        if replaced:  # main --overwrite resumes members of the same config
-          job = dataclasses.replace(job, argv=job.argv + (_OVERWRITE_ARG,))
-        log = open(os.path.join(job.run_dir, LOG_FILE), "ab")
-        _log_header(log, f"sweep starts: {job.command_line}")
-        for run in todo[1:]:
-          with open(os.path.join(run.run_dir, LOG_FILE), "ab") as other:
-            _log_header(other, f"sweep starts (with other seeds; output in "
-                        f"{os.path.join(job.run_dir, LOG_FILE)}): "
-                        f"{job.command_line}")
-        proc = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, pass_fds=tuple(fds),
-                                start_new_session=True)
-        running[proc] = (job, fds, log, time.monotonic())
-        logging.info("started %s (pid %d)", job.name, proc.pid)
-      for proc in [p for p in running if p.poll() is not None]:
-        job, fds, log, start = running.pop(proc)
-        log.close()
-        for fd in fds:
-          os.close(fd)
-        took = time.monotonic() - start
-        for run in job.runs:
-          # A group exits non-zero if any of its runs failed; each run's own
-          # results.json tells whether it finished.
-          ok = proc.returncode == 0 or len(job.runs) > 1
-          if ok and run_status(run.run_dir) == "finished":
-            count("finished", run.name, logging.INFO, "finished in %.0f s",
-                  took)
-          else:
-            why = (f"exit status {proc.returncode}" if proc.returncode else
-                   f"exit status 0 but no finished {RESULTS_FILE}")
-            count("failed", run.name, logging.ERROR,
-                  "FAILED (%s) after %.0f s; see %s", why, took,
-                  os.path.join(job.run_dir, LOG_FILE))
-      if running:
-        time.sleep(poll_s)
-    return out
-  finally:
-    for s, handler in old.items():
-      signal.signal(s, handler)
-    if running:
-      _stop(running)
-
-
-def _stop(running, grace_s: float = 30.0):
-  """Stops the running jobs: SIGTERM, then SIGKILL after ``grace_s``."""
-  for proc, (job, _, _, _) in running.items():
-    logging.warning("stopping %s (pid %d); it resumes next time", job.name,
-                    proc.pid)
-    proc.terminate()
-  deadline = time.monotonic() + grace_s
-  for proc, (_, fds, log, _) in running.items():
-    try:
-      proc.wait(max(deadline - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
-      proc.kill()
-      proc.wait()
-    log.close()
-    for fd in fds:
-      os.close(fd)
-  running.clear()
 
 
 def parse_seeds(text: str | None):
@@ -686,7 +296,104 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("python", sys.executable, "Interpreter of the run "
                       "commands (e.g. 'python' for a cluster).",
                       flag_values=flag_values)
+  flags.DEFINE_enum("launcher", "local", list(LAUNCHERS), "Where the runs "
+                    "train: 'local' (--parallel processes of this machine) "
+                    "or 'ray' (tasks of a Ray cluster; pip install -e "
+                    "\".[cluster]\").", flag_values=flag_values)
+  flags.DEFINE_string("ray_address", None, "With --launcher=ray: the "
+                      "cluster to use, 'auto' (the one started on this node "
+                      "by `ray start`) or HOST:PORT of its head; default: "
+                      "RAY_ADDRESS, else a new cluster of this machine alone.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("resources_per_run", "CPU:1", "With --launcher=ray: "
+                      "what each run (each cell with --vectorize_seeds) "
+                      "takes of a node, RESOURCE:AMOUNT[,...], e.g. GPU:1, "
+                      "GPU:0.5 (two per GPU), TPU:4, CPU:2.",
+                      flag_values=flag_values)
+  flags.DEFINE_integer("max_retries", 3, "With --launcher=ray: how often a "
+                       "run whose process or node is lost, or that is "
+                       "preempted (exit 75), is started again (it resumes "
+                       "from its checkpoint).", lower_bound=0,
+                       flag_values=flag_values)
   flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
+
+
+def check_launcher_flags(launcher_name: str, present: Sequence[str]) -> None:
+  """Raises ``ValueError`` naming a flag given that the launcher does not
+  use (``present``: the names of the flags given)."""
+  ray_only = ("ray_address", "resources_per_run", "max_retries")
+  if launcher_name == "ray" and "parallel" in present:
+    raise ValueError("--parallel is for --launcher=local; with "
+                     "--launcher=ray, --resources_per_run sets how many runs "
+                     "share a node (e.g. GPU:1: one per GPU).")
+  if launcher_name == "local":
+    given = [f"--{name}" for name in ray_only if name in present]
+    if given:
+      raise ValueError(f"{', '.join(given)} go with --launcher=ray; add it, "
+                       "or leave them out for the local launcher.")
+
+
+def check_workdir_launchable(workdir: str) -> None:
+  """Raises ``ValueError`` if runs cannot be launched in ``workdir``: the
+  per-run locks need a filesystem."""
+  if "://" in workdir:
+    raise ValueError(
+        f"--workdir={workdir}: a sweep locks each run with a file lock "
+        "(flock), which object stores lack. Give a directory of a "
+        "filesystem (for --launcher=ray, one that every node mounts at the "
+        "same path: NFS, Filestore, Lustre, ...); or print the runs' "
+        "commands with --dry_run and schedule those (main itself takes a "
+        "gs:// --workdir).")
+
+
+def log_summary(out: Mapping[str, Sequence[str]]) -> int:
+  """Logs how a sweep's runs ended; returns its exit status."""
+  logging.info("finished now: %d, finished before: %d, failed: %d, busy "
+               "elsewhere: %d, config changed (not run): %d.",
+               len(out["finished"]), len(out["skipped"]), len(out["failed"]),
+               len(out["busy"]), len(out["changed"]))
+  if out["failed"]:
+    logging.error("Failed runs (see their log.txt): %s", " ".join(out["failed"]))
+  if out["busy"]:
+    logging.warning("Runs locked by another process: %s", " ".join(out["busy"]))
+  if out["changed"]:
+    logging.warning("Runs not run because their directory holds a run of "
+                    "another config (the differing keys are listed above; "
+                    "--rerun_changed replaces them): %s",
+                    " ".join(out["changed"]))
+  return min(len(out["failed"]) + len(out["changed"]), MAX_EXIT_STATUS)
+
+
+def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
+             timings_from: str, parallel: int) -> None:
+  """Prints the command of each job's unfinished runs, and logs the
+  estimated compute they need."""
+  left = []
+  for job in jobs:
+    todo = [r for r in job.runs if launcher.run_status(r.run_dir) != "finished"]
+    if todo:
+      print(shlex.join(sweep_plan.command(todo, python)))
+      left.extend(todo)
+  num_runs = sum(len(j.runs) for j in jobs)
+  logging.info("%d runs, %d finished already (not printed).", num_runs,
+               num_runs - len(left))
+  if not left:
+    return
+  timings = sweep_progress.read_timings(timings_from)
+  seconds, own = sweep_progress.estimate_seconds([r.key for r in left],
+                                                 timings)
+  if math.isnan(seconds):
+    logging.info("No finished run under %s to estimate the remaining "
+                 "compute from (--timings_from=DIR of finished runs, e.g. "
+                 "results/blocks).", timings_from)
+    return
+  logging.info(
+      "Estimated compute of the %d unfinished runs: %.1f h of one "
+      "process (%.1f h at --parallel=%d), from the wall times of %d "
+      "finished runs under %s (%d runs by their own model and costs, "
+      "the others by the mean of all), on the machine that ran them.",
+      len(left), seconds / 3600, seconds / 3600 / parallel, parallel,
+      sum(len(t) for t in timings.values()), timings_from, own)
 
 
 def main(argv):
@@ -714,65 +421,50 @@ def main(argv):
       raise ValueError("--vectorize_seeds trains each cell's seeds together; "
                        "it needs --order=table (the default).")
     runs = order_runs(runs, FLAGS.order)
-    jobs = make_jobs(runs, FLAGS.config, FLAGS.workdir,
-                     parse_overrides(FLAGS.override), FLAGS.python)
-    if FLAGS.vectorize_seeds:
-      jobs = group_seeds(jobs)
+    specs = sweep_plan.make_specs(runs, FLAGS.config, FLAGS.workdir,
+                                  parse_overrides(FLAGS.override))
+    jobs = (sweep_plan.group_seeds(specs) if FLAGS.vectorize_seeds else
+            sweep_plan.single_jobs(specs))
+    check_launcher_flags(FLAGS.launcher,
+                         [name for name in FLAGS if FLAGS[name].present])
+    if not FLAGS.dry_run:
+      check_workdir_launchable(FLAGS.workdir)
   except (ValueError, FileNotFoundError, re.error) as e:
     raise app.UsageError(str(e)) from None
-  num_runs = sum(len(j.runs) for j in jobs)
   if FLAGS.dry_run:
-    left = []
-    for job in jobs:
-      todo = [r for r in job.runs if run_status(r.run_dir) != "finished"]
-      if todo:
-        print(vectorized_job(todo).command_line)
-        left.extend(todo)
-    logging.info("%d runs, %d finished already (not printed).", num_runs,
-                 num_runs - len(left))
-    if left:
-      by_name = {r["name"]: r for r in runs}
-      source = FLAGS.timings_from or FLAGS.workdir
-      timings = read_timings(source)
-      seconds, own = estimate_seconds(
-          [run_key(by_name[r.name]) for r in left if r.name in by_name],
-          timings)
-      if math.isnan(seconds):
-        logging.info("No finished run under %s to estimate the remaining "
-                     "compute from (--timings_from=DIR of finished runs, e.g. "
-                     "results/blocks).", source)
-      else:
-        logging.info(
-            "Estimated compute of the %d unfinished runs: %.1f h of one "
-            "process (%.1f h at --parallel=%d), from the wall times of %d "
-            "finished runs under %s (%d runs by their own model and costs, "
-            "the others by the mean of all), on the machine that ran them.",
-            len(left), seconds / 3600, seconds / 3600 / max(FLAGS.parallel, 1),
-            max(FLAGS.parallel, 1), sum(len(t) for t in timings.values()),
-            source, own)
+    _dry_run(jobs, FLAGS.python, FLAGS.timings_from or FLAGS.workdir,
+             FLAGS.parallel)
     return 0
-  logging.info("%d runs of %s in %s (%d processes), %d processes at a time.",
-               num_runs, FLAGS.config, FLAGS.workdir, len(jobs), FLAGS.parallel)
+  num_runs = sum(len(j.runs) for j in jobs)
   try:
-    out = execute(jobs, FLAGS.parallel, rerun_changed=FLAGS.rerun_changed)
-  except _Interrupted as e:
+    if FLAGS.launcher == "ray":
+      from landmark_ssl import ray_launcher  # pylint: disable=g-import-not-at-top
+      try:
+        resources = ray_launcher.parse_resources(FLAGS.resources_per_run)
+        ray_launcher.require_ray()
+      except ValueError as e:
+        raise app.UsageError(str(e)) from None
+      logging.info("%d runs of %s in %s (%d tasks) on Ray, %s each.",
+                   num_runs, FLAGS.config, FLAGS.workdir, len(jobs),
+                   FLAGS.resources_per_run)
+      try:
+        out = ray_launcher.execute(
+            jobs, FLAGS.python, FLAGS.workdir, address=FLAGS.ray_address,
+            resources=resources, max_retries=FLAGS.max_retries,
+            rerun_changed=FLAGS.rerun_changed)
+      except ray_launcher.ClusterError as e:
+        raise app.UsageError(str(e)) from None
+    else:
+      logging.info("%d runs of %s in %s (%d processes), %d processes at a "
+                   "time.", num_runs, FLAGS.config, FLAGS.workdir, len(jobs),
+                   FLAGS.parallel)
+      out = launcher.execute(jobs, FLAGS.python, FLAGS.parallel,
+                             rerun_changed=FLAGS.rerun_changed)
+  except launcher.Interrupted as e:
     logging.warning("Interrupted by signal %d; repeat the command to resume.",
                     e.signum)
     return 128 + e.signum
-  logging.info("finished now: %d, finished before: %d, failed: %d, busy "
-               "elsewhere: %d, config changed (not run): %d.",
-               len(out["finished"]), len(out["skipped"]), len(out["failed"]),
-               len(out["busy"]), len(out["changed"]))
-  if out["failed"]:
-    logging.error("Failed runs (see their log.txt): %s", " ".join(out["failed"]))
-  if out["busy"]:
-    logging.warning("Runs locked by another process: %s", " ".join(out["busy"]))
-  if out["changed"]:
-    logging.warning("Runs not run because their directory holds a run of "
-                    "another config (the differing keys are listed above; "
-                    "--rerun_changed replaces them): %s",
-                    " ".join(out["changed"]))
-  return min(len(out["failed"]) + len(out["changed"]), MAX_EXIT_STATUS)
+  return log_summary(out)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,22 @@ def test_lock_holds_no_project_and_no_local_path():
 
 
 def test_tensorboard_is_its_own_extra_not_the_tests():
-  """CI installs `.[test]`: the viewer stays out of it."""
+  """CI installs `.[test,cluster]`: the viewer stays out of it."""
   extras = _pyproject()["project"]["optional-dependencies"]
   assert [Requirement(r).name for r in extras["tensorboard"]] == ["tensorboard"]
   assert "tensorboard" not in {Requirement(r).name for r in extras["test"]}
+
+
+def test_ci_installs_as_the_readme_quick_start_says():
+  """.ci/run installs the extras the README's quick start names (the
+  suite's Ray tests need `cluster`)."""
+  readme = (REPO / "README.md").read_text()
+  quick_start = readme.split("## Quick start", 1)[1].split("```bash", 1)[1]
+  install = re.search(r'python -m pip install -e "\.\[([\w,]+)\]"', quick_start)
+  ci = re.search(r'python -m pip install -e "\.\[([\w,]+)\]"',
+                 (REPO / ".ci" / "run").read_text())
+  assert install and ci and install[1] == ci[1]
+  assert {"test", "cluster"} <= set(install[1].split(","))
+  (ray,) = [Requirement(r) for r in
+            _pyproject()["project"]["optional-dependencies"]["cluster"]]
+  assert ray.name == "ray" and any(s.operator == ">=" for s in ray.specifier)

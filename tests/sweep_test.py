@@ -5,6 +5,7 @@ a run still in progress, and stops and resumes cleanly."""
 import fcntl
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -18,8 +19,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from landmark_ssl import configs
+from landmark_ssl import launcher
 from landmark_ssl import report
 from landmark_ssl import sweep
+from landmark_ssl import sweep_plan
+from landmark_ssl import sweep_progress
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
 
@@ -29,7 +33,7 @@ ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH
 # A stand-in for `python -m landmark_ssl.main` (one run, or --seeds with
 # --workdirs): records its pid in each run's directory, prints, sleeps
 # FAKE_SLEEP seconds, fails (exit 3) for seeds in FAKE_FAIL_SEEDS, and writes
-# a finished results.json for the others.
+# a finished results.json for the others (with FAKE_SLEEP as its wall time).
 FAKE_MAIN = textwrap.dedent(f"""\
     #!{sys.executable}
     import json, os, sys, time
@@ -51,8 +55,10 @@ FAKE_MAIN = textwrap.dedent(f"""\
         failed = True
         continue
       with open(os.path.join(wd, "results.json"), "w") as f:
-        json.dump({{"status": "finished", "config": {{"seed": int(seed)}},
-                    "end": time.time()}}, f)
+        json.dump({{"status": "finished", "end": time.time(),
+                    "wall_time_s": float(os.environ.get("FAKE_SLEEP", "0")),
+                    "config": {{"seed": int(seed), "model": {{"name": "m"}},
+                               "costs": "L"}}}}, f)
     sys.exit(3 if failed else 0)
     """)
 
@@ -65,10 +71,10 @@ def fake_main(tmp_path):
   return str(path)
 
 
-def _fake_jobs(fake, workdir, seeds):
+def _fake_specs(workdir, seeds):
   runs = [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
           for s in seeds]
-  return sweep.make_jobs(runs, "fake.py", str(workdir), python=fake)
+  return sweep_plan.make_specs(runs, "fake.py", str(workdir))
 
 
 def _parse_main_command(argv, seeds=False):
@@ -138,22 +144,23 @@ def test_commands_parse_back_into_the_runs_configs(name, stride, tmp_path):
   path = f"{ROOT}/experiments/{name}.py"
   exp = configs.load_experiment(path)
   runs = exp.sweep()[::stride]
-  jobs = sweep.make_jobs(runs, path, str(tmp_path),
-                         {"data.data_dir": "/data/tfds", "train.max_epochs": "7"})
-  assert len(jobs) == len(runs)
-  for run, job in zip(runs, jobs):
-    config, workdir = _parse_main_command(job.argv)
+  specs = sweep_plan.make_specs(
+      runs, path, str(tmp_path),
+      {"data.data_dir": "/data/tfds", "train.max_epochs": "7"})
+  assert len(specs) == len(runs)
+  for run, spec in zip(runs, specs):
+    config, workdir = _parse_main_command(sweep_plan.command([spec], "py"))
     want = exp.get_config(run["config_arg"])
     want.update_from_flattened_dict(run["overrides"])
     want.data.data_dir, want.train.max_epochs = "/data/tfds", 7
     assert config.to_dict() == want.to_dict()
-    assert workdir == str(tmp_path / run["name"]) == job.run_dir
+    assert workdir == str(tmp_path / run["name"]) == spec.run_dir
 
 
 def test_overrides_may_not_clash_with_the_sweep(tmp_path):
   runs = [{"name": "a", "config_arg": "", "overrides": {"seed": 0}}]
   with pytest.raises(ValueError, match="seed"):
-    sweep.make_jobs(runs, "x.py", str(tmp_path), {"seed": "1"})
+    sweep_plan.make_specs(runs, "x.py", str(tmp_path), {"seed": "1"})
   assert sweep.parse_overrides(["config.seed=1", "data.data_dir=/a=b"]) == {
       "seed": "1", "data.data_dir": "/a=b"}
   with pytest.raises(ValueError, match="key=value"):
@@ -191,31 +198,33 @@ def test_vectorize_seeds_makes_one_command_per_cell(tmp_path):
   exp = configs.load_experiment(path)
   runs = sweep.select_runs(exp.sweep(seeds=(0, 1, 2)),
                            only=r"^(seq_mt_L\+T\+C|comm_mt_L)_f0\.(05|1)_")
-  jobs = sweep.make_jobs(runs, path, str(tmp_path / "a,b"),
-                         {"data.data_dir": "/data/tfds"})
-  cells = sweep.group_seeds(jobs)
-  assert len(jobs) == 12 and len(cells) == 4
-  assert [r.name for c in cells for r in c.runs] == [j.name for j in jobs]
+  specs = sweep_plan.make_specs(runs, path, str(tmp_path / "a,b"),
+                                {"data.data_dir": "/data/tfds"})
+  cells = sweep_plan.group_seeds(specs)
+  assert len(specs) == 12 and len(cells) == 4
+  assert [r for c in cells for r in c.runs] == specs
   for cell in cells:
-    config, seeds, workdirs = _parse_main_command(cell.argv, seeds=True)
+    config, seeds, workdirs = _parse_main_command(
+        sweep_plan.command(cell.runs, "py"), seeds=True)
     assert seeds == [0, 1, 2]
     assert workdirs == [r.run_dir for r in cell.runs]  # a comma survives
     assert cell.run_dir == cell.runs[0].run_dir
     for seed, member in zip(seeds, cell.runs):
-      want, want_dir = _parse_main_command(member.argv)
+      want, want_dir = _parse_main_command(sweep_plan.command([member], "py"))
       config.seed = seed
       assert config.to_dict() == want.to_dict() and want_dir == member.run_dir
   # Two members left: their vectorised command; one: its own command.
-  two = sweep.vectorized_job(cells[0].runs[1:])
-  assert _parse_main_command(two.argv, seeds=True)[1:] == (
+  two = sweep_plan.command(cells[0].runs[1:], "py")
+  assert _parse_main_command(two, seeds=True)[1:] == (
       [1, 2], [r.run_dir for r in cells[0].runs[1:]])
-  assert sweep.vectorized_job(cells[0].runs[:1]) == jobs[0]
+  assert sweep_plan.command(cells[0].runs[:1], "py") == sweep_plan.command(
+      [specs[0]], "py")
   # Runs that differ in more than the seed are never merged.
-  with pytest.raises(ValueError, match="differ in --config.seed"):
-    sweep.vectorized_job([cells[0].runs[0], cells[1].runs[0]])
-  lone = sweep.Job("x", ("python", "-m", "landmark_ssl.main", "--workdir=x"), "x")
-  assert sweep.group_seeds([lone] + jobs[:2]) == [
-      lone, sweep.vectorized_job(jobs[:2])]
+  with pytest.raises(ValueError, match="differ in their seed alone"):
+    sweep_plan.command([cells[0].runs[0], cells[1].runs[0]], "py")
+  lone = sweep_plan.RunSpec("x.py", "", (), "x", "x")
+  assert sweep_plan.group_seeds([lone] + specs[:2]) == [
+      sweep_plan.Job((lone,)), sweep_plan.Job(tuple(specs[:2]))]
 
 
 def test_grid_multiplies_runs_into_parseable_commands(tmp_path):
@@ -230,9 +239,10 @@ def test_grid_multiplies_runs_into_parseable_commands(tmp_path):
       f"seq_mt_L_f0.05_s{s}_model.beta={b}_loss.alpha=0.5"
       for s in (4, 2) for b in ("3", "0.1")]
   assert runs[0]["name"] == "seq_mt_L_f0.05_s4"  # input untouched
-  jobs = sweep.make_jobs(grown, path, str(tmp_path), {"data.data_dir": "/d"})
-  for run, job in zip(grown, jobs):
-    config, workdir = _parse_main_command(job.argv)
+  specs = sweep_plan.make_specs(grown, path, str(tmp_path),
+                                {"data.data_dir": "/d"})
+  for run, spec in zip(grown, specs):
+    config, workdir = _parse_main_command(sweep_plan.command([spec], "py"))
     want = exp.get_config(run["config_arg"])
     want.update_from_flattened_dict(
         {"data.labeled_fraction": 0.05, "seed": run["overrides"]["seed"],
@@ -241,7 +251,7 @@ def test_grid_multiplies_runs_into_parseable_commands(tmp_path):
     assert config.to_dict() == want.to_dict()
     assert workdir == str(tmp_path / run["name"])
   # A grid's values are separate cells: seeds group within one value only.
-  cells = sweep.group_seeds(jobs)
+  cells = sweep_plan.group_seeds(specs)
   assert [[r.name for r in c.runs] for c in cells] == [
       [grown[0]["name"], grown[2]["name"]], [grown[1]["name"], grown[3]["name"]]]
   # Commas inside brackets stay in the value.
@@ -313,8 +323,8 @@ def test_dry_run_prints_vectorized_commands(tmp_path):
 def test_execute_vectorized_cell(fake_main, tmp_path, monkeypatch):
   """One process for a cell's unfinished, unlocked seeds; its output in the
   first one's log; finished and failed counted per run."""
-  jobs = _fake_jobs(fake_main, tmp_path, (0, 1, 2, 3))
-  (cell,) = sweep.group_seeds(jobs)
+  jobs = _fake_specs(tmp_path, (0, 1, 2, 3))
+  (cell,) = sweep_plan.group_seeds(jobs)
   os.makedirs(jobs[0].run_dir)
   with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
     json.dump({"status": "finished"}, f)
@@ -324,7 +334,7 @@ def test_execute_vectorized_cell(fake_main, tmp_path, monkeypatch):
   fcntl.flock(fd, fcntl.LOCK_EX)
   monkeypatch.setenv("FAKE_FAIL_SEEDS", "2")
   try:
-    out = sweep.execute([cell], poll_s=0.05)
+    out = launcher.execute([cell], fake_main, poll_s=0.05)
   finally:
     os.close(fd)
   assert out == {"finished": ["run_s1"], "failed": ["run_s2"],
@@ -340,11 +350,49 @@ def test_execute_vectorized_cell(fake_main, tmp_path, monkeypatch):
   assert "output in " + os.path.join(jobs[1].run_dir, "log.txt") in log2
   # Again: only the failed seed is left, and runs with its own command.
   monkeypatch.setenv("FAKE_FAIL_SEEDS", "")
-  out = sweep.execute([cell], poll_s=0.05)
+  out = launcher.execute([cell], fake_main, poll_s=0.05)
   assert out["finished"] == ["run_s2", "run_s3"]
   assert out["skipped"] == ["run_s0", "run_s1"]
   log2 = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
   assert log2.count("sweep starts: ") == 1 and "--seeds=2,3" in log2
+
+
+# The commands `sweep --dry_run` printed before run specs (issue 23): the
+# specs render them unchanged, order of the overrides and quoting included.
+GOLDEN_DRY_RUN = {
+    (r"--only=^seq_mt_L\+T\+C_f0.05_", "--seeds=0,1", "--quick",
+     "--override=train.max_epochs=200",
+     "--override=data.data_dir=/data/tfds"): 2,
+    ("--only=^seq_mt_L_f0.05_", "--seeds=0", "--grid=model.beta=0.1,1",
+     "--grid=model.kernel_sizes=(9,9),(7,7)"): 4,
+    ("--only=^(seq|comm)_mt_L_f0.(05|1)_", "--seeds=3,1", "--vectorize_seeds",
+     "--override=data.data_dir=/d"): 4,
+}
+GOLDEN_LINES = """\
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L+T+C,quick --config.data.labeled_fraction=0.05 --config.seed=0 --config.train.max_epochs=200 --config.data.data_dir=/data/tfds --workdir={w}/seq_mt_L+T+C_f0.05_s0_quick
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L+T+C,quick --config.data.labeled_fraction=0.05 --config.seed=1 --config.train.max_epochs=200 --config.data.data_dir=/data/tfds --workdir={w}/seq_mt_L+T+C_f0.05_s1_quick
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L --config.data.labeled_fraction=0.05 --config.seed=0 --config.model.beta=0.1 '--config.model.kernel_sizes=(9,9)' '--workdir={w}/seq_mt_L_f0.05_s0_model.beta=0.1_model.kernel_sizes=(9,9)'
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L --config.data.labeled_fraction=0.05 --config.seed=0 --config.model.beta=0.1 '--config.model.kernel_sizes=(7,7)' '--workdir={w}/seq_mt_L_f0.05_s0_model.beta=0.1_model.kernel_sizes=(7,7)'
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L --config.data.labeled_fraction=0.05 --config.seed=0 --config.model.beta=1 '--config.model.kernel_sizes=(9,9)' '--workdir={w}/seq_mt_L_f0.05_s0_model.beta=1_model.kernel_sizes=(9,9)'
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L --config.data.labeled_fraction=0.05 --config.seed=0 --config.model.beta=1 '--config.model.kernel_sizes=(7,7)' '--workdir={w}/seq_mt_L_f0.05_s0_model.beta=1_model.kernel_sizes=(7,7)'
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L --config.data.labeled_fraction=0.05 --config.data.data_dir=/d --seeds=3,1 --workdirs={w}/seq_mt_L_f0.05_s3,{w}/seq_mt_L_f0.05_s1
+python -m landmark_ssl.main --config=experiments/blocks.py:model=seq_mt,costs=L --config.data.labeled_fraction=0.1 --config.data.data_dir=/d --seeds=3,1 --workdirs={w}/seq_mt_L_f0.1_s3,{w}/seq_mt_L_f0.1_s1
+python -m landmark_ssl.main --config=experiments/blocks.py:model=comm_mt,costs=L --config.data.labeled_fraction=0.05 --config.data.data_dir=/d --seeds=3,1 --workdirs={w}/comm_mt_L_f0.05_s3,{w}/comm_mt_L_f0.05_s1
+python -m landmark_ssl.main --config=experiments/blocks.py:model=comm_mt,costs=L --config.data.labeled_fraction=0.1 --config.data.data_dir=/d --seeds=3,1 --workdirs={w}/comm_mt_L_f0.1_s3,{w}/comm_mt_L_f0.1_s1
+"""
+
+
+def test_dry_run_prints_the_same_commands_as_before_run_specs():
+  lines = GOLDEN_LINES.format(w="/W/table").splitlines()
+  for flags_, count in GOLDEN_DRY_RUN.items():
+    out = subprocess.run(
+        [sys.executable, "-m", "landmark_ssl.sweep",
+         "--config=experiments/blocks.py", "--workdir=/W/table", "--dry_run",
+         "--python=python", *flags_], cwd=ROOT, env=ENV, capture_output=True,
+        text=True, check=True)
+    assert out.stdout.splitlines() == lines[:count], flags_
+    lines = lines[count:]
+  assert not lines
 
 
 def test_dry_run_rejects_bad_flags(tmp_path):
@@ -359,23 +407,57 @@ def test_dry_run_rejects_bad_flags(tmp_path):
 def test_execute_skips_finished_counts_failures_and_logs(fake_main, tmp_path,
                                                          monkeypatch):
   monkeypatch.setenv("FAKE_FAIL_SEEDS", "2")
-  jobs = _fake_jobs(fake_main, tmp_path, (0, 1, 2))
+  jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1, 2)))
   os.makedirs(jobs[0].run_dir)
   with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
     json.dump({"status": "finished"}, f)
-  out = sweep.execute(jobs, parallel=2, poll_s=0.05)
+  out = launcher.execute(jobs, fake_main, parallel=2, poll_s=0.05)
   assert out == {"finished": ["run_s1"], "failed": ["run_s2"],
                  "skipped": ["run_s0"], "busy": [], "changed": []}
   assert not os.path.exists(os.path.join(jobs[0].run_dir, "pids"))
   log = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
-  assert "sweep starts: " + jobs[2].command_line in log
+  assert "sweep starts: " + shlex.join(
+      sweep_plan.command(jobs[2].runs, fake_main)) in log
   assert "fake training in" in log and "fake failure" in log
   # Run again: the failed run is retried, its log keeps both attempts.
   monkeypatch.setenv("FAKE_FAIL_SEEDS", "")
-  out = sweep.execute(jobs, parallel=1, poll_s=0.05)
+  out = launcher.execute(jobs, fake_main, parallel=1, poll_s=0.05)
   assert out["finished"] == ["run_s2"] and out["skipped"] == ["run_s0", "run_s1"]
   log = open(os.path.join(jobs[2].run_dir, "log.txt")).read()
   assert log.count("sweep starts: ") == 2
+
+
+def test_execute_logs_a_progress_line_per_event(fake_main, tmp_path,
+                                                 monkeypatch, caplog):
+  """Issue 25 item 7: each start and end says runs done / running / left
+  and an ETA from the finished runs' wall times."""
+  monkeypatch.setenv("FAKE_SLEEP", "0.5")
+  jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1, 2, 3)))
+  os.makedirs(jobs[0].run_dir)  # finished before, in 600 s
+  with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
+    json.dump({"status": "finished", "wall_time_s": 600.0,
+               "config": {"model": {"name": "m"}, "costs": "L"}}, f)
+  caplog.set_level("INFO")
+  out = launcher.execute(jobs, fake_main, parallel=2, poll_s=0.05)
+  assert sorted(out["finished"]) == ["run_s1", "run_s2", "run_s3"]
+  lines = [r.getMessage() for r in caplog.records
+           if r.getMessage().startswith("[")]
+  assert lines[:3] == [
+      "[1/4 done, 0 running, 3 left; ETA 0:30:00] run_s0: finished before, "
+      "skipped",  # 3 x 600 s, one at a time so far
+      lines[1], lines[2]]
+  assert re.fullmatch(r"\[1/4 done, 1 running, 2 left; ETA 0:(29|30):\d\d\] "
+                      r"run_s1: started \(pid \d+\)", lines[1])
+  # Two at a time: (600 + 600 + what is left of run_s1's 600) / 2.
+  assert re.fullmatch(r"\[1/4 done, 2 running, 1 left; ETA 0:(14|15):\d\d\] "
+                      r"run_s2: started \(pid \d+\)", lines[2])
+  assert len(lines) == 1 + 2 * 3
+  assert re.fullmatch(r"\[4/4 done, 0 running, 0 left; ETA 0:00:00\] run_s\d: "
+                      r"finished in \d+ s", lines[-1])
+  # A run that finished now (in 0.5 s) pulls the ETA down: the mean is
+  # (600 + 0.5) / 2 s for one run left and one running, two at a time.
+  finished = [l for l in lines if ": finished in" in l]
+  assert re.search(r"ETA 0:0[45]:\d\d", finished[0]), finished
 
 
 def _spans(job):
@@ -386,23 +468,23 @@ def _spans(job):
 
 def test_execute_runs_n_at_a_time(fake_main, tmp_path, monkeypatch):
   monkeypatch.setenv("FAKE_SLEEP", "1.0")
-  jobs = _fake_jobs(fake_main, tmp_path, (0, 1, 2))
-  out = sweep.execute(jobs, parallel=2, poll_s=0.05)
+  jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1, 2)))
+  out = launcher.execute(jobs, fake_main, parallel=2, poll_s=0.05)
   assert sorted(out["finished"]) == ["run_s0", "run_s1", "run_s2"]
   (s0, e0), (s1, e1), (s2, e2) = (_spans(j) for j in jobs)
   assert s1 < e0 and s0 < e1  # the first two overlap
   assert s2 >= min(e0, e1)  # the third waits for a free slot
   with pytest.raises(ValueError, match="at least 1"):
-    sweep.execute(jobs, parallel=0)
+    launcher.execute(jobs, fake_main, parallel=0)
 
 
 def test_a_locked_run_is_left_alone(fake_main, tmp_path):
-  jobs = _fake_jobs(fake_main, tmp_path, (0, 1))
+  jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1)))
   os.makedirs(jobs[0].run_dir)
   fd = os.open(os.path.join(jobs[0].run_dir, sweep.LOCK_FILE), os.O_RDWR | os.O_CREAT)
   fcntl.flock(fd, fcntl.LOCK_EX)  # as if an orphaned run still trained
   try:
-    out = sweep.execute(jobs, poll_s=0.05)
+    out = launcher.execute(jobs, fake_main, poll_s=0.05)
   finally:
     os.close(fd)
   assert out["busy"] == ["run_s0"] and out["finished"] == ["run_s1"]
@@ -558,12 +640,12 @@ def test_cli_interrupt_then_resume(fake_main, tmp_path):
   assert "run_s2: FAILED" in out.stderr
   assert len(pids.read_text().splitlines()) == 2  # run_s0 started twice
   for s in (0, 1):
-    assert sweep.run_status(str(workdir / f"run_s{s}")) == "finished"
+    assert launcher.run_status(str(workdir / f"run_s{s}")) == "finished"
   # Once more: nothing left but the failed run, which now succeeds.
   out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr
   assert len((workdir / "run_s0" / "pids").read_text().splitlines()) == 2
-  assert sweep.run_status(str(workdir / "run_s2")) == "finished"
+  assert launcher.run_status(str(workdir / "run_s2")) == "finished"
 
 
 def _wait_for(predicate, timeout_s, what):
@@ -593,14 +675,14 @@ def test_real_quick_blocks_sweep_interrupt_resume_report(tmp_path):
     _wait_for(lambda: (second / "log.txt").exists() or proc.poll() is not None,
               240, "the second run to start")
     assert proc.poll() is None, proc.stdout.read()
-    assert sweep.run_status(str(workdir / names[0])) == "finished"
+    assert launcher.run_status(str(workdir / names[0])) == "finished"
     time.sleep(2.0)  # let it get going
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(120) == 128 + signal.SIGTERM
   finally:
     if proc.poll() is None:
       proc.kill()
-  assert sweep.run_status(str(second)) != "finished"
+  assert launcher.run_status(str(second)) != "finished"
   assert not (workdir / names[2]).exists()
 
   out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
@@ -608,7 +690,7 @@ def test_real_quick_blocks_sweep_interrupt_resume_report(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert f"{names[0]}: finished before, skipped" in out.stderr
   for name in names:
-    assert sweep.run_status(str(workdir / name)) == "finished", name
+    assert launcher.run_status(str(workdir / name)) == "finished", name
   assert (second / "log.txt").read_text().count("sweep starts: ") == 2
 
   text = report.write_report(str(workdir), [f"{ROOT}/experiments/blocks.py"],
@@ -644,23 +726,23 @@ def test_estimate_of_the_remaining_compute_by_hand(tmp_path):
       run_dir = tmp_path / f"r{i}"
       i += 1
       run_dir.mkdir()
-      (run_dir / sweep.RESULTS_FILE).write_text(json.dumps({
+      (run_dir / sweep_progress.RESULTS_FILE).write_text(json.dumps({
           "status": "finished", "wall_time_s": float(t),
           "config": {"model": {"name": model}, "costs": costs}}))
   (tmp_path / "broken").mkdir()
-  (tmp_path / "broken" / sweep.RESULTS_FILE).write_text("{trunc")
-  timings = sweep.read_timings(str(tmp_path))
+  (tmp_path / "broken" / sweep_progress.RESULTS_FILE).write_text("{trunc")
+  timings = sweep_progress.read_timings(str(tmp_path))
   assert {k: sorted(v) for k, v in timings.items()} == {
       k: sorted(v.tolist()) for k, v in walls.items()}
   keys = [("seq_mt", "L"), ("seq_mt", "L+T"), ("comm_mt", "L")]
-  seconds, own = sweep.estimate_seconds(keys, timings)
+  seconds, own = sweep_progress.estimate_seconds(keys, timings)
   everything = np.concatenate(list(walls.values()))
   expected = (walls[keys[0]].mean() + walls[keys[1]].mean()
               + everything.mean())
   assert own == 2 and seconds == pytest.approx(expected)
-  assert sweep.run_key({"config_arg": "model=seq_mt,costs=L+T+C,quick"}) == (
-      "seq_mt", "L+T+C")
-  assert np.isnan(sweep.estimate_seconds(keys, {})[0])
+  assert sweep_plan.RunSpec("x.py", "model=seq_mt,costs=L+T+C,quick", (), "x",
+                           "x").key == ("seq_mt", "L+T+C")
+  assert np.isnan(sweep_progress.estimate_seconds(keys, {})[0])
 
 
 def test_slurm_array_template_runs_the_line_of_its_task(tmp_path):

@@ -1,0 +1,176 @@
+"""A sweep's progress and its estimates of the time left, from the wall
+times of finished runs.
+
+:class:`Progress` counts a sweep's runs as they are started and end (any
+launcher) and gives the line logged at each such event::
+
+  [3/8 done, 2 running, 3 left; ETA 0:14:10] seq_mt_L_f0.05_s1: finished in 412 s
+
+The ETA counts, for each run left, the mean wall time of the finished runs
+of its model and costs (or of all finished runs: :func:`estimate_seconds`),
+for each running run what remains of that, and divides by the most runs
+seen running at once. ``sweep --dry_run`` estimates the compute left the
+same way (:func:`read_timings`).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import math
+import os
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+from landmark_ssl import configs
+
+RESULTS_FILE = "results.json"
+# The ends of a run in a sweep: trained to the end now, failed, finished
+# before (skipped), locked by another process, holding another config.
+DONE_KINDS = ("finished", "failed", "skipped", "busy", "changed")
+
+
+def wall_seconds(results: Mapping) -> tuple | None:
+  """``((row model, costs), wall seconds)`` of a finished run's
+  ``results.json`` object, or ``None`` for any other object."""
+  try:
+    if results.get("status") != "finished":
+      return None
+    key = (configs.row_model(results["config"]["model"]),
+           results["config"]["costs"])
+    return key, float(results["wall_time_s"])
+  except (KeyError, TypeError, ValueError, AttributeError):
+    return None
+
+
+def read_wall_seconds(run_dir: str) -> tuple | None:
+  """:func:`wall_seconds` of ``run_dir/results.json``; ``None`` if it is
+  missing, unreadable or not finished."""
+  try:
+    with open(os.path.join(run_dir, RESULTS_FILE)) as f:
+      return wall_seconds(json.load(f))
+  except (OSError, ValueError):
+    return None
+
+
+def read_timings(workdir: str) -> Dict[tuple, List[float]]:
+  """``{(row model, costs): [wall seconds, ...]}`` of the finished runs under
+  ``workdir`` (their ``results.json``); unreadable files are ignored."""
+  out = collections.defaultdict(list)
+  if not os.path.isdir(workdir):
+    return out
+  for root, dirs, files in os.walk(workdir):
+    dirs.sort()
+    if RESULTS_FILE in files:
+      found = read_wall_seconds(root)
+      if found:
+        out[found[0]].append(found[1])
+  return out
+
+
+def mean_seconds(key: tuple, timings: Mapping[tuple, Sequence[float]]
+                 ) -> float:
+  """The mean wall time of the finished runs of ``key``, else of all
+  finished runs; ``nan`` without any."""
+  times = timings.get(key) or [t for ts in timings.values() for t in ts]
+  return sum(times) / len(times) if times else math.nan
+
+
+def estimate_seconds(keys: Sequence[tuple], timings: Mapping[tuple, Sequence[float]]
+                     ) -> Tuple[float, int]:
+  """Estimated wall seconds of runs with these ``(model, costs)`` keys.
+
+  Each run counts the mean wall time of the finished runs of its key, or,
+  without any, of all finished runs. Returns ``(seconds, number of runs
+  estimated from their own key)``; ``(nan, 0)`` without any finished run.
+  """
+  if not any(timings.values()):
+    return math.nan, 0
+  total = sum(mean_seconds(key, timings) for key in keys)
+  return total, sum(1 for key in keys if timings.get(key))
+
+
+def eta_seconds(left: Sequence[tuple], running: Sequence[Tuple[tuple, float]],
+                timings: Mapping[tuple, Sequence[float]], slots: int) -> float:
+  """Seconds until the runs ``left`` (their keys) and ``running`` (``(key,
+  seconds since it started)``) are done, ``slots`` runs at a time; ``nan``
+  without a finished run to estimate from."""
+  if not left and not running:
+    return 0.0
+  work, _ = estimate_seconds(left, timings)
+  if not left:
+    work = 0.0
+  for key, elapsed in running:
+    work += max(mean_seconds(key, timings) - elapsed, 0.0)
+  return work / max(slots, 1)
+
+
+def format_eta(seconds: float) -> str:
+  if math.isnan(seconds):
+    return "ETA when a run has finished"
+  return f"ETA {datetime.timedelta(seconds=round(seconds))}"
+
+
+class Progress:
+  """Counts a sweep's runs as they start and end, and says where it stands.
+
+  Args:
+    runs: ``{run name: (model, costs)}`` of every run of the sweep.
+    clock: seconds, monotonic.
+  """
+
+  def __init__(self, runs: Mapping[str, tuple], clock):
+    self._keys = dict(runs)
+    self._clock = clock
+    self._running: Dict[str, float] = {}  # name -> start time
+    self._done: Dict[str, str] = {}  # name -> kind
+    self._timings: Dict[tuple, List[float]] = collections.defaultdict(list)
+    self._peak = 0
+
+  @property
+  def total(self) -> int:
+    return len(self._keys)
+
+  def counts(self) -> Dict[str, int]:
+    """``{kind: runs}`` of the runs done so far (:data:`DONE_KINDS`)."""
+    out = dict.fromkeys(DONE_KINDS, 0)
+    for kind in self._done.values():
+      out[kind] += 1
+    return out
+
+  def started(self, name: str) -> bool:
+    """Notes that run ``name`` started; ``False`` if it was already running
+    (started again after its process or worker was lost)."""
+    again = name in self._running
+    self._running[name] = self._clock()
+    self._peak = max(self._peak, len(self._running))
+    return not again
+
+  def stopped(self, name: str) -> None:
+    """Notes that run ``name`` stopped without an end (it is started again)."""
+    self._running.pop(name, None)
+
+  def done(self, name: str, kind: str, timing: tuple | None = None) -> None:
+    """Notes that run ``name`` ended as ``kind``; ``timing`` is its
+    :func:`wall_seconds` if it is finished."""
+    if kind not in DONE_KINDS:
+      raise ValueError(f"Unknown end of a run: {kind!r}.")
+    self._running.pop(name, None)
+    self._done[name] = kind
+    if timing:
+      self._timings[timing[0]].append(timing[1])
+
+  def eta(self) -> float:
+    now = self._clock()
+    left = [key for name, key in self._keys.items()
+            if name not in self._done and name not in self._running]
+    running = [(self._keys.get(name), now - start)
+               for name, start in self._running.items()]
+    return eta_seconds(left, running, self._timings, self._peak)
+
+  def line(self, name: str, text: str) -> str:
+    """The progress line of an event of run ``name``."""
+    done, running = len(self._done), len(self._running)
+    left = self.total - done - running
+    return (f"[{done}/{self.total} done, {running} running, {left} left; "
+            f"{format_eta(self.eta())}] {name}: {text}")

@@ -1,0 +1,359 @@
+"""``sweep --launcher=ray`` against a real Ray cluster of this machine
+(``ray.init`` with 2 CPUs, started here; each sweep connects to it with
+``--ray_address``): a quick 2x2 Blocks sweep reports exactly as the local
+launcher's, with the worker of one run killed mid-run (retried, resumed,
+identical results); a failing run is reported with its log, not retried;
+preempted runs are retried up to --max_retries; Ctrl-C cancels and the next
+sweep resumes. The checks that need no cluster (resources, the missing-Ray
+and shared-storage messages) run on their own."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import ray
+
+from landmark_ssl import launcher
+from landmark_ssl import ray_launcher
+from landmark_ssl import report
+from landmark_ssl import sweep
+from landmark_ssl import sweep_plan
+
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}"
+           f"{os.environ.get('PYTHONPATH', '')}")
+# 2 table rows x 2 seeds of the quick Blocks variant, shrunk further (3
+# epochs of 5 steps, a checkpoint at each epoch).
+QUICK = ["--config=experiments/blocks.py", "--quick",
+         r"--only=^seq_mt_L(\+T)?_f0\.05_", "--seeds=0,1",
+         "--override=train.max_epochs=3", "--override=model.features=2",
+         "--override=model.kernel_sizes=(3, 1)"]
+NAMES = [f"seq_mt_{c}_f0.05_s{s}_quick" for c in ("L", "L+T") for s in (0, 1)]
+VICTIM = NAMES[2]  # its Ray worker is killed mid-run
+
+
+def _sweep(workdir, *flags):
+  return [sys.executable, "-m", "landmark_ssl.sweep", f"--workdir={workdir}",
+          *flags]
+
+
+def _wait_for(predicate, timeout_s, what):
+  deadline = time.time() + timeout_s
+  while not predicate():
+    if time.time() > deadline:
+      raise AssertionError(f"timed out waiting for {what}")
+    time.sleep(0.05)
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+def _parent(pid):
+  with open(f"/proc/{pid}/stat") as f:
+    return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+  """A Ray cluster of this machine with 2 CPUs: its address. The sweeps get
+  the environment of this process after ``ray.init`` (which sets the
+  cluster's authentication mode, ``RAY_AUTH_MODE``)."""
+  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+  ENV.update({k: v for k, v in os.environ.items() if k.startswith("RAY_")})
+  try:
+    yield ray.get_runtime_context().gcs_address
+  finally:
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = tmp_path_factory.mktemp("tfds")
+  subprocess.run([sys.executable, "-m", "landmark_ssl.build_data",
+                  "--dataset=blocks/small", f"--data_dir={path}"], cwd=ROOT,
+                 env=ENV, check=True, capture_output=True, timeout=300)
+  return path
+
+
+@pytest.fixture(scope="module")
+def local_sweep(data_dir, tmp_path_factory):
+  """The 2x2 sweep by the local launcher, 2 at a time."""
+  workdir = tmp_path_factory.mktemp("local") / "sweep"
+  out = subprocess.run(_sweep(workdir, *QUICK, "--parallel=2",
+                              f"--override=data.data_dir={data_dir}"),
+                       cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(cluster, data_dir, tmp_path_factory):
+  """The same sweep on the Ray cluster; once VICTIM has its first
+  checkpoint, its Ray worker is killed (SIGKILL).
+
+  Returns ``(workdir, the sweep's exit status, its stderr, the training
+  process's pid, whether that process outlived its worker)``.
+  """
+  workdir = tmp_path_factory.mktemp("ray") / "sweep"
+  stderr = workdir.parent / "stderr.txt"
+  victim = workdir / VICTIM
+  with open(stderr, "w") as err:
+    proc = subprocess.Popen(
+        _sweep(workdir, *QUICK, "--launcher=ray", f"--ray_address={cluster}",
+               "--resources_per_run=CPU:1", "--max_retries=2",
+               f"--override=data.data_dir={data_dir}"),
+        cwd=ROOT, env=ENV, stdout=err, stderr=subprocess.STDOUT)
+    try:
+      def checkpointed():
+        assert proc.poll() is None, stderr.read_text()[-3000:]
+        ckpts = victim / "checkpoints"
+        return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
+      _wait_for(checkpointed, 300, f"{VICTIM}'s first checkpoint")
+      pid = json.loads((victim / "run.lock").read_text())["pid"]
+      worker = _parent(pid)
+      with open(f"/proc/{worker}/cmdline", "rb") as f:
+        assert b"ray::" in f.read()  # the Ray worker running its task
+      os.kill(worker, signal.SIGKILL)
+      deadline = time.time() + 10
+      while _alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+      orphan = _alive(pid)
+      code = proc.wait(600)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  return workdir, code, stderr.read_text(), pid, orphan
+
+
+def _results(run_dir):
+  """A run's results.json without what differs between equal runs."""
+  results = json.loads((run_dir / "results.json").read_text())
+  return {k: v for k, v in results.items() if k not in ("wall_time_s", "stack")}
+
+
+def test_ray_sweep_reports_exactly_as_the_local_one(local_sweep, ray_sweep,
+                                                   cluster, data_dir):
+  workdir, code, stderr, _, _ = ray_sweep
+  assert code == 0, stderr[-3000:]
+  assert "finished now: 4, finished before: 0, failed: 0" in stderr
+  assert re.search(r"\[4/4 done, 0 running, 0 left; ETA 0:00:00\] "
+                   r"seq_mt_\S+: finished in \d+ s", stderr)
+  for name in NAMES:
+    assert _results(workdir / name) == _results(local_sweep / name), name
+  blocks = [str(ROOT / "experiments" / "blocks.py")]
+  texts = [report.write_report(str(w), blocks, seeds=(0, 1), quick=True)
+           .replace(str(w), "WORKDIR") for w in (local_sweep, workdir)]
+  assert texts[0] == texts[1]
+  assert "(n=2)" in texts[0]  # the runs are there
+  # Again: every run is finished, no task is started.
+  again = subprocess.run(
+      _sweep(workdir, *QUICK, "--launcher=ray", f"--ray_address={cluster}",
+             f"--override=data.data_dir={data_dir}"),
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "finished now: 0, finished before: 4" in again.stderr
+
+
+def test_a_killed_worker_is_retried_and_resumes(local_sweep, ray_sweep):
+  workdir, code, stderr, pid, orphan = ray_sweep
+  assert code == 0, stderr[-3000:]
+  assert not orphan  # the training process died with its worker
+  log = (workdir / VICTIM / "log.txt").read_text()
+  assert log.count("sweep starts: ") == 2
+  second = log.split("sweep starts: ")[2]
+  assert "Resuming from the checkpoint of step" in second
+  assert re.search(rf"{re.escape(VICTIM)}: started on \S+ \(pid \d+\) "
+                   r"\(again\)", stderr)
+  assert _results(workdir / VICTIM) == _results(local_sweep / VICTIM)
+
+
+def test_a_failing_run_is_reported_with_its_log_not_retried(cluster, data_dir,
+                                                            tmp_path):
+  workdir = tmp_path / "sweep"
+  out = subprocess.run(
+      _sweep(workdir, "--config=experiments/blocks.py", "--quick",
+             r"--only=^seq_mt_L_f0\.05_", "--seeds=0", "--launcher=ray",
+             f"--ray_address={cluster}", "--max_retries=2",
+             f"--override=data.data_dir={data_dir}",
+             "--override=train.max_epochs=-1"),
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1, out.stderr[-3000:]
+  log = (workdir / "seq_mt_L_f0.05_s0_quick" / "log.txt").read_text()
+  assert log.count("sweep starts: ") == 1  # not retried
+  assert re.search(r"seq_mt_L_f0.05_s0_quick: FAILED \(exit status 2 after "
+                   r"\d+ s\); see \S+log.txt. Its last lines:", out.stderr)
+  last = [l for l in log.splitlines() if l.strip()][-1]
+  assert last.strip() in out.stderr  # the log's last line is quoted
+  assert "max_epochs" in out.stderr
+  assert "finished now: 0, finished before: 0, failed: 1" in out.stderr
+
+
+# A stand-in for `python -m landmark_ssl.main` (one run): counts its attempts
+# in the run directory; run_s0 is killed (SIGKILL) on its first attempt,
+# run_s1 is always preempted (exit 75), run_s2 waits for SIGTERM on its first
+# attempt (noting it, then exit 75); otherwise it finishes.
+FAKE_MAIN = textwrap.dedent(f"""\
+    #!{sys.executable}
+    import json, os, signal, sys, time
+    args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
+    wd, seed = args["workdir"], args["config.seed"]
+    os.makedirs(wd, exist_ok=True)
+    with open(os.path.join(wd, "attempts"), "a") as f:
+      f.write(f"{{os.getpid()}}\\n")
+    attempt = len(open(os.path.join(wd, "attempts")).read().split())
+    print("fake attempt", attempt, flush=True)
+    if seed == "0" and attempt == 1:
+      os.kill(os.getpid(), signal.SIGKILL)
+    if seed == "1":
+      sys.exit(75)
+    if seed == "2" and attempt == 1:
+      def stop(*_):
+        open(os.path.join(wd, "sigterm"), "w").close()
+        sys.exit(75)
+      signal.signal(signal.SIGTERM, stop)
+      time.sleep(120)
+      sys.exit(1)
+    with open(os.path.join(wd, "results.json"), "w") as f:
+      json.dump({{"status": "finished"}}, f)
+    """)
+
+FAKE_EXPERIMENT = textwrap.dedent("""\
+    def get_config(arg=None):
+      raise NotImplementedError
+
+    def sweep(seeds=(0, 1, 2)):
+      return [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
+              for s in seeds]
+    """)
+
+
+@pytest.fixture
+def fake(tmp_path):
+  main = tmp_path / "fake_main"
+  main.write_text(FAKE_MAIN)
+  main.chmod(0o755)
+  experiment = tmp_path / "fake_experiment.py"
+  experiment.write_text(FAKE_EXPERIMENT)
+  return [f"--config={experiment}", f"--python={main}"]
+
+
+def _attempts(run_dir):
+  return len((run_dir / "attempts").read_text().split())
+
+
+def test_killed_and_preempted_runs_are_retried_up_to_max_retries(
+    cluster, fake, tmp_path):
+  workdir = tmp_path / "sweep"
+  out = subprocess.run(
+      _sweep(workdir, *fake, "--seeds=0,1", "--launcher=ray",
+             f"--ray_address={cluster}", "--max_retries=1"),
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1, out.stderr[-3000:]
+  assert _attempts(workdir / "run_s0") == 2
+  assert launcher.run_status(str(workdir / "run_s0")) == "finished"
+  assert "run_s0: killed by SIGKILL on " in out.stderr
+  assert _attempts(workdir / "run_s1") == 2  # 1 + --max_retries
+  assert re.search(r"run_s1: FAILED \(its process was stopped 2 times "
+                   r"\(--max_retries=1\), the last: exit status 75 on \S+\); "
+                   r"see \S+. Its last lines:\n\s+=== ", out.stderr)
+  assert "fake attempt 2" in out.stderr
+  assert "finished now: 1, finished before: 0, failed: 1" in out.stderr
+
+
+def test_interrupting_the_driver_cancels_and_the_next_sweep_resumes(
+    cluster, fake, tmp_path):
+  workdir = tmp_path / "sweep"
+  cmd = _sweep(workdir, *fake, "--seeds=2", "--launcher=ray",
+               f"--ray_address={cluster}")
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    attempts = workdir / "run_s2" / "attempts"
+    _wait_for(lambda: attempts.exists() or proc.poll() is not None, 120,
+              "the run to start")
+    time.sleep(0.5)  # its SIGTERM handler is set
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(120) == 128 + signal.SIGINT, proc.stdout.read()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  pid = int(attempts.read_text().split()[0])
+  _wait_for(lambda: not _alive(pid), 30, "the cancelled run to stop")
+  assert (workdir / "run_s2" / "sigterm").exists()  # it could checkpoint
+  assert not (workdir / "run_s2" / "results.json").exists()
+  out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert _attempts(workdir / "run_s2") == 2
+  assert launcher.run_status(str(workdir / "run_s2")) == "finished"
+
+
+# --------------------------------------------------------------------------
+# without a cluster
+
+
+def test_resources_per_run():
+  parse = ray_launcher.parse_resources
+  assert parse("GPU:1") == {"num_gpus": 1, "num_cpus": 0}
+  assert parse("CPU:2") == {"num_cpus": 2}
+  assert parse("TPU:4") == {"resources": {"TPU": 4}, "num_cpus": 0}
+  assert parse("CPU:2,GPU:0.5") == {"num_cpus": 2, "num_gpus": 0.5}
+  for bad in ("GPU", "GPU:x", "GPU:-1", ":1", ""):
+    with pytest.raises(ValueError, match="--resources_per_run"):
+      parse(bad)
+  nodes = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
+           {"Alive": False, "Resources": {"CPU": 8.0, "TPU": 4.0}}]
+  assert ray_launcher.unmet_resources(parse("GPU:2"), nodes) is None
+  why = ray_launcher.unmet_resources(parse("TPU:4"), nodes)
+  assert "--resources_per_run=TPU:4" in why and "CPU:16, GPU:2" in why
+  assert ray_launcher.unmet_resources(parse("GPU:4"), nodes)
+
+
+def test_missing_ray_says_how_to_install_it(monkeypatch):
+  monkeypatch.setitem(sys.modules, "ray", None)
+  with pytest.raises(ValueError, match=re.escape('pip install -e ".[cluster]"')):
+    ray_launcher.require_ray()
+
+
+def test_a_node_that_does_not_see_the_workdir_is_named(tmp_path):
+  spec = sweep_plan.RunSpec("x.py", "", (("seed", "0"),), "run_s0",
+                            str(tmp_path / "sweep" / "run_s0"))
+  ends = ray_launcher.run_job(
+      sweep_plan.Job((spec,)), "python", str(ROOT),
+      str(tmp_path / "sweep" / ".ray_sweep_0"), False, None, False)
+  (end,) = ends
+  assert end.kind == "failed" and "does not see the sweep's --workdir" in end.text
+  assert "mounts at the same path" in end.text
+  assert not (tmp_path / "sweep").exists()  # nothing written there
+  (tmp_path / "sweep").mkdir()
+  (tmp_path / "sweep" / ".ray_sweep_0").touch()
+  (end,) = ray_launcher.run_job(
+      sweep_plan.Job((spec,)), "python", str(tmp_path / "elsewhere"),
+      str(tmp_path / "sweep" / ".ray_sweep_0"), False, None, False)
+  assert "working directory" in end.text and "absolute paths" in end.text
+
+
+def test_launcher_flags_and_workdir_checks():
+  with pytest.raises(ValueError, match="--parallel is for --launcher=local"):
+    sweep.check_launcher_flags("ray", ["parallel", "config"])
+  with pytest.raises(ValueError, match="--ray_address, --max_retries go with "
+                     "--launcher=ray"):
+    sweep.check_launcher_flags("local", ["ray_address", "max_retries"])
+  sweep.check_launcher_flags("ray", ["ray_address", "resources_per_run"])
+  with pytest.raises(ValueError, match="flock"):
+    sweep.check_workdir_launchable("gs://bucket/table1")

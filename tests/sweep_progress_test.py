@@ -1,0 +1,65 @@
+"""A sweep's progress line: runs done / running / left and an ETA from the
+finished runs' wall times, computed by hand."""
+
+import math
+
+import pytest
+
+from landmark_ssl import sweep_progress
+
+A, B, C = ("seq_mt", "L"), ("seq_mt", "L+T"), ("comm_mt", "L")
+
+
+def test_eta_by_hand():
+  timings = {A: [100.0, 200.0], B: [400.0]}
+  overall = 700.0 / 3  # C has no finished run: the mean of all
+  eta = sweep_progress.eta_seconds(left=[A, B, C], running=[(A, 50.0),
+                                                            (B, 500.0)],
+                                   timings=timings, slots=2)
+  # A running for 50 s has 100 s left; B running past its mean has none.
+  assert eta == pytest.approx((150 + 400 + overall + 100 + 0) / 2)
+  assert sweep_progress.eta_seconds([], [], {}, 1) == 0.0
+  assert math.isnan(sweep_progress.eta_seconds([A], [], {}, 1))
+  assert math.isnan(sweep_progress.eta_seconds([], [(A, 1.0)], {}, 1))
+  assert sweep_progress.format_eta(3725.4) == "ETA 1:02:05"
+  assert sweep_progress.format_eta(math.nan) == "ETA when a run has finished"
+
+
+def test_wall_seconds_of_results():
+  results = {"status": "finished", "wall_time_s": 12.5,
+             "config": {"model": {"name": "rcn", "soft_argmax": True},
+                        "costs": "L"}}
+  assert sweep_progress.wall_seconds(results) == (("rcn_plus", "L"), 12.5)
+  for bad in ({**results, "status": "preempted"}, {"status": "finished"},
+              [], {**results, "wall_time_s": "x"}):
+    assert sweep_progress.wall_seconds(bad) is None
+
+
+def test_progress_lines_of_a_sweep():
+  now = [0.0]
+  progress = sweep_progress.Progress({"r1": A, "r2": A, "r3": B, "r4": A},
+                                     clock=lambda: now[0])
+  assert progress.started("r1") and progress.started("r2")
+  assert progress.line("r2", "started") == (
+      "[0/4 done, 2 running, 2 left; ETA when a run has finished] r2: "
+      "started")
+  now[0] = 100.0
+  progress.done("r1", "finished", (A, 90.0))
+  # Left: r3 (B: no own run, the mean of all, 90 s) and r4 (A, 90 s);
+  # r2 has run 100 s of its 90: none left; 2 at a time.
+  assert progress.line("r1", "finished") == (
+      "[1/4 done, 1 running, 2 left; ETA 0:01:30] r1: finished")
+  progress.done("r3", "skipped", (B, 30.0))
+  progress.stopped("r2")  # preempted: it starts again
+  assert progress.line("r3", "x").startswith(
+      "[2/4 done, 0 running, 2 left; ETA 0:01:30]")  # (90 + 90) / 2
+  assert progress.started("r2")
+  assert not progress.started("r2")  # again, without a stop (a lost worker)
+  progress.done("r2", "failed")
+  progress.done("r4", "busy")
+  assert progress.counts() == {"finished": 1, "failed": 1, "skipped": 1,
+                               "busy": 1, "changed": 0}
+  assert progress.line("r4", "y").startswith("[4/4 done, 0 running, 0 left; "
+                                             "ETA 0:00:00]")
+  with pytest.raises(ValueError, match="Unknown end"):
+    progress.done("r4", "lost")
