@@ -56,7 +56,7 @@ _RAY_OPTIONS = {"CPU": "num_cpus", "GPU": "num_gpus"}
 
 
 class ClusterError(RuntimeError):
-  """The Ray cluster cannot be reached or cannot run the runs."""
+  """The Ray cluster cannot be reached."""
 
 
 def require_ray():
@@ -120,7 +120,7 @@ def unmet_resources(options: Mapping, nodes: Sequence[Mapping]) -> str | None:
                             k in want) for have in alive)
   need = ",".join(f"{k}:{v:g}" for k, v in want.items())
   return (f"no node of the Ray cluster has --resources_per_run={need} "
-          f"(its nodes have: {has or 'none alive'}); ask for what one node "
+          f"(its nodes have: {has or 'none alive'}): ask for what one node "
           "has, or add nodes that have it (ray start --address=HEAD:PORT "
           "--num-gpus=N / --resources='{\"TPU\": 4}').")
 
@@ -160,9 +160,10 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
   Args:
     job: the runs.
     python: the interpreter of the command.
-    cwd: the driver's working directory (relative paths of the command).
-    marker: a file the driver made in the sweep's workdir: this node sees
-      the sweep's directory if it sees this file.
+    cwd: the driver's working directory: the task works there (the runs'
+      relative paths are the driver's).
+    marker: the absolute path of a file the driver made in the sweep's
+      workdir: this node sees the sweep's directory if it sees this file.
     rerun_changed: ``sweep --rerun_changed``.
     events: a ``ray.util.queue.Queue`` for the runs' start events.
     share_gpu: several runs share a GPU: ``XLA_PYTHON_CLIENT_PREALLOCATE``
@@ -177,6 +178,13 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
     RunStopped: the child was killed by a signal or exited 75.
   """
   host = socket.gethostname()
+  if not os.path.isdir(cwd):
+    return _unreachable(job, (
+        f"the sweep's working directory {cwd} does not exist on node {host}."
+        " Start the sweep from a directory every node has at the same path "
+        "(the repository on the shared filesystem), or give --config and "
+        "--workdir as absolute paths."))
+  os.chdir(cwd)  # the runs' relative paths are the driver's
   if not os.path.exists(marker):
     return _unreachable(job, (
         f"node {host} does not see the sweep's --workdir "
@@ -184,12 +192,6 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
         "sweep wrote there, is missing on that node). Put --workdir on a "
         "filesystem every node mounts at the same path (NFS, Filestore, "
         "Lustre, ...)."))
-  if not os.path.isdir(cwd):
-    return _unreachable(job, (
-        f"the sweep's working directory {cwd} does not exist on node {host}."
-        " Start the sweep from a directory every node has at the same path "
-        "(the repository on the shared filesystem), or give --config and "
-        "--workdir as absolute paths."))
   claimed = launcher.claim(job, rerun_changed, lock_wait_s)
   ends = list(claimed.events)
   if not claimed.runs:
@@ -300,8 +302,7 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, workdir: str,
     As ``launcher.execute``.
 
   Raises:
-    ClusterError: the cluster cannot be reached or has no node with
-      ``resources``.
+    ClusterError: the cluster cannot be reached.
     launcher.Interrupted: on SIGINT / SIGTERM, after cancelling the tasks.
   """
   ray = require_ray()
@@ -309,12 +310,14 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, workdir: str,
   options = dict(resources or parse_resources("CPU:1"))
   tally = launcher.Tally(jobs)
   started_ray = _connect(ray, address)
-  marker = os.path.join(workdir, f".ray_sweep_{uuid.uuid4().hex}")
+  marker = os.path.abspath(os.path.join(workdir,
+                                        f".ray_sweep_{uuid.uuid4().hex}"))
   events = None
   try:
     problem = unmet_resources(options, ray.nodes())
-    if problem:
-      raise ClusterError(problem[0].upper() + problem[1:])
+    if problem:  # an autoscaler may add such a node; Ray waits for it
+      logging.warning("Now %s The runs wait until such a node joins.",
+                      problem)
     os.makedirs(workdir, exist_ok=True)
     with open(marker, "w") as f:
       f.write(f"{socket.gethostname()} {os.getpid()}\n")

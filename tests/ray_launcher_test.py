@@ -72,12 +72,15 @@ def cluster():
   """A Ray cluster of this machine with 2 CPUs: its address. The sweeps get
   the environment of this process after ``ray.init`` (which sets the
   cluster's authentication mode, ``RAY_AUTH_MODE``)."""
+  before = dict(os.environ)
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
   ENV.update({k: v for k, v in os.environ.items() if k.startswith("RAY_")})
   try:
     yield ray.get_runtime_context().gcs_address
   finally:
     ray.shutdown()
+    os.environ.clear()  # what ray.init set is for this module's sweeps only
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="module")
@@ -303,6 +306,33 @@ def test_interrupting_the_driver_cancels_and_the_next_sweep_resumes(
   assert launcher.run_status(str(workdir / "run_s2")) == "finished"
 
 
+def test_a_killed_driver_leaves_no_run_behind_and_the_next_sweep_resumes(
+    cluster, fake, tmp_path):
+  """kill -9 of the sweep: Ray ends its tasks' workers, their runs die with
+  them (none keeps training, or its lock); the same command resumes."""
+  workdir = tmp_path / "sweep"
+  cmd = _sweep(workdir, *fake, "--seeds=2", "--launcher=ray",
+               f"--ray_address={cluster}")
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  try:
+    attempts = workdir / "run_s2" / "attempts"
+    _wait_for(lambda: attempts.exists() or proc.poll() is not None, 120,
+              "the run to start")
+    proc.kill()
+    proc.wait(30)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  pid = int(attempts.read_text().split()[0])
+  _wait_for(lambda: not _alive(pid), 60, "the killed sweep's run to stop")
+  out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert _attempts(workdir / "run_s2") == 2
+  assert launcher.run_status(str(workdir / "run_s2")) == "finished"
+
+
 # --------------------------------------------------------------------------
 # without a cluster
 
@@ -324,17 +354,39 @@ def test_resources_per_run():
   assert ray_launcher.unmet_resources(parse("GPU:4"), nodes)
 
 
-def test_missing_ray_says_how_to_install_it(monkeypatch):
-  monkeypatch.setitem(sys.modules, "ray", None)
-  with pytest.raises(ValueError, match=re.escape('pip install -e ".[cluster]"')):
-    ray_launcher.require_ray()
+# Runs the sweep tool in an interpreter where `import ray` fails.
+_WITHOUT_RAY = ("import runpy, sys; sys.modules['ray'] = None; "
+                "sys.argv[0] = 'sweep'; "
+                "runpy.run_module('landmark_ssl.sweep', run_name='__main__')")
 
 
-def test_a_node_that_does_not_see_the_workdir_is_named(tmp_path):
+def test_without_ray_only_the_ray_launcher_is_missing(tmp_path):
+  base = [sys.executable, "-c", _WITHOUT_RAY, "--config=experiments/blocks.py",
+          f"--workdir={tmp_path / 'sweep'}", r"--only=^seq_mt_L_f0\.05_s0$"]
+  dry = subprocess.run(base + ["--dry_run"], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=120)
+  assert dry.returncode == 0 and "landmark_ssl.main" in dry.stdout, dry.stderr
+  out = subprocess.run(base + ["--launcher=ray"], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode != 0
+  assert ('--launcher=ray needs Ray, which ' in out.stderr and
+          'pip install -e ".[cluster]"' in out.stderr), out.stderr[-2000:]
+  assert not (tmp_path / "sweep").exists()
+  # Only ray_launcher imports ray, and only when it runs.
+  for path in (ROOT / "landmark_ssl").rglob("*.py"):
+    text = path.read_text()
+    if path.name != "ray_launcher.py":
+      assert not re.search(r"^\s*(import ray|from ray)\b", text, re.M), path
+    else:
+      assert not re.search(r"^(import ray|from ray)\b", text, re.M)
+
+
+def test_a_node_that_does_not_see_the_workdir_is_named(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # run_job works in the driver's directory
   spec = sweep_plan.RunSpec("x.py", "", (("seed", "0"),), "run_s0",
                             str(tmp_path / "sweep" / "run_s0"))
   ends = ray_launcher.run_job(
-      sweep_plan.Job((spec,)), "python", str(ROOT),
+      sweep_plan.Job((spec,)), "python", str(tmp_path),
       str(tmp_path / "sweep" / ".ray_sweep_0"), False, None, False)
   (end,) = ends
   assert end.kind == "failed" and "does not see the sweep's --workdir" in end.text
