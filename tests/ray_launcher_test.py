@@ -11,7 +11,9 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -67,13 +69,70 @@ def _parent(pid):
     return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+def _ray_start(args, log, env):
+  """``ray start ARGS --block`` (README's procedure), once it is up."""
+  ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+  proc = subprocess.Popen([ray_cli, "start", *args, "--block"], cwd=ROOT,
+                          env=env, stdout=open(log, "w"),
+                          stderr=subprocess.STDOUT, start_new_session=True)
+  _wait_for(lambda: "block forever" in log.read_text() or
+            proc.poll() is not None, 120, f"ray start {' '.join(args)}")
+  assert proc.poll() is None, log.read_text()[-3000:]
+  return proc
+
+
+def _ray_stop(proc):
+  proc.send_signal(signal.SIGINT)  # it stops the node's processes
+  try:
+    proc.wait(60)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.wait()
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_the_readme_procedure_ray_start_then_ray_address_auto(fake, tmp_path):
+  """README's commands on one machine: `ray start --head`, a second node
+  with `ray start --address=HEAD:PORT`, then `sweep --launcher=ray
+  --ray_address=auto`. The head has no CPU, so the run can only train on
+  the node that joined. (First in this file: before its own cluster.)"""
+  port = _free_port()
+  # README: RAY_AUTH_MODE=token everywhere and one token (here in the
+  # environment rather than in ~/.ray/auth_token, which stays untouched).
+  env = dict(ENV, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+  head = _ray_start(["--head", f"--port={port}", "--num-cpus=0",
+                     "--include-dashboard=false"], tmp_path / "head.log", env)
+  try:
+    node = _ray_start([f"--address=127.0.0.1:{port}", "--num-cpus=1"],
+                      tmp_path / "node.log", env)
+    try:
+      out = subprocess.run(
+          _sweep(tmp_path / "sweep", *fake, "--seeds=3", "--launcher=ray",
+                 "--ray_address=auto", "--resources_per_run=CPU:1"),
+          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+      _ray_stop(node)
+  finally:
+    _ray_stop(head)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "no node of the Ray cluster has" not in out.stderr
+  assert launcher.run_status(str(tmp_path / "sweep" / "run_s3")) == "finished"
+  assert "finished now: 1, finished before: 0, failed: 0" in out.stderr
+
+
 @pytest.fixture(scope="module")
 def cluster():
   """A Ray cluster of this machine with 2 CPUs: its address. The sweeps get
   the environment of this process after ``ray.init`` (which sets the
   cluster's authentication mode, ``RAY_AUTH_MODE``)."""
   before = dict(os.environ)
-  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+  ray.init(address="local", num_cpus=2, include_dashboard=False,
+           log_to_driver=False)
   ENV.update({k: v for k, v in os.environ.items() if k.startswith("RAY_")})
   try:
     yield ray.get_runtime_context().gcs_address

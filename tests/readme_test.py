@@ -74,7 +74,8 @@ def code_blocks(text: str) -> list[Block]:
 def commands(code: str) -> list[list[str]]:
   """The commands of a shell block as token lists: continuation lines
   joined, comments dropped, the brackets of ``[--optional]`` parts and the
-  ``|`` between alternatives removed."""
+  ``|`` between alternatives removed, and ``NAME=value`` environment
+  settings before the program left out."""
   out = []
   for line in code.replace("\\\n", " ").splitlines():
     tokens = []
@@ -84,6 +85,8 @@ def commands(code: str) -> list[list[str]]:
         token = token.removesuffix("]")
       if token and token != "|":
         tokens.append(token)
+    while tokens and re.fullmatch(r"[A-Za-z_]\w*=\S*", tokens[0]):
+      tokens.pop(0)
     if tokens:
       out.append(tokens)
   return out
@@ -131,10 +134,12 @@ def test_indented_blocks_are_read():
 def test_commands_parse_optional_parts_and_continuations():
   code = ("python -m x.y --a=1 \\\n    [--b='p q' | --c] pos  # note --d\n"
           "# a comment line\n"
-          'pip install -e ".[test]" [--e=1,2]\n')
+          'pip install -e ".[test]" [--e=1,2]\n'
+          "A_B=1 c=x ray start --head\n")
   assert commands(code) == [
       ["python", "-m", "x.y", "--a=1", "--b=p q", "--c", "pos"],
-      ["pip", "install", "-e", ".[test]", "--e=1,2"]]
+      ["pip", "install", "-e", ".[test]", "--e=1,2"],
+      ["ray", "start", "--head"]]
   assert flag_name("--config.model.beta=3") == "config.model.beta"
   assert flag_name("photos/*.jpg") is None
 
