@@ -265,14 +265,22 @@ def test_a_failing_run_is_reported_with_its_log_not_retried(cluster, data_dir,
   assert "finished now: 0, finished before: 0, failed: 1" in out.stderr
 
 
-# A stand-in for `python -m landmark_ssl.main` (one run): counts its attempts
-# in the run directory; run_s0 is killed (SIGKILL) on its first attempt,
-# run_s1 is always preempted (exit 75), run_s2 waits for SIGTERM on its first
-# attempt (noting it, then exit 75); otherwise it finishes.
+# A stand-in for `python -m landmark_ssl.main`: counts its attempts in the
+# run directory (its pid per line); run_s0 is killed (SIGKILL) on its first
+# attempt, run_s1 is always preempted (exit 75), run_s2 waits for SIGTERM on
+# its first attempt (noting it, then exit 75); otherwise it finishes. With
+# --seeds (a cell), it finishes each run.
 FAKE_MAIN = textwrap.dedent(f"""\
     #!{sys.executable}
     import json, os, signal, sys, time
     args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
+    if "seeds" in args:
+      for wd in args["workdirs"].split(","):
+        with open(os.path.join(wd, "attempts"), "a") as f:
+          f.write(f"{{os.getpid()}}\\n")
+        with open(os.path.join(wd, "results.json"), "w") as f:
+          json.dump({{"status": "finished"}}, f)
+      sys.exit(0)
     wd, seed = args["workdir"], args["config.seed"]
     os.makedirs(wd, exist_ok=True)
     with open(os.path.join(wd, "attempts"), "a") as f:
@@ -335,6 +343,23 @@ def test_killed_and_preempted_runs_are_retried_up_to_max_retries(
                    r"see \S+. Its last lines:\n\s+=== ", out.stderr)
   assert "fake attempt 2" in out.stderr
   assert "finished now: 1, finished before: 0, failed: 1" in out.stderr
+
+
+def test_vectorize_seeds_makes_one_task_per_cell(cluster, fake, tmp_path):
+  workdir = tmp_path / "sweep"
+  (workdir / "run_s5").mkdir(parents=True)
+  (workdir / "run_s5" / "results.json").write_text('{"status": "finished"}')
+  out = subprocess.run(
+      _sweep(workdir, *fake, "--seeds=3,4,5", "--vectorize_seeds",
+             "--launcher=ray", f"--ray_address={cluster}"),
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "3 runs of" in out.stderr and "(1 tasks)" in out.stderr
+  pids = [(workdir / f"run_s{s}" / "attempts").read_text() for s in (3, 4)]
+  assert pids[0] == pids[1] and len(pids[0].split()) == 1  # one process
+  log = (workdir / "run_s3" / "log.txt").read_text()
+  assert f"--seeds=3,4 --workdirs={workdir}/run_s3,{workdir}/run_s4" in log
+  assert "finished now: 2, finished before: 1, failed: 0" in out.stderr
 
 
 def test_interrupting_the_driver_cancels_and_the_next_sweep_resumes(
