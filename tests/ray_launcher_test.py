@@ -7,6 +7,7 @@ preempted runs are retried up to --max_retries; Ctrl-C cancels and the next
 sweep resumes. The checks that need no cluster (resources, the missing-Ray
 and shared-storage messages) run on their own."""
 
+import fcntl
 import json
 import os
 import pathlib
@@ -360,6 +361,29 @@ def test_vectorize_seeds_makes_one_task_per_cell(cluster, fake, tmp_path):
   log = (workdir / "run_s3" / "log.txt").read_text()
   assert f"--seeds=3,4 --workdirs={workdir}/run_s3,{workdir}/run_s4" in log
   assert "finished now: 2, finished before: 1, failed: 0" in out.stderr
+
+
+def test_a_run_locked_elsewhere_is_left_alone(cluster, fake, tmp_path):
+  """As with the local launcher, a run whose sweep.lock another process
+  holds is busy: not trained (ray_launcher.execute in this process, which
+  is connected to the cluster)."""
+  del cluster
+  python = fake[1].split("=", 1)[1]
+  runs = [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
+          for s in (3, 4)]
+  specs = sweep_plan.make_specs(runs, "x.py", str(tmp_path / "sweep"))
+  os.makedirs(specs[0].run_dir)
+  fd = os.open(os.path.join(specs[0].run_dir, launcher.LOCK_FILE),
+               os.O_RDWR | os.O_CREAT)
+  fcntl.flock(fd, fcntl.LOCK_EX)  # as if another sweep trained it
+  try:
+    out = ray_launcher.execute(sweep_plan.single_jobs(specs), python,
+                               str(tmp_path / "sweep"), lock_wait_s=0.5)
+  finally:
+    os.close(fd)
+  assert out["busy"] == ["run_s3"] and out["finished"] == ["run_s4"]
+  assert not (tmp_path / "sweep" / "run_s3" / "attempts").exists()
+  assert not list((tmp_path / "sweep").glob(".ray_sweep_*"))  # cleaned up
 
 
 def test_interrupting_the_driver_cancels_and_the_next_sweep_resumes(
