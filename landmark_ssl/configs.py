@@ -13,7 +13,9 @@ The config argument is comma-separated ``key=value`` pairs and flags, e.g.
 * ``costs``: ``L``, ``L+C``, ``L+T``, ``L+T+C`` (Shapes: ``C``);
 * ``quick``: a small net of the same kind, 30 epochs, batches of 32, and for
   the synthetic datasets their ``small`` builder config (150 images per
-  split): a run takes well under a minute on a laptop CPU.
+  split): a run takes well under a minute on a laptop CPU. Blocks' quick
+  variant, the README's quick start, trains longer so that it visibly
+  learns (about 2 minutes; ``experiments/blocks.py``).
 
 Run names (one workdir per run) are built from the settings:
 ``<model>_<costs>_f<fraction>_s<seed>``, e.g. ``seq_mt_L+T+C_f0.05_s0``.

@@ -47,6 +47,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -182,6 +183,38 @@ def seed_workdirs(seeds: list[str] | None, workdir: str | None,
   return seeds, [os.path.join(workdir, f"s{s}") for s in seeds]
 
 
+def quick_result_line(config_argument: str, config, workdir: str) -> str | None:
+  """The line a quick run ends with: its error beside what a healthy
+  install gets, from the experiment file's ``QUICK_RESULT`` (``None`` for
+  other runs, or experiments without one). The expectation is for the plain
+  ``<file>:quick`` command; the line names any setting the run changed."""
+  path, _, arg = config_argument.partition(":")
+  if "quick" not in [a.strip() for a in arg.split(",")]:
+    return None
+  experiment = configs.load_experiment(path)
+  expected = getattr(experiment, "QUICK_RESULT", None)
+  if expected is None:
+    return None
+  try:
+    with open(os.path.join(workdir, "results.json")) as f:
+      results = json.load(f)
+    got = results["metrics"][expected["split"]][expected["metric"]]
+  except (OSError, ValueError, KeyError):  # not finished: no line
+    return None
+  unit = " px" if results.get("error_unit") == "pixels" else ""
+  line = (f"quick run: {expected['split']} {expected['metric']} "
+          f"{got:.2f}{unit}; a healthy install gets about "
+          f"{expected['value']:.2f}{unit} ({expected['where']}); above "
+          f"{expected['wrong_above']:g}{unit} means it did not learn.")
+  plain = experiment.get_config("quick").to_dict()
+  changed = [d.split(":")[0] for d in configs.config_differences(
+      plain, config.to_dict()) if not d.startswith("data.data_dir:")]
+  if changed:
+    line += (" (Expected for the plain command; this run changed "
+             f"{', '.join(changed)}.)")
+  return line
+
+
 _SIGTERM_SEEN = []
 
 
@@ -245,6 +278,11 @@ def main(argv):
     logging.error("%s", e)
     logging.debug("Traceback:", exc_info=True)
     sys.exit(EXIT_USAGE)
+  for workdir in ([_WORKDIR.value] if _SEEDS.value is None else workdirs):
+    line = quick_result_line(flags.FLAGS["config"].config_filename, config,
+                             workdir)
+    if line:
+      logging.info("%s", line)
   statuses = [o["status"] for o in outcomes]
   if "preempted" in statuses:
     sys.exit(EXIT_PREEMPTED)
