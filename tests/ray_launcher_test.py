@@ -25,7 +25,6 @@ import ray
 
 from landmark_ssl import launcher
 from landmark_ssl import ray_launcher
-from landmark_ssl import report
 from landmark_ssl import sweep
 from landmark_ssl import sweep_plan
 
@@ -35,11 +34,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}"
            f"{os.environ.get('PYTHONPATH', '')}")
 # 2 table rows x 2 seeds of the quick Blocks variant, shrunk further (3
-# epochs of 5 steps, a checkpoint at each epoch).
+# epochs of 5 steps, an evaluation and a checkpoint at each epoch).
 QUICK = ["--config=experiments/blocks.py", "--quick",
          r"--only=^seq_mt_L(\+T)?_f0\.05_", "--seeds=0,1",
-         "--override=train.max_epochs=3", "--override=model.features=2",
-         "--override=model.kernel_sizes=(3, 1)"]
+         "--override=train.max_epochs=3", "--override=data.batch_size=32",
+         "--override=train.eval_every_epochs=1",
+         "--override=model.features=2", "--override=model.kernel_sizes=(3, 1)"]
 NAMES = [f"seq_mt_{c}_f0.05_s{s}_quick" for c in ("L", "L+T") for s in (0, 1)]
 VICTIM = NAMES[2]  # its Ray worker is killed mid-run
 
@@ -218,11 +218,16 @@ def test_ray_sweep_reports_exactly_as_the_local_one(local_sweep, ray_sweep,
                    r"seq_mt_\S+: finished in \d+ s", stderr)
   for name in NAMES:
     assert _results(workdir / name) == _results(local_sweep / name), name
-  blocks = [str(ROOT / "experiments" / "blocks.py")]
-  texts = [report.write_report(str(w), blocks, seeds=(0, 1), quick=True)
-           .replace(str(w), "WORKDIR") for w in (local_sweep, workdir)]
+  texts = []
+  for w in (local_sweep, workdir):
+    subprocess.run([sys.executable, "-m", "landmark_ssl.report",
+                    f"--workdir={w}", "--config=experiments/blocks.py",
+                    "--seeds=0,1", "--quick"], cwd=ROOT, env=ENV, check=True,
+                   capture_output=True, timeout=300)
+    texts.append([(w / f).read_text().replace(str(w), "WORKDIR")
+                  for f in ("report.md", "report.csv")])
   assert texts[0] == texts[1]
-  assert "(n=2)" in texts[0]  # the runs are there
+  assert "(n=2)" in texts[0][0]  # the runs are there
   # Again: every run is finished, no task is started.
   again = subprocess.run(
       _sweep(workdir, *QUICK, "--launcher=ray", f"--ray_address={cluster}",
