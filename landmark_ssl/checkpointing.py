@@ -40,7 +40,6 @@ from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
-CHECKPOINT_DIR = "checkpoints"
 SELECTION_KEY = "selection"
 
 
@@ -59,12 +58,12 @@ def initial_progress() -> dict:
           "log_window": []}
 
 
-def manager(workdir, selection_mode: str, read_only: bool = False
+def manager(directory, selection_mode: str, read_only: bool = False
             ) -> ocp.CheckpointManager:
   """The run's checkpoint manager.
 
   Args:
-    workdir: the run directory; checkpoints go to ``<workdir>/checkpoints``.
+    directory: the run's checkpoint folder (``rundir.RunDir.checkpoint_dir``).
     selection_mode: ``'min'`` (landmark error) or ``'max'`` (accuracy): how
       the ``selection`` metric ranks checkpoints.
     read_only: for re-evaluation: never writes or deletes.
@@ -82,7 +81,7 @@ def manager(workdir, selection_mode: str, read_only: bool = False
       best_fn=get_metric, best_mode=selection_mode,
       preservation_policy=None if read_only else policy,
       create=not read_only, read_only=read_only)
-  directory = epath.Path(workdir) / CHECKPOINT_DIR
+  directory = epath.Path(directory)
   if "://" not in str(directory):  # orbax wants absolute local paths
     directory = epath.Path(os.path.abspath(directory))
   return ocp.CheckpointManager(

@@ -56,8 +56,6 @@ def selection_rule(terms: frozenset) -> tuple[str, str]:
 
 
 SEEDS = (0, 1, 2, 3, 4)  # the paper averages over five seeds (Table 1, fn. 5)
-# A run stores its config here, in its workdir (a rerun must match it).
-CONFIG_FILE = "config.json"
 _KEYS = ("model", "costs")
 _FLAGS = ("quick",)
 # Settings of a model that every experiment's config carries (so that

@@ -593,7 +593,7 @@ def _jit_apply():
 
 
 def forward(run, images: np.ndarray) -> dict:
-  """The restored model of ``run`` (``evaluate.RestoredRun``) on ``images``
+  """The restored model of ``run`` (``evaluator.RestoredRun``) on ``images``
   ``(N, H, W, C)``: ``{'landmarks', 'maps', 'logits'}`` as host arrays."""
   import jax  # pylint: disable=g-import-not-at-top
   out = _jit_apply()(run.state, np.asarray(images, np.float32))
@@ -691,7 +691,7 @@ class _Collector:
 def maps_of_run(run, data_config, split: str, indices: np.ndarray,
                 label: str) -> Figure:
   """The maps figure of examples ``indices`` of ``split`` for a restored run
-  (``evaluate.RestoredRun``): a forward pass of its checkpoint."""
+  (``evaluator.RestoredRun``): a forward pass of its checkpoint."""
   batch = dataset_examples(data_config, split, indices)
   out = forward(run, batch["image"])
   if out.get("maps") is None:
@@ -715,9 +715,9 @@ def _maps_figures(col: _Collector, run_dir: str, config: Mapping,
                   splits: Sequence[str], names: Sequence[str], num_images: int,
                   data_dir: str | None) -> None:
   """``maps`` figures (one per split, named ``names``) of one run."""
-  from landmark_ssl import evaluate  # pylint: disable=g-import-not-at-top
+  from landmark_ssl import evaluator  # pylint: disable=g-import-not-at-top
   try:
-    run = evaluate.restore_run(run_dir, data_dir=data_dir)
+    run = evaluator.restore_run(run_dir, data_dir=data_dir)
   except (OSError, ValueError) as e:
     for name in names:
       col.skip(name, str(e))

@@ -94,8 +94,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from landmark_ssl import build_data
+from landmark_ssl import rundir
 
-LABEL_SUBSET_FILE = "label_subset.json"
 # The feature of a dataset with a fixed labelled subset (module docstring).
 LABELED_FLAG = "has_landmarks"
 # config.data.class_heads entry meaning "every class feature of the dataset".
@@ -472,16 +472,16 @@ def save_labeled(workdir: str | epath.PathLike, indices: np.ndarray,
   ``metadata`` (e.g. ``dataset``, ``labeled_fraction``, ``seed``) is stored
   beside the indices and checked by ``labeled_subset``.
   """
-  path = epath.Path(workdir) / LABEL_SUBSET_FILE
+  path = rundir.RunDir(workdir).label_subset_file
   path.parent.mkdir(parents=True, exist_ok=True)
   payload = dict(metadata, indices=[int(i) for i in np.asarray(indices)])
-  path.write_text(json.dumps(payload))
+  rundir.write_json(path, payload)
   return path
 
 
 def load_labeled(workdir: str | epath.PathLike) -> np.ndarray | None:
   """The indices saved by ``save_labeled``, or None if there are none."""
-  path = epath.Path(workdir) / LABEL_SUBSET_FILE
+  path = rundir.RunDir(workdir).label_subset_file
   if not path.exists():
     return None
   try:
@@ -506,7 +506,7 @@ def labeled_subset(data_config: Any, seed: int,
   meta = dict(dataset=str(_setting(data_config, "name")),
               labeled_fraction=_labeled_fraction(data_config), seed=int(seed))
   if workdir is not None:
-    path = epath.Path(workdir) / LABEL_SUBSET_FILE
+    path = rundir.RunDir(workdir).label_subset_file
     saved = load_labeled(workdir)
     if saved is not None:
       stored = json.loads(path.read_text())

@@ -60,6 +60,7 @@ from ml_collections import config_flags
 
 from landmark_ssl import configs
 from landmark_ssl import metrics_log
+from landmark_ssl import rundir
 
 EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
@@ -270,10 +271,10 @@ def main(argv):
   except train.NonFiniteCostError as e:
     logging.error("%s", e)
     sys.exit(EXIT_NON_FINITE)
-  except train.WorkdirBusyError as e:
+  except rundir.WorkdirBusyError as e:
     logging.error("%s", e)
     sys.exit(EXIT_BUSY)
-  except (train.ConfigMismatchError, FileNotFoundError, ImportError,
+  except (rundir.ConfigMismatchError, FileNotFoundError, ImportError,
           ValueError) as e:
     logging.error("%s", e)
     logging.debug("Traceback:", exc_info=True)

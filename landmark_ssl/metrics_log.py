@@ -28,10 +28,9 @@ import os
 import sys
 
 from absl import logging
-from etils import epath
 
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
+from landmark_ssl import rundir
+
 
 
 def format_duration(seconds: float) -> str:
@@ -97,66 +96,6 @@ def format_train_line(step: int, total_steps: int, epoch: float, values: dict,
           f"{images_per_s:.1f} img/s, ETA {format_duration(eta_s)}")
 
 
-EVENTS = ("train", "eval", "test", "error")
-_TENSORBOARD_PREFIX = "events.out.tfevents."  # tensorboardX's file names
-_RECORD_START = '{"event": '  # how every line of MetricsLog.write starts
-
-
-def read_events(path) -> list[dict]:
-  """The events of a ``metrics.jsonl``, in order.
-
-  A line that is not a JSON object (the last one, cut short when a crash or
-  a full disk stopped a write; any other only if the file was damaged) is
-  skipped with a warning naming the file and line; everything else is kept.
-  """
-  path = epath.Path(path)
-  lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
-  events = []
-  for number, line in enumerate(lines, 1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-    except ValueError:
-      record = None
-    if isinstance(record, dict):
-      events.append(record)
-      continue
-    logging.warning(
-        "%s, line %d of %d: %s; skipped, every other line is kept: %.60r",
-        path, number, len(lines),
-        "an incomplete last line, cut short by a crash or a full disk"
-        if number == len(lines) else "not a JSON event (the file was damaged)",
-        line)
-  return events
-
-
-def is_metrics_file(path) -> bool:
-  """Whether every line of ``path`` is an event of :class:`MetricsLog` (the
-  last one may be cut short by a crash)."""
-  try:
-    lines = epath.Path(path).read_text().splitlines()
-  except (OSError, UnicodeDecodeError):
-    return False
-  for i, line in enumerate(lines):
-    try:
-      record = json.loads(line)
-    except ValueError:
-      if i == len(lines) - 1 and line.startswith(_RECORD_START):
-        continue
-      return False
-    if not (isinstance(record, dict) and record.get("event") in EVENTS and
-            isinstance(record.get("step"), int)):
-      return False
-  return True
-
-
-def is_tensorboard_dir(path) -> bool:
-  """Whether the folder ``path`` holds nothing but TensorBoard event files."""
-  return all(p.is_file() and p.name.startswith(_TENSORBOARD_PREFIX)
-             for p in epath.Path(path).iterdir())
-
-
 class MetricsLog:
   """Appends events to ``metrics.jsonl`` and TensorBoard.
 
@@ -169,19 +108,20 @@ class MetricsLog:
 
   def __init__(self, workdir, resume_step: int | None, enabled: bool):
     self._enabled = enabled
-    self._path = epath.Path(workdir) / METRICS_FILE
+    run = rundir.RunDir(workdir)
+    self._path = run.metrics_file
     self._writer = None
     if not enabled:
       return
     if resume_step and self._path.exists():
-      kept = [e for e in read_events(self._path)
+      kept = [e for e in rundir.read_events(self._path)
               if e.get("step", 0) <= resume_step and e.get("event") != "test"]
       self._path.write_text("".join(json.dumps(e) + "\n" for e in kept))
     elif self._path.exists():
       self._path.unlink()
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._writer = SummaryWriter(
-        os.fspath(epath.Path(workdir) / TENSORBOARD_DIR),
+        os.fspath(run.tensorboard_dir),
         purge_step=(resume_step + 1) if resume_step else None)
 
   def write(self, event: str, step: int, values: dict, split: str | None = None,
@@ -189,7 +129,7 @@ class MetricsLog:
     """Logs one event: numeric ``values`` go to TensorBoard, all to the file."""
     if not self._enabled:
       return
-    record = {"event": event}
+    record = {"event": event}  # each line starts rundir.EVENT_LINE_START
     if split is not None:
       record["split"] = split
     record["step"] = int(step)

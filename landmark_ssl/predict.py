@@ -357,7 +357,7 @@ class Predictor:
   """A restored run, ready to predict batches of model inputs.
 
   Attributes:
-    run: the ``evaluate.RestoredRun``.
+    run: the ``evaluator.RestoredRun``.
     size: side of the model input (the dataset's stored image).
     channels: channels of the model input.
     enlarge: the builder's landmark-box enlargement (1 for synthetic data).
@@ -377,11 +377,11 @@ class Predictor:
     """Restores ``workdir``'s best checkpoint (or ``step``).
 
     Raises:
-      evaluate.NoCheckpointError: no config or checkpoint.
+      evaluator.NoCheckpointError: no config or checkpoint.
     """
-    from landmark_ssl import evaluate  # pylint: disable=g-import-not-at-top
+    from landmark_ssl import evaluator  # pylint: disable=g-import-not-at-top
     from landmark_ssl import input_pipeline  # pylint: disable=g-import-not-at-top
-    run = evaluate.restore_run(workdir, step, data_dir)
+    run = evaluator.restore_run(workdir, step, data_dir)
     builder = input_pipeline.open_dataset(run.config.data)
     h, w, c = run.info.image_shape
     if h != w or c not in (1, 3):
@@ -529,7 +529,7 @@ def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
 
   Raises:
     ValueError: bad box or boxes file, both given, or no image.
-    evaluate.NoCheckpointError: ``workdir`` has no config or checkpoint.
+    evaluator.NoCheckpointError: ``workdir`` has no config or checkpoint.
   """
   if box is not None and boxes_file is not None:
     raise ValueError("Give either --box (one box for every image) or --boxes "

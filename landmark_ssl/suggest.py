@@ -58,6 +58,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from landmark_ssl import rundir
+
 CSV_FILE = "suggestions.csv"
 JSON_FILE = "suggestions.json"
 IDS_FILE = "coco_image_ids.txt"
@@ -224,18 +226,15 @@ def write_next_workdir(workdir: str, next_workdir: str,
   Raises:
     ValueError: ``next_workdir`` exists and is not empty.
   """
-  from landmark_ssl import configs  # pylint: disable=g-import-not-at-top
   from landmark_ssl import input_pipeline  # pylint: disable=g-import-not-at-top
   if os.path.isdir(next_workdir) and os.listdir(next_workdir):
     raise ValueError(f"--next_workdir={next_workdir} is not empty; give a "
                      "new folder for the next round's run.")
-  with open(os.path.join(workdir, input_pipeline.LABEL_SUBSET_FILE)) as f:
-    stored = json.load(f)
-  with open(os.path.join(workdir, configs.CONFIG_FILE)) as f:
-    config_text = f.read()
-  os.makedirs(next_workdir, exist_ok=True)
-  with open(os.path.join(next_workdir, configs.CONFIG_FILE), "w") as f:
-    f.write(config_text)
+  run, next_run = rundir.RunDir(workdir), rundir.RunDir(next_workdir)
+  stored = rundir.read_json(run.label_subset_file)
+  config_text = run.config_file.read_text()
+  next_run.path.mkdir(parents=True, exist_ok=True)
+  next_run.config_file.write_text(config_text)
   union = np.union1d(np.asarray(stored["indices"]), np.asarray(indices))
   meta = {k: v for k, v in stored.items() if k != "indices"}
   meta["suggested"] = [int(i) for i in indices]
@@ -253,7 +252,7 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
 
   Raises:
     ValueError: bad arguments, no label subset or no candidate.
-    evaluate.NoCheckpointError: no config or checkpoint.
+    evaluator.NoCheckpointError: no config or checkpoint.
   """
   from landmark_ssl import elt_disagreement  # pylint: disable=g-import-not-at-top
   from landmark_ssl import figures  # pylint: disable=g-import-not-at-top
@@ -267,7 +266,7 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
     raise ValueError(f"--transforms={num_transforms}: use at least 1.")
   labeled = input_pipeline.load_labeled(workdir)
   if labeled is None:
-    raise ValueError(f"{workdir} has no {input_pipeline.LABEL_SUBSET_FILE}: "
+    raise ValueError(f"{workdir} has no {rundir.LABEL_SUBSET}: "
                      "not a trained landmark_ssl run (train it with python -m "
                      "landmark_ssl.main).")
   predictor = predict.Predictor.load(workdir, step, data_dir, batch_size)

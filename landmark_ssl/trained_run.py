@@ -13,7 +13,7 @@ images, 0-based, pixel centres at integer coordinates. For image files of
 any size (cropped and resized as the dataset builder did, landmarks mapped
 back to the file's pixels) use ``python -m landmark_ssl.predict``.
 
-The checkpoint is restored with orbax through ``evaluate.restore_run``; the
+The checkpoint is restored with orbax through ``evaluator.restore_run``; the
 run's dataset must be available (its metadata gives the input shape and the
 number of landmarks; Shapes / Blocks are built on demand), at the run's
 ``config.data.data_dir`` or ``data_dir``.
@@ -145,7 +145,7 @@ def load_run(workdir, step: int | None = None, data_dir: str | None = None,
       compilation; rounded up to a multiple of the devices).
 
   Raises:
-    evaluate.NoCheckpointError: no run, or no checkpoint, in ``workdir``.
+    evaluator.NoCheckpointError: no run, or no checkpoint, in ``workdir``.
   """
   import jax  # pylint: disable=g-import-not-at-top
   predictor = predict_lib.Predictor.load(str(workdir), step, data_dir,

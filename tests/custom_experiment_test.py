@@ -14,10 +14,10 @@ from ml_collections import config_flags
 
 import conftest
 from landmark_ssl import configs
-from landmark_ssl import evaluate
+from landmark_ssl import evaluator
 from landmark_ssl import input_pipeline
 from landmark_ssl import models
-from landmark_ssl import train
+from landmark_ssl import program as program_lib
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
 
@@ -50,7 +50,7 @@ def test_the_name_is_set_on_the_command_line(tmp_path):
 
 def _model_of(config, info):
   config = input_pipeline.with_class_heads(config, info)
-  heads = train.model_heads(config, info)
+  heads = program_lib.model_heads(config, info)
   net = models.create_model(config.model, info.num_landmarks, heads)
   images = jax.ShapeDtypeStruct((2,) + info.image_shape, np.float32)
   out = jax.eval_shape(lambda x: net.apply(
@@ -123,7 +123,7 @@ def test_it_trains_on_the_fixture_dataset(coco_run):
   n_test = builder.info.splits["test"].num_examples
   assert preds["pred_landmarks"].shape == (n_test, 5, 2)
   assert preds["logits_lighting"].shape == (n_test, 2)
-  run = evaluate.restore_run(coco_run.workdir)
+  run = evaluator.restore_run(coco_run.workdir)
   assert run.heads == {"lighting": 2}
   assert run.info.image_shape == (32, 32, 1)
   assert tuple(run.config.data.class_heads) == ("lighting",)

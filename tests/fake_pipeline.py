@@ -19,11 +19,13 @@ import os
 
 import numpy as np
 
+from landmark_ssl import rundir
+
 SIZE = 16
 K = 2
 SPLITS = {"train": 96, "validation": 40, "test": 36}
 NAN_BATCH = 7
-LABEL_SUBSET_FILE = "label_subset.json"
+LABEL_SUBSET_FILE = rundir.LABEL_SUBSET
 
 DatasetInfo = collections.namedtuple(
     "DatasetInfo", "name image_shape num_landmarks classes split_sizes")

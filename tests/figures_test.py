@@ -16,7 +16,7 @@ from landmark_ssl import evaluation
 from landmark_ssl import figures
 from landmark_ssl import geometry
 from landmark_ssl import report
-from landmark_ssl import train
+from landmark_ssl import evaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -99,7 +99,7 @@ def test_ced_plot_shows_the_file_curve(tmp_path, normalizer):
              "index": np.arange(n)}
   errors = rng.uniform(0.0, 0.3, n)
   errors[3] = np.nan  # an image without visible landmarks
-  train.write_split_outputs(tmp_path, "test", outputs, errors, normalizer, 12)
+  evaluator.write_split_outputs(tmp_path, "test", outputs, errors, normalizer, 12)
   ced = json.loads((tmp_path / "ced_test.json").read_text())
   fig = figures.run_ced_figure(ced, "title", "Seq-MT (L)", "unused")
   (line,) = fig.axes[0].get_lines()[:1]
@@ -211,9 +211,9 @@ def test_maps_figure_is_the_checkpoints_forward_pass(tiny_blocks_run,
                                                     monkeypatch):
   """The maps come from a forward pass of the best checkpoint: its landmarks
   are the soft-argmax of the maps and the stored test predictions."""
-  from landmark_ssl import evaluate  # pylint: disable=g-import-not-at-top
+  from landmark_ssl import evaluator  # pylint: disable=g-import-not-at-top
   run = str(tiny_blocks_run.workdir)
-  restored = evaluate.restore_run(run)
+  restored = evaluator.restore_run(run)
   pred = figures.read_predictions(os.path.join(run, "predictions_test.npz"))
   idx = figures.spread_indices([pred["index"]], 4)
   batch = figures.dataset_examples(restored.config.data, "test", idx)
@@ -231,7 +231,7 @@ def test_maps_figure_is_the_checkpoints_forward_pass(tiny_blocks_run,
   np.testing.assert_allclose(crosses, fwd["landmarks"][0], atol=1e-4)
   # --maps draws it for a run with landmark labels too (one restore is
   # enough for this test).
-  monkeypatch.setattr(evaluate, "restore_run", lambda *a, **k: restored)
+  monkeypatch.setattr(evaluator, "restore_run", lambda *a, **k: restored)
   out = figures.run_figures(run, num_images=4, maps=True)
   assert "maps_test.png" in [os.path.basename(p) for p in out.figures]
 

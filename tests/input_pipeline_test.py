@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from landmark_ssl import build_data, input_pipeline as ip
+from landmark_ssl import rundir
 
 N = 150  # images per split of blocks/small
 CLASSES = 15
@@ -89,7 +90,7 @@ def test_save_load_and_mismatch(data_dir, tmp_path):
   cfg = _config(data_dir)
   assert ip.load_labeled(tmp_path) is None
   first = ip.labeled_subset(cfg, 3, tmp_path)
-  assert (tmp_path / ip.LABEL_SUBSET_FILE).exists()
+  assert (tmp_path / rundir.LABEL_SUBSET).exists()
   np.testing.assert_array_equal(ip.load_labeled(tmp_path), first)
   np.testing.assert_array_equal(ip.labeled_subset(cfg, 3, tmp_path), first)
   with pytest.raises(ValueError, match="seed=3.*seed=4"):

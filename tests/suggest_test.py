@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from landmark_ssl import elt_disagreement
-from landmark_ssl import evaluate
+from landmark_ssl import evaluator
 from landmark_ssl import input_pipeline
+from landmark_ssl import rundir
 from landmark_ssl import suggest
-from landmark_ssl import train
 
 
 def test_candidates_scores_and_order():
@@ -41,7 +41,7 @@ def test_candidates_scores_and_order():
 
 def _recomputed_scores(workdir, transforms):
   """Every candidate's score, with the run's model applied directly."""
-  run = evaluate.restore_run(workdir)
+  run = evaluator.restore_run(workdir)
   builder = input_pipeline.open_dataset(run.config.data)
   source = builder.as_data_source(split="train")
   flags_ = input_pipeline.read_labeled_flags(source)
@@ -106,12 +106,12 @@ def test_random_baseline_and_the_next_round_on_blocks(tiny_blocks_run,
   assert not (tmp_path / "out" / suggest.IDS_FILE).exists()
   assert (nxt / "config.json").read_text() == open(
       os.path.join(workdir, "config.json")).read()
-  config = evaluate.read_config(workdir)
+  config = evaluator.read_config(workdir)
   config.data.data_dir = str(tiny_blocks_run.data_dir)
   subset = input_pipeline.labeled_subset(config.data, config.seed, nxt)
   np.testing.assert_array_equal(subset, np.union1d(labeled, chosen))
   # main with the run's own command takes the folder as that run, fresh.
-  assert train.inspect_workdir(
+  assert rundir.inspect_workdir(
       json.loads((nxt / "config.json").read_text()), nxt, False) == []
   again = suggest.run_suggest(workdir, 7, str(tmp_path / "out2"),
                               rank_by="random", seed=seed, batch_size=8)

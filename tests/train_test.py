@@ -26,8 +26,10 @@ import fake_pipeline
 import tiny_config
 from landmark_ssl import checkpointing
 from landmark_ssl import configs
-from landmark_ssl import evaluate
+from landmark_ssl import evaluator
 from landmark_ssl import metrics_log
+from landmark_ssl import program as program_lib
+from landmark_ssl import rundir
 from landmark_ssl import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -37,7 +39,7 @@ TIMING_KEYS = ("images_per_s", "wall_time_s")
 @pytest.fixture
 def fake(monkeypatch):
   monkeypatch.setattr(train, "input_pipeline", fake_pipeline)
-  monkeypatch.setattr(evaluate, "input_pipeline", fake_pipeline)
+  monkeypatch.setattr(evaluator, "input_pipeline", fake_pipeline)
 
 
 def _command(workdir, *extra):
@@ -52,7 +54,7 @@ def _run(workdir, *extra, timeout=240, cwd=REPO):
 
 
 def _events(workdir):
-  path = pathlib.Path(workdir) / metrics_log.METRICS_FILE
+  path = pathlib.Path(workdir) / rundir.METRICS
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -99,12 +101,12 @@ def test_config_differences_name_the_keys():
   c = tiny_config.get_config()
   c.optim.learning_rate = 0.5
   c.seed = 3
-  diffs = train.config_differences(a, train.config_to_dict(c))
+  diffs = configs.config_differences(a, train.config_to_dict(c))
   assert len(diffs) == 2
   assert diffs[0].startswith("optim.learning_rate: workdir has 0.01, given 0.5")
   assert diffs[1].startswith("seed: workdir has 0, given 3")
   b = dict(a, extra={"x": 1})
-  assert train.config_differences(a, b) == [
+  assert configs.config_differences(a, b) == [
       "extra.x: workdir has (absent), given 1"]
 
 
@@ -126,9 +128,9 @@ def test_early_stopping_state():
 
 def test_selection_value():
   m = {"landmark_error": 0.3, "accuracy/a": 0.5, "accuracy/b": 0.7}
-  assert train.selection_value(m, frozenset({"L", "C"})) == 0.3
-  assert train.selection_value(m, frozenset({"C"})) == pytest.approx(0.6)
-  assert train.selection_rule(frozenset({"C"})) == ("accuracy", "max")
+  assert evaluator.selection_value(m, frozenset({"L", "C"})) == 0.3
+  assert evaluator.selection_value(m, frozenset({"C"})) == pytest.approx(0.6)
+  assert configs.selection_rule(frozenset({"C"})) == ("accuracy", "max")
 
 
 def test_optimizer_clipping_and_schedule():
@@ -138,13 +140,13 @@ def test_optimizer_clipping_and_schedule():
   c.grad_clip_norm = 1.0
   c.learning_rate = 1.0
   c.schedule = "constant"
-  tx = train.make_optimizer(c, 10)
+  tx = program_lib.make_optimizer(c, 10)
   updates, _ = tx.update(grads, tx.init(params), params)
   # Adam's first step is -lr * sign(g) whatever the scale: clipping then
   # shows only through the moments; check the chain ran and is finite.
   assert np.all(np.isfinite(updates["w"]))
   c.schedule = "cosine"
-  tx = train.make_optimizer(c, 4)
+  tx = program_lib.make_optimizer(c, 4)
   state = tx.init(params)
   sizes = []
   for _ in range(4):
@@ -153,7 +155,7 @@ def test_optimizer_clipping_and_schedule():
   assert sizes[0] > sizes[1] > sizes[2] > sizes[3]  # cosine decay
   c.schedule = "linear"
   with pytest.raises(ValueError, match="config.optim.schedule='linear'"):
-    train.make_optimizer(c, 4)
+    program_lib.make_optimizer(c, 4)
 
 
 def test_metrics_log_drops_events_after_resume_step(tmp_path):
@@ -177,7 +179,7 @@ def test_a_crash_truncated_metrics_log_is_kept_but_its_last_line(tmp_path,
   for step in (5, 10, 15):
     log.write("train", step, {"loss": float(step)})
   log.close()
-  path = tmp_path / metrics_log.METRICS_FILE
+  path = tmp_path / rundir.METRICS
   complete = path.read_text()
   with path.open("a") as f:
     f.write('{"event": "eval", "split": "validation", "step": 15, "landm')
@@ -189,7 +191,7 @@ def test_a_crash_truncated_metrics_log_is_kept_but_its_last_line(tmp_path,
       {"event": "train", "step": 20, "loss": 20.0}) + "\n"
   warning = " ".join(r.getMessage() for r in caplog.records)
   assert f"{path}, line 4 of 4: an incomplete last line" in warning
-  assert [e["step"] for e in metrics_log.read_events(path)] == [5, 10, 15, 20]
+  assert [e["step"] for e in rundir.read_events(path)] == [5, 10, 15, 20]
 
 
 def test_truncated_config_and_results_are_named_with_the_fix(
@@ -203,8 +205,8 @@ def test_truncated_config_and_results_are_named_with_the_fix(
   (tmp_path / "checkpoints" / "12").mkdir(parents=True)
   messages = []
   for call in (lambda: train.train_and_evaluate(config, tmp_path),
-               lambda: evaluate.read_config(tmp_path)):
-    with pytest.raises(train.CorruptFileError) as info:
+               lambda: evaluator.read_config(tmp_path)):
+    with pytest.raises(rundir.CorruptFileError) as info:
       call()
     messages.append(str(info.value))
     assert messages[-1].startswith(
@@ -347,7 +349,7 @@ class _TinyState:
 def _tiny_checkpoints(workdir, steps, best):
   """A checkpoint manager of ``workdir`` holding a small state at ``steps``
   (evaluated ones where ``best`` gives their selection value)."""
-  mngr = checkpointing.manager(workdir, "min")
+  mngr = checkpointing.manager(rundir.RunDir(workdir).checkpoint_dir, "min")
   for step in steps:
     state = _TinyState(jax.numpy.full((4, 3), float(step)),
                        jax.numpy.asarray(step))
@@ -450,7 +452,7 @@ def test_sigterm_before_the_training_loop_exits_75(tmp_path):
   workdir, while it compiles) stops with 75 at once, not -15."""
   proc = subprocess.Popen(_command(tmp_path), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, cwd=REPO)
-  lock = tmp_path / train.LOCK_FILE
+  lock = tmp_path / rundir.LOCK
   deadline = time.time() + 240
   while not (lock.exists() and str(proc.pid) in lock.read_text()):
     assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
@@ -476,6 +478,7 @@ def test_logged_averages_are_resume_exact(fake, reference, tmp_path,
   assert out == {"status": "preempted", "step": 17}
   monkeypatch.undo()
   monkeypatch.setattr(train, "input_pipeline", fake_pipeline)
+  monkeypatch.setattr(evaluator, "input_pipeline", fake_pipeline)
   results = train.train_and_evaluate(config, tmp_path)
   assert results["metrics"] == ref_results["metrics"]
   got = _without_timing(_events(tmp_path))
@@ -498,7 +501,8 @@ def test_nan_cost_stops_with_step_and_term(fake, tmp_path):
   assert err.step == fake_pipeline.NAN_BATCH + 1 and err.term == "landmark"
   assert "step 8: landmark = nan" in str(err)
   assert "last good checkpoint is step 6" in str(err)
-  mngr = checkpointing.manager(tmp_path, "min", read_only=True)
+  mngr = checkpointing.manager(rundir.RunDir(tmp_path).checkpoint_dir, "min",
+                                read_only=True)
   assert max(mngr.all_steps()) == 6
   restored = mngr.restore(6)
   mngr.close()
@@ -522,7 +526,7 @@ def test_config_mismatch_is_refused(fake, tmp_path):
   (tmp_path / "results.json").write_text("{}")
   (tmp_path / "checkpoints" / "12").mkdir(parents=True)
   (tmp_path / "notes.txt").write_text("mine")
-  with pytest.raises(train.ConfigMismatchError) as info:
+  with pytest.raises(rundir.ConfigMismatchError) as info:
     train.train_and_evaluate(other, tmp_path)
   message = str(info.value)
   assert "model.features: workdir has 8, given 4" in message
@@ -547,7 +551,7 @@ def test_files_a_run_did_not_write_are_never_deleted(fake, tmp_path):
   (tmp_path / "checkpoints" / "m" / "w.bin").write_bytes(b"weights")
   (tmp_path / "config.json").write_text('{"a":1}')
   (tmp_path / "metrics.jsonl").write_text("not ours\n")
-  with pytest.raises(train.ForeignFilesError) as info:
+  with pytest.raises(rundir.ForeignFilesError) as info:
     train.train_and_evaluate(config, tmp_path)
   message = str(info.value)
   assert str(tmp_path / "checkpoints") in message
@@ -564,7 +568,7 @@ def test_files_a_run_did_not_write_are_never_deleted(fake, tmp_path):
   (tmp_path / "config.json").write_text(
       json.dumps(train.config_to_dict(other)))
   (tmp_path / "metrics.jsonl").unlink()
-  with pytest.raises(train.ForeignFilesError,
+  with pytest.raises(rundir.ForeignFilesError,
                      match=f"also {tmp_path / 'checkpoints'}, which"):
     train.prepare_workdir(train.config_to_dict(config), tmp_path,
                           overwrite=False, is_main=True)
@@ -590,7 +594,7 @@ def test_files_a_run_did_not_write_are_never_deleted(fake, tmp_path):
   (tmp_path / "config.json").unlink()
   (tmp_path / "tensorboard").mkdir()
   (tmp_path / "tensorboard" / "mine.txt").write_text("x")
-  with pytest.raises(train.ForeignFilesError,
+  with pytest.raises(rundir.ForeignFilesError,
                      match="holds tensorboard but no config.json"):
     train.prepare_workdir(train.config_to_dict(config), tmp_path,
                           overwrite=False, is_main=True)
@@ -607,31 +611,31 @@ def test_one_process_at_a_time_per_workdir(fake, tmp_path, monkeypatch):
   holder's pid and host, and changes nothing."""
   import socket  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "run"
-  with train.workdir_lock(workdir):
-    lock_text = (workdir / train.LOCK_FILE).read_text()
+  with rundir.workdir_lock(workdir):
+    lock_text = (workdir / rundir.LOCK).read_text()
     assert json.loads(lock_text)["pid"] == os.getpid()
-    with pytest.raises(train.WorkdirBusyError) as info:
+    with pytest.raises(rundir.WorkdirBusyError) as info:
       train.train_and_evaluate(tiny_config.get_config(), workdir)
     message = str(info.value)
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in message
-    assert str(workdir / train.LOCK_FILE) in message
+    assert str(workdir / rundir.LOCK) in message
     start = time.time()
     other = _run(workdir)
     assert other.returncode == 4, other.stderr[-3000:]
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in other.stderr
     assert "Traceback" not in other.stderr
     assert time.time() - start < 60  # at once: no data, no compilation
-    assert sorted(p.name for p in workdir.iterdir()) == [train.LOCK_FILE]
-    assert (workdir / train.LOCK_FILE).read_text() == lock_text
+    assert sorted(p.name for p in workdir.iterdir()) == [rundir.LOCK]
+    assert (workdir / rundir.LOCK).read_text() == lock_text
   # A run holds the lock from before it reads the workdir until it ends,
   # also when it fails; then it is free again.
   held = []
 
   def dataset_info(data_config):
     try:
-      with train.workdir_lock(workdir):
+      with rundir.workdir_lock(workdir):
         held.append(False)
-    except train.WorkdirBusyError:
+    except rundir.WorkdirBusyError:
       held.append(True)
     raise FileNotFoundError("no data in this test")
 
@@ -639,7 +643,7 @@ def test_one_process_at_a_time_per_workdir(fake, tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match="no data in this test"):
     train.train_and_evaluate(tiny_config.get_config(), workdir)
   assert held == [True]
-  with train.workdir_lock(workdir):
+  with rundir.workdir_lock(workdir):
     pass
 
 
@@ -677,15 +681,15 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
   assert ("config.data.test_splits names the split 'nope', which dataset "
           "'fake' does not have; its splits are ['test', 'train', "
           "'validation']") in str(info.value)
-  assert [p.name for p in (tmp_path / "b").iterdir()] == [train.LOCK_FILE]
+  assert [p.name for p in (tmp_path / "b").iterdir()] == [rundir.LOCK]
   # So the fixed command finds a new workdir, not another config's run.
-  assert train.inspect_workdir(train.config_to_dict(tiny_config.get_config()),
+  assert rundir.inspect_workdir(train.config_to_dict(tiny_config.get_config()),
                                tmp_path / "b", overwrite=False) == []
   # Checkpoints without config.json: refused (no silent resume of settings
   # nobody can check), nothing touched.
   (tmp_path / "c" / "checkpoints" / "12").mkdir(parents=True)
   (tmp_path / "c" / "checkpoints" / "12" / "x").write_text("x")
-  with pytest.raises(train.ForeignFilesError) as info:
+  with pytest.raises(rundir.ForeignFilesError) as info:
     train.train_and_evaluate(tiny_config.get_config(), tmp_path / "c")
   assert (f"{tmp_path / 'c'} holds checkpoints but no config.json"
           in str(info.value))
@@ -735,15 +739,15 @@ def test_a_config_file_with_a_syntax_error_is_named(tmp_path):
 
 def test_evaluate_reproduces_results(fake, reference, tmp_path):
   workdir, results, _ = reference
-  out = evaluate.evaluate_run(workdir, write=False)
+  out = evaluator.evaluate_run(workdir, write=False)
   assert out["step"] == results["best_step"]
   assert out["metrics"]["test"] == results["metrics"]["test"]
   assert out["metrics"]["validation"] == results["metrics"]["validation"]
-  with pytest.raises(evaluate.NoCheckpointError, match="no config.json"):
-    evaluate.evaluate_run(tmp_path)
+  with pytest.raises(evaluator.NoCheckpointError, match="no config.json"):
+    evaluator.evaluate_run(tmp_path)
   (tmp_path / "config.json").write_text((workdir / "config.json").read_text())
-  with pytest.raises(evaluate.NoCheckpointError, match="has no checkpoint"):
-    evaluate.evaluate_run(tmp_path)
+  with pytest.raises(evaluator.NoCheckpointError, match="has no checkpoint"):
+    evaluator.evaluate_run(tmp_path)
 
 
 def test_tiny_blocks_run_learns(tmp_path_factory):
@@ -757,14 +761,14 @@ def test_tiny_blocks_run_learns(tmp_path_factory):
   # The validation error of the untrained model: what training must beat.
   mesh = steps.make_mesh()
   model = models.create_model(config.model, info.num_landmarks,
-                              train.model_heads(config, info))
+                              program_lib.model_heads(config, info))
   settings = steps.StepSettings.from_config(config, model.landmark_cost)
   key = jax.random.fold_in(jax.random.key(config.seed), 0)  # as in train.py
-  state = train.create_train_state(model, train.make_optimizer(config.optim, 1),
+  state = program_lib.create_train_state(model, program_lib.make_optimizer(config.optim, 1),
                                    settings, info.image_shape, key, mesh)
-  start, _ = train.split_metrics(
-      train.predict_split(state, steps.jit_eval_step(mesh), config.data,
-                          "validation", mesh), "pixels", [])
+  start, _ = evaluator.split_metrics(
+      evaluator.predict_split(program_lib.Program.for_evaluation(mesh), state,
+                              config.data, "validation")[0], "pixels", [])
   workdir = tmp_path_factory.mktemp("blocks_run")
   t0 = time.time()
   results = train.train_and_evaluate(config, workdir)
@@ -887,6 +891,7 @@ def seeds_reference(tmp_path_factory):
   config = _seeds_config()
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(train, "input_pipeline", fake_pipeline)
+    mp.setattr(evaluator, "input_pipeline", fake_pipeline)
     start = time.time()
     alone = [train.train_and_evaluate(c, base / f"alone_s{c.seed}")
              for c in train.seed_configs(config, SEEDS)]
@@ -1003,7 +1008,7 @@ def test_seeds_take_over_runs_trained_alone(fake, seeds_reference, tmp_path):
   assert out[1]["metrics"] == alone[1]["metrics"]  # one run left: alone
   assert _without_timing(_events(tmp_path / "s4")) == _without_timing(
       _events(base / "alone_s4"))
-  with pytest.raises(train.ConfigMismatchError,
+  with pytest.raises(rundir.ConfigMismatchError,
                      match="seed: workdir has 2, given 4"):
     train.train_and_evaluate_seeds(_seeds_config(), (4,), [tmp_path / "s2"])
   with pytest.raises(ValueError, match="given twice"):
@@ -1052,9 +1057,9 @@ def test_a_run_written_before_a_config_key_existed_still_matches():
   given = train.config_to_dict(configs.base_config())
   stored = json.loads(json.dumps(given))
   del stored["loss"]["elt_stop_gradient"]
-  assert train.config_differences(stored, given) == []
+  assert configs.config_differences(stored, given) == []
   given["loss"]["elt_stop_gradient"] = "original"
-  assert train.config_differences(stored, given) == [
+  assert configs.config_differences(stored, given) == [
       'loss.elt_stop_gradient: workdir has "none", given "original"']
   # Keys the run has are kept, nested defaults are filled in beside them.
   filled = configs.with_defaults({"loss": {"alpha": 3.0}, "model": {"name": "x"}})

@@ -13,7 +13,8 @@ import tensorflow_datasets as tfds
 import landmark_ssl
 from landmark_ssl import checkpointing
 from landmark_ssl import configs
-from landmark_ssl import evaluate
+from landmark_ssl import evaluator
+from landmark_ssl import rundir
 from landmark_ssl import trained_run
 
 
@@ -92,7 +93,7 @@ def test_load_run_has_the_runs_config_step_and_model(loaded, tiny_blocks_run):
 
 def test_params_are_the_best_checkpoints_as_orbax_stores_them(
     loaded, tiny_blocks_run):
-  path = (tiny_blocks_run.workdir / checkpointing.CHECKPOINT_DIR /
+  path = (tiny_blocks_run.workdir / rundir.CHECKPOINTS /
           str(loaded.step) / "state")
   raw = ocp.StandardCheckpointer().restore(path)["params"]
   flat = jax.tree_util.tree_leaves_with_path(loaded.params)
@@ -124,5 +125,5 @@ def test_predict_rejects_a_wrong_shape_naming_the_expected(loaded):
 
 
 def test_load_run_without_a_run_says_so(tmp_path):
-  with pytest.raises(evaluate.NoCheckpointError, match="no config.json"):
+  with pytest.raises(evaluator.NoCheckpointError, match="no config.json"):
     landmark_ssl.load_run(tmp_path)

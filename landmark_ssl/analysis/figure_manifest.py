@@ -11,7 +11,9 @@ import json
 import os
 from typing import Dict
 
-MANIFEST_FILE = "captions.json"
+from landmark_ssl import rundir
+
+MANIFEST_FILE = rundir.FIGURE_CAPTIONS
 
 
 def read(folder: str) -> Dict[str, str]:

@@ -6,7 +6,7 @@ model) and one cost setting:
 * the train step that training runs: ``steps.jit_train_step`` on a
   ``('data',)`` mesh over all devices, with the experiment's config (costs,
   loss weights, augmentation, ELT ranges, optimiser from
-  ``train.make_optimizer``), on a synthetic batch of the dataset's shapes
+  ``program_lib.make_optimizer``), on a synthetic batch of the dataset's shapes
   (``IMAGE_SHAPE``, ``NUM_LANDMARKS``, ``CLASSES`` of the experiment file)
   and of its labelled/unlabelled row mix;
 * its time per step (minimum and median over repetitions) and images/s
@@ -50,7 +50,7 @@ from landmark_ssl import configs
 from landmark_ssl import input_pipeline
 from landmark_ssl import models
 from landmark_ssl import steps
-from landmark_ssl import train
+from landmark_ssl import program as program_lib
 
 EXPERIMENTS_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -142,15 +142,15 @@ def compile_step(exp, costs: str, batch_size: int, conv_method: str,
   config = exp.get_config(arg + ("," + config_arg if config_arg else ""))
   steps.check_batch_size(batch_size, mesh, "batch_size")
   info = types.SimpleNamespace(name=config.data.name, classes=exp.CLASSES)
-  heads = train.model_heads(config, info)
+  heads = program_lib.model_heads(config, info)
 
   def build(method):
     model_cfg = dict(config.model)
     model_cfg["conv_method"] = method
     model = models.create_model(model_cfg, exp.NUM_LANDMARKS, heads)
     settings = steps.StepSettings.from_config(config, model.landmark_cost)
-    tx = train.make_optimizer(config.optim, 1000)
-    state = train.create_train_state(model, tx, settings, exp.IMAGE_SHAPE,
+    tx = program_lib.make_optimizer(config.optim, 1000)
+    state = program_lib.create_train_state(model, tx, settings, exp.IMAGE_SHAPE,
                                      jax.random.key(config.seed), mesh)
     return state
 

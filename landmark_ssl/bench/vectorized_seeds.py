@@ -30,7 +30,7 @@ import landmark_ssl
 from landmark_ssl import configs
 from landmark_ssl import models
 from landmark_ssl import steps
-from landmark_ssl import train
+from landmark_ssl import program as program_lib
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(landmark_ssl.__file__))), "experiments", "blocks.py")
@@ -75,8 +75,8 @@ class Setup:
     heads = {h: experiment.CLASSES[h] for h in config.data.class_heads}
     model = models.create_model(config.model, experiment.NUM_LANDMARKS, heads)
     settings = steps.StepSettings.from_config(config, model.landmark_cost)
-    tx = train.make_optimizer(config.optim, 1000)
-    self._init = train.state_initializer(model, tx, settings,
+    tx = program_lib.make_optimizer(config.optim, 1000)
+    self._init = program_lib.state_initializer(model, tx, settings,
                                          experiment.IMAGE_SHAPE, mesh)
     rng = np.random.default_rng(0)
     self._batches = [random_batch(rng, batch_size, experiment.IMAGE_SHAPE,
