@@ -41,13 +41,10 @@ from absl import logging
 from ml_collections import config_flags
 
 from landmark_ssl import configs
+from landmark_ssl import rundir
 from landmark_ssl import sweep_plan
 from landmark_ssl import sweep_progress
 
-LOG_FILE = "log.txt"
-LOCK_FILE = "sweep.lock"
-RESULTS_FILE = sweep_progress.RESULTS_FILE
-CONFIG_FILE = "config.json"
 # landmark_ssl.main's exit status after SIGTERM (preemption): run it again.
 EXIT_PREEMPTED = 75
 LOG_TAIL_LINES = 15
@@ -74,7 +71,7 @@ class Event:
 
 def run_status(run_dir: str) -> str:
   """``'finished'`` if ``run_dir/results.json`` says so, else ``'todo'``."""
-  path = os.path.join(run_dir, RESULTS_FILE)
+  path = os.path.join(run_dir, rundir.RESULTS)
   try:
     with open(path) as f:
       status = json.load(f).get("status")
@@ -102,7 +99,7 @@ def config_changes(spec: sweep_plan.RunSpec) -> List[str]:
   requests; empty without a readable ``config.json`` (``main`` then names
   the problem) or a command that does not parse."""
   try:
-    with open(os.path.join(spec.run_dir, CONFIG_FILE)) as f:
+    with open(os.path.join(spec.run_dir, rundir.CONFIG)) as f:
       stored = json.load(f)
   except (OSError, ValueError):
     return []
@@ -112,7 +109,7 @@ def config_changes(spec: sweep_plan.RunSpec) -> List[str]:
     requested = requested_config(spec)
   except Exception as e:  # pylint: disable=broad-except
     logging.warning("%s: cannot compare with %s: %s", spec.name,
-                    os.path.join(spec.run_dir, CONFIG_FILE), e)
+                    os.path.join(spec.run_dir, rundir.CONFIG), e)
     return []
   return configs.config_differences(stored, requested)
 
@@ -134,7 +131,7 @@ def triage(job: sweep_plan.Job, rerun_changed: bool = False) -> Triage:
     if changes and not rerun_changed:
       events.append(Event(
           run.name, "changed",
-          f"{os.path.join(run.run_dir, CONFIG_FILE)} holds a run of another "
+          f"{os.path.join(run.run_dir, rundir.CONFIG)} holds a run of another "
           f"config than requested ({'; '.join(changes)}); not run. Pass "
           "--rerun_changed to replace it, or use another --workdir.",
           logging.WARNING))
@@ -154,7 +151,7 @@ def triage(job: sweep_plan.Job, rerun_changed: bool = False) -> Triage:
 def try_lock(run_dir: str, wait_s: float = 0.0):
   """An open, exclusively ``flock``-ed ``run_dir/sweep.lock``, or ``None``
   if another process still holds it after ``wait_s`` seconds."""
-  fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+  fd = os.open(os.path.join(run_dir, rundir.SWEEP_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
   deadline = time.monotonic() + wait_s
   while True:
     try:
@@ -192,7 +189,7 @@ def claim(job: sweep_plan.Job, rerun_changed: bool = False,
     if fd is None:
       events.append(Event(
           run.name, "busy", f"another process holds "
-          f"{os.path.join(run.run_dir, LOCK_FILE)} (still training?); skipped",
+          f"{os.path.join(run.run_dir, rundir.SWEEP_LOCK)} (still training?); skipped",
           logging.WARNING))
       continue
     runs.append(run)
@@ -216,12 +213,12 @@ def start(claimed: Claim, python: str, env: Mapping[str, str] | None = None,
   argv = sweep_plan.command(claimed.runs, python, claimed.overwrite)
   line = shlex.join(argv)
   first = claimed.runs[0].run_dir
-  log = open(os.path.join(first, LOG_FILE), "ab")
+  log = open(os.path.join(first, rundir.LOG), "ab")
   _log_header(log, f"sweep starts: {line}")
   for run in claimed.runs[1:]:
-    with open(os.path.join(run.run_dir, LOG_FILE), "ab") as other:
+    with open(os.path.join(run.run_dir, rundir.LOG), "ab") as other:
       _log_header(other, f"sweep starts (with other seeds; output in "
-                  f"{os.path.join(first, LOG_FILE)}): {line}")
+                  f"{os.path.join(first, rundir.LOG)}): {line}")
   try:
     proc = subprocess.Popen(tuple(wrapper) + argv, stdout=log,
                             stderr=subprocess.STDOUT,
@@ -261,7 +258,7 @@ def outcome(runs: Sequence[sweep_plan.RunSpec], returncode: int,
   so (a group exits non-zero if any of its runs failed), else failed, with
   the last lines of the process's log."""
   events = []
-  log = os.path.join(runs[0].run_dir, LOG_FILE)
+  log = os.path.join(runs[0].run_dir, rundir.LOG)
   for run in runs:
     ok = returncode == 0 or len(runs) > 1
     if ok and run_status(run.run_dir) == "finished":
@@ -269,7 +266,7 @@ def outcome(runs: Sequence[sweep_plan.RunSpec], returncode: int,
                           timing=sweep_progress.read_wall_seconds(run.run_dir)))
       continue
     why = (describe_exit(returncode) if returncode else
-           f"exit status 0 but no finished {RESULTS_FILE}")
+           f"exit status 0 but no finished {rundir.RESULTS}")
     events.append(failure(run.name, f"{why} after {seconds:.0f} s", log))
   return events
 

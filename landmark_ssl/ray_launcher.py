@@ -41,6 +41,7 @@ from typing import Dict, List, Mapping, Sequence
 from absl import logging
 
 from landmark_ssl import launcher
+from landmark_ssl import rundir
 from landmark_ssl import sweep_plan
 
 INSTALL = 'pip install -e ".[cluster]"'
@@ -261,7 +262,7 @@ def _ended_with_error(ray, job: sweep_plan.Job, error: Exception,
   else:
     why = (f"its Ray worker or node was lost ({type(error).__name__}), "
            f"after --max_retries={max_retries} retries")
-  log = os.path.join(job.run_dir, launcher.LOG_FILE)
+  log = os.path.join(job.run_dir, rundir.LOG)
   events = []
   for run in job.runs:
     if launcher.run_status(run.run_dir) == "finished":

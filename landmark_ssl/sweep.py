@@ -92,12 +92,11 @@ from absl import logging
 
 from landmark_ssl import configs
 from landmark_ssl import launcher
+from landmark_ssl import rundir
 from landmark_ssl import sweep_plan
 from landmark_ssl import sweep_progress
 
-LOG_FILE = launcher.LOG_FILE
-LOCK_FILE = launcher.LOCK_FILE
-RESULTS_FILE = launcher.RESULTS_FILE
+RESULTS_FILE = rundir.RESULTS  # for callers that have not moved to rundir
 MAX_EXIT_STATUS = 125
 LAUNCHERS = ("local", "ray")
 

@@ -23,8 +23,8 @@ import os
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from landmark_ssl import configs
+from landmark_ssl import rundir
 
-RESULTS_FILE = "results.json"
 # The ends of a run in a sweep: trained to the end now, failed, finished
 # before (skipped), locked by another process, holding another config.
 DONE_KINDS = ("finished", "failed", "skipped", "busy", "changed")
@@ -47,7 +47,7 @@ def read_wall_seconds(run_dir: str) -> tuple | None:
   """:func:`wall_seconds` of ``run_dir/results.json``; ``None`` if it is
   missing, unreadable or not finished."""
   try:
-    with open(os.path.join(run_dir, RESULTS_FILE)) as f:
+    with open(os.path.join(run_dir, rundir.RESULTS)) as f:
       return wall_seconds(json.load(f))
   except (OSError, ValueError):
     return None
@@ -61,7 +61,7 @@ def read_timings(workdir: str) -> Dict[tuple, List[float]]:
     return out
   for root, dirs, files in os.walk(workdir):
     dirs.sort()
-    if RESULTS_FILE in files:
+    if rundir.RESULTS in files:
       found = read_wall_seconds(root)
       if found:
         out[found[0]].append(found[1])

@@ -25,6 +25,7 @@ import ray
 
 from landmark_ssl import launcher
 from landmark_ssl import ray_launcher
+from landmark_ssl import rundir
 from landmark_ssl import sweep
 from landmark_ssl import sweep_plan
 
@@ -378,7 +379,7 @@ def test_a_run_locked_elsewhere_is_left_alone(cluster, fake, tmp_path):
           for s in (3, 4)]
   specs = sweep_plan.make_specs(runs, "x.py", str(tmp_path / "sweep"))
   os.makedirs(specs[0].run_dir)
-  fd = os.open(os.path.join(specs[0].run_dir, launcher.LOCK_FILE),
+  fd = os.open(os.path.join(specs[0].run_dir, rundir.SWEEP_LOCK),
                os.O_RDWR | os.O_CREAT)
   fcntl.flock(fd, fcntl.LOCK_EX)  # as if another sweep trained it
   try:

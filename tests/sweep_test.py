@@ -21,6 +21,7 @@ from ml_collections import config_flags
 from landmark_ssl import configs
 from landmark_ssl import launcher
 from landmark_ssl import report
+from landmark_ssl import rundir
 from landmark_ssl import sweep
 from landmark_ssl import sweep_plan
 from landmark_ssl import sweep_progress
@@ -329,7 +330,7 @@ def test_execute_vectorized_cell(fake_main, tmp_path, monkeypatch):
   with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
     json.dump({"status": "finished"}, f)
   os.makedirs(jobs[3].run_dir)
-  fd = os.open(os.path.join(jobs[3].run_dir, sweep.LOCK_FILE),
+  fd = os.open(os.path.join(jobs[3].run_dir, rundir.SWEEP_LOCK),
                os.O_RDWR | os.O_CREAT)
   fcntl.flock(fd, fcntl.LOCK_EX)
   monkeypatch.setenv("FAKE_FAIL_SEEDS", "2")
@@ -481,7 +482,7 @@ def test_execute_runs_n_at_a_time(fake_main, tmp_path, monkeypatch):
 def test_a_locked_run_is_left_alone(fake_main, tmp_path):
   jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1)))
   os.makedirs(jobs[0].run_dir)
-  fd = os.open(os.path.join(jobs[0].run_dir, sweep.LOCK_FILE), os.O_RDWR | os.O_CREAT)
+  fd = os.open(os.path.join(jobs[0].run_dir, rundir.SWEEP_LOCK), os.O_RDWR | os.O_CREAT)
   fcntl.flock(fd, fcntl.LOCK_EX)  # as if an orphaned run still trained
   try:
     out = launcher.execute(jobs, fake_main, poll_s=0.05)
@@ -726,11 +727,11 @@ def test_estimate_of_the_remaining_compute_by_hand(tmp_path):
       run_dir = tmp_path / f"r{i}"
       i += 1
       run_dir.mkdir()
-      (run_dir / sweep_progress.RESULTS_FILE).write_text(json.dumps({
+      (run_dir / rundir.RESULTS).write_text(json.dumps({
           "status": "finished", "wall_time_s": float(t),
           "config": {"model": {"name": model}, "costs": costs}}))
   (tmp_path / "broken").mkdir()
-  (tmp_path / "broken" / sweep_progress.RESULTS_FILE).write_text("{trunc")
+  (tmp_path / "broken" / rundir.RESULTS).write_text("{trunc")
   timings = sweep_progress.read_timings(str(tmp_path))
   assert {k: sorted(v) for k, v in timings.items()} == {
       k: sorted(v.tolist()) for k, v in walls.items()}
