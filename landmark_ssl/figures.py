@@ -68,13 +68,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import json
 import math
 import os
 import re
 import sys
 import textwrap
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from absl import app
 from absl import flags
@@ -89,12 +88,12 @@ import numpy as np
 
 from landmark_ssl import configs
 from landmark_ssl import evaluation
-from landmark_ssl import metrics_log
 from landmark_ssl import paper_results
+from landmark_ssl import rundir
 from landmark_ssl.analysis import figure_manifest
 from landmark_ssl.analysis import runs as runs_lib
 
-FIGURES_DIR = "figures"
+FIGURES_DIR = rundir.FIGURES
 DPI = 100
 # Okabe-Ito colours, told apart with any colour vision: sky blue (truth) and
 # orange (prediction), each dot with a thin black edge, and a yellow error
@@ -500,46 +499,9 @@ def prediction_overlay(image: np.ndarray, landmarks: np.ndarray, title: str,
 # reading a run's files
 
 
-def read_events(path: str | os.PathLike) -> list[dict]:
-  """The records of a ``metrics.jsonl`` (a line cut short by a crash is
-  skipped with a warning: ``metrics_log.read_events``)."""
-  return metrics_log.read_events(path)
-
-
-def _rewrite_advice(path: str | os.PathLike) -> str:
-  """How to get a good copy of the run file ``path`` back."""
-  name, run_dir = os.path.basename(path), os.path.dirname(os.fspath(path))
-  if name == "results.json":
-    return ("Run the run's python -m landmark_ssl.main command again (same "
-            "--config and --workdir): it goes on from its latest checkpoint "
-            "and writes results.json again.")
-  if name == configs.CONFIG_FILE:
-    return ('Restore it: a finished run\'s results.json holds a copy under '
-            '"config".')
-  if name.startswith("ced_"):
-    return (f"python -m landmark_ssl.evaluate --workdir={run_dir} writes it "
-            "again from the best checkpoint.")
-  return "Restore it from a copy."
-
-
-def read_json(path: str | os.PathLike) -> Any:
-  """A run's JSON file; a damaged one is an error naming it and the fix."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except ValueError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}; cut short by a crash "
-                     f"or a full disk?). {_rewrite_advice(path)}") from None
-
-
-def read_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """``predictions_<split>.npz`` as a dict; ``index`` defaults to the split
-  order when the pipeline did not store it."""
-  with np.load(path) as data:
-    out = {k: data[k] for k in data.files}
-  if "index" not in out:
-    out["index"] = np.arange(len(out["pred_landmarks"]))
-  return out
+read_events = rundir.read_events
+read_json = rundir.read_json
+read_predictions = rundir.read_predictions
 
 
 def spread_indices(available: Iterable[np.ndarray], num: int) -> np.ndarray:
@@ -627,14 +589,13 @@ def data_config_of(config: Mapping, data_dir: str | None):
 
 def _test_splits(run_dir: str, config: Mapping) -> list[str]:
   return [s for s in config["data"]["test_splits"]
-          if os.path.exists(os.path.join(run_dir, f"ced_{s}.json"))
-          or os.path.exists(os.path.join(run_dir, f"predictions_{s}.npz"))]
+          if rundir.RunDir(run_dir).has_split_outputs(s)]
 
 
 def _error_unit(run_dir: str, config: Mapping) -> str:
-  path = os.path.join(run_dir, "results.json")
-  if os.path.exists(path):
-    unit = read_json(path).get("error_unit")
+  results = rundir.RunDir(run_dir).read_results()
+  if results is not None:
+    unit = results.get("error_unit")
     if unit:
       return unit
   return evaluation.error_unit(config["eval"]["normalizer"])
@@ -725,7 +686,7 @@ def _maps_figures(col: _Collector, run_dir: str, config: Mapping,
   data_config = data_config_of(config, data_dir)
   for split, name in zip(splits, names):
     def make(split=split):
-      pred = read_predictions(os.path.join(run_dir, f"predictions_{split}.npz"))
+      pred = rundir.RunDir(run_dir).read_predictions(split)
       idx = spread_indices([pred["index"]], min(num_images, 6))
       return maps_of_run(run, data_config, split, idx, run_label(config))
     col.draw(name, make)
@@ -748,11 +709,8 @@ def run_figures(run_dir: str, num_images: int = 8, maps: bool | None = None,
   docstring) as ``output`` says (default PNG). ``maps``: ``None`` = only
   for runs trained without landmark labels. Figures whose inputs are
   missing are skipped, with the reason."""
-  config_path = os.path.join(run_dir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{run_dir} has no config.json: not a "
-                            "landmark_ssl run directory.")
-  config = read_json(config_path)
+  run = rundir.RunDir(run_dir)
+  config = run.read_config()
   col = _Collector(os.path.join(run_dir, FIGURES_DIR), output=output)
   label = run_label(config)
   unit = _error_unit(run_dir, config)
@@ -760,27 +718,29 @@ def run_figures(run_dir: str, num_images: int = 8, maps: bool | None = None,
   row = paper_results.row_label(configs.row_model(config["model"]),
                                 config["costs"])
 
-  col.draw("training.png", lambda: training_curves(
-      read_events(os.path.join(run_dir, "metrics.jsonl")), label, unit))
+  if run.metrics_file.exists():
+    col.draw("training.png", lambda: training_curves(
+        run.read_events(), label, unit))
+  else:
+    col.skip("training.png", f"{run_dir} has no {rundir.METRICS}: the run "
+             "has not started.")
   splits = _test_splits(run_dir, config)
   if not splits:
-    col.skip("ced_<split>.png", f"{run_dir} has no ced_<split>.json: the run "
+    col.skip("ced_<split>.png", f"{run_dir} has no {rundir.ced_file('<split>')}: the run "
              "has not finished (or rerun python -m landmark_ssl.evaluate).")
   for split in splits:
     def ced(split=split):
-      return run_ced_figure(read_json(os.path.join(run_dir,
-                                                   f"ced_{split}.json")),
-                            label, row, unit)
+      return run_ced_figure(run.read_ced(split), label, row, unit)
 
     def overlays(split=split):
-      pred = read_predictions(os.path.join(run_dir, f"predictions_{split}.npz"))
+      pred = run.read_predictions(split)
       idx = spread_indices([pred["index"]], num_images)
       batch = dataset_examples(data_config, split, idx)
       pos = rows_of(pred, idx)
       return overlay_grid(
           batch["image"], batch["landmarks"], batch["visible"],
           [(row, pred["pred_landmarks"][pos], pred["errors"][pos])],
-          f"{label}\n{split} images (green: ground truth, red: prediction)",
+          f"{label}\n{split} images (blue: ground truth, orange: prediction)",
           unit)
     col.draw(f"ced_{split}.png", ced)
     col.draw(f"overlays_{split}.png", overlays)
@@ -794,11 +754,10 @@ def run_figures(run_dir: str, num_images: int = 8, maps: bool | None = None,
 
 
 def _runs_by_cell(runs) -> dict:
-  """``{(experiment, model, costs, fraction, settings): [runs sorted by
-  seed]}`` (``settings``: the ``--by`` values, '' without)."""
+  """``{runs_lib.Cell: [runs sorted by seed]}``."""
   cells = collections.defaultdict(list)
   for r in runs:
-    cells[(r.experiment, r.model, r.costs, r.fraction, r.settings)].append(r)
+    cells[runs_lib.Cell.of(r)].append(r)
   for v in cells.values():
     v.sort(key=lambda r: r.seed)
   return dict(cells)
@@ -842,13 +801,14 @@ def pooled_ced(errors: Sequence[np.ndarray], label: str) -> CedCurve:
 
 def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
   panels, x_max = [], 0.0
-  for f in sorted({k[3] for k in cells if k[0] == experiment}):
+  mine = [c for c in cells if c.experiment == experiment]
+  for f in sorted({c.fraction for c in mine}):
     curves = []
     for model, costs, settings in _row_order(experiment, {
-        (k[1], k[2], k[4]) for k in cells
-        if k[0] == experiment and k[3] == f}):
-      members = [(r.seed, os.path.join(r.run_dir, f"ced_{split}.json"))
-                 for r in cells[(experiment, model, costs, f, settings)]]
+        c.row for c in mine if c.fraction == f}):
+      cell = runs_lib.Cell(experiment, model, costs, settings, f)
+      members = [(r.seed, os.fspath(rundir.RunDir(r.run_dir).ced_file(split)))
+                 for r in cells[cell]]
       members = [(s, p) for s, p in members if os.path.exists(p)]
       errs = [np.asarray(read_json(p)["errors_sorted"]) for _, p in members]
       if not errs or not any(e.size for e in errs):
@@ -861,8 +821,8 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
           errs, f"{runs_lib.row_text(model, costs, settings)}, {seeds}"))
       x_max = max(x_max, float(np.quantile(np.concatenate(errs), 0.99)))
     if curves:
-      uses_labels = any("L" in configs.cost_terms(c) for m, c in {
-          k[1:3] for k in cells if k[0] == experiment and k[3] == f})
+      uses_labels = any("L" in configs.cost_terms(c.costs) for c in mine
+                        if c.fraction == f)
       panels.append((f"{fraction_label(f)} landmark labels" if uses_labels
                      else "no landmark labels", curves))
   return ced_figure(panels, f"{experiment}, {split} split: cumulative error "
@@ -873,21 +833,23 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
 def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
                 num_images: int, fraction: float | None,
                 grid_models: Sequence[str], data_dir: str | None):
-  grid_cells = {k: v for k, v in cells.items()
-                if k[0] == experiment and k[1] in grid_models}
+  grid_cells = {c: v for c, v in cells.items()
+                if c.experiment == experiment and c.model in grid_models}
   if not grid_cells:
     raise ValueError(f"no run of the models {list(grid_models)} "
                      f"(--grid_models) in {experiment}.")
-  f = grid_fraction(collections.Counter(k[3] for k in grid_cells), fraction)
+  f = grid_fraction(collections.Counter(c.fraction for c in grid_cells),
+                    fraction)
   chosen = []
   for model, costs, settings in _row_order(experiment, {
-      (k[1], k[2], k[4]) for k in grid_cells if k[3] == f}):
-    r = grid_cells[(experiment, model, costs, f, settings)][0]  # lowest seed
-    path = os.path.join(r.run_dir, f"predictions_{split}.npz")
+      c.row for c in grid_cells if c.fraction == f}):
+    cell = runs_lib.Cell(experiment, model, costs, settings, f)
+    r = grid_cells[cell][0]  # lowest seed
+    path = rundir.RunDir(r.run_dir).predictions_file(split)
     if os.path.exists(path):
       chosen.append((r, read_predictions(path)))
   if not chosen:
-    raise ValueError(f"no predictions_{split}.npz in the runs of the grid.")
+    raise ValueError(f"no {rundir.predictions_file(split)} in the runs of the grid.")
   idx = spread_indices([p["index"] for _, p in chosen], num_images)
   batch = dataset_examples(data_config_of(configs_of[chosen[0][0].run_dir],
                                         data_dir), split, idx)
@@ -902,8 +864,8 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
   labels = (f"{fraction_label(f)} landmark labels" if uses_labels
             else "no landmark labels")
   fig = overlay_grid(batch["image"], batch["landmarks"], batch["visible"], rows,
-                     f"{experiment}, {split} split, {labels} (green: ground "
-                     "truth, red: prediction)", unit)
+                     f"{experiment}, {split} split, {labels} (blue: ground "
+                     "truth, orange: prediction)", unit)
   suffix = f"_f{f:g}" if uses_labels else ""
   return f"overlays_{experiment}_{split}{suffix}.png", fig
 
@@ -921,17 +883,17 @@ def sweep_figures(sweep_dir: str, num_images: int = 8,
   col = _Collector(os.path.join(sweep_dir, FIGURES_DIR), sweep=True,
                    output=output)
   if not runs:
-    col.skip("*.png", f"no finished run (results.json) under {sweep_dir}.")
+    col.skip("*.png", f"no finished run ({rundir.RESULTS}) under {sweep_dir}.")
     return col.written
-  for (experiment, model, costs, _, f), keys in sorted(
-      runs_lib.mixed_settings(runs).items()):
+  for cell, keys in sorted(runs_lib.mixed_settings(runs).items()):
     logging.warning(
         "%s %s at %s landmark labels: the figures pool runs whose configs "
-        "differ in %s; pass %s to draw them apart.", experiment,
-        paper_results.row_label(model, costs), fraction_label(f),
+        "differ in %s; pass %s to draw them apart.", cell.experiment,
+        paper_results.row_label(cell.model, cell.costs),
+        fraction_label(cell.fraction),
         ", ".join(keys), " ".join(f"--by={k}" for k in keys))
   cells = _runs_by_cell(runs)
-  configs_of = {r.run_dir: read_json(os.path.join(r.run_dir, "results.json"))
+  configs_of = {r.run_dir: rundir.RunDir(r.run_dir).read_results()
                 ["config"] for r in runs}
   for experiment in sorted({r.experiment for r in runs}):
     exp_runs = [r for r in runs if r.experiment == experiment]
@@ -951,8 +913,8 @@ def sweep_figures(sweep_dir: str, num_images: int = 8,
                    cells, configs_of, experiment, split, units[0], num_images,
                    fraction, grid_models, data_dir))
     # Shapes-like rows (no landmark labels): Fig. 4 of the lowest seed.
-    no_l = sorted(k for k in cells if k[0] == experiment
-                  and "L" not in configs.cost_terms(k[2]))
+    no_l = sorted(c for c in cells if c.experiment == experiment
+                  and "L" not in configs.cost_terms(c.costs))
     if no_l and splits:
       r = cells[no_l[0]][0]
       _maps_figures(col, r.run_dir, configs_of[r.run_dir], splits,
@@ -1002,7 +964,7 @@ def write_figures(workdir: str, num_images: int = 8,
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
                             "a run's or a sweep's --workdir.")
-  if os.path.exists(os.path.join(workdir, "config.json")):
+  if rundir.RunDir(workdir).is_run():
     return run_figures(workdir, num_images, maps, data_dir, output)
   out = sweep_figures(workdir, num_images, fraction, grid_models, data_dir, by,
                       output)

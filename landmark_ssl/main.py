@@ -47,7 +47,6 @@ Exit codes:
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -197,10 +196,9 @@ def quick_result_line(config_argument: str, config, workdir: str) -> str | None:
   if expected is None:
     return None
   try:
-    with open(os.path.join(workdir, "results.json")) as f:
-      results = json.load(f)
+    results = rundir.RunDir(workdir).read_results()
     got = results["metrics"][expected["split"]][expected["metric"]]
-  except (OSError, ValueError, KeyError):  # not finished: no line
+  except (OSError, ValueError, KeyError, TypeError):  # not finished: no line
     return None
   unit = " px" if results.get("error_unit") == "pixels" else ""
   line = (f"quick run: {expected['split']} {expected['metric']} "

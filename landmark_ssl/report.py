@@ -61,13 +61,14 @@ from absl import flags
 
 from landmark_ssl import configs
 from landmark_ssl import paper_results
+from landmark_ssl import rundir
 from landmark_ssl import sweep as sweep_lib
 # The records and aggregation live in landmark_ssl.analysis; these names
 # stay importable from here.
 from landmark_ssl.analysis import figure_manifest
 from landmark_ssl.analysis.effects import Effect, paired_effects
 from landmark_ssl.analysis.runs import (
-    CellKey, Run, Stats, aggregate, cell_stats, display, experiment_of,
+    Cell, CellKey, Run, Stats, aggregate, cell_stats, display, experiment_of,
     load_runs, mixed_settings, row_text, setting_order)
 
 REPORT_MD = "report.md"
@@ -237,29 +238,37 @@ def tables(stats: Mapping[CellKey, Stats], with_paper: bool = True):
   or None, paper number or None)``; ``with_paper=False``: no paper numbers
   (runs outside the paper's protocol)."""
   groups = collections.defaultdict(dict)
-  for (exp, split, metric, unit, model, costs, setting, frac), s in stats.items():
-    groups[(exp, split, metric, unit)][(model, costs, setting, frac)] = s
+  for k, s in stats.items():
+    c = k.cell
+    groups[(c.experiment, k.split, k.metric, k.unit)][c] = s
   order = list(paper_results.FRACTIONS)
-  for exp, split, metric, unit in sorted(
-      groups, key=lambda k: (order.index(k[0]) if k[0] in order else len(order),
-                             k[0], k[1], _metric_rank(k[2]), k[3])):
+
+  def table_order(table):
+    exp, split, metric, unit = table
+    return (order.index(exp) if exp in order else len(order), exp, split,
+            _metric_rank(metric), unit)
+
+  for exp, split, metric, unit in sorted(groups, key=table_order):
     found = groups[(exp, split, metric, unit)]
     paper = {(m, c, f): v for (e, met, sp, m, c, f), v in
              paper_results.RESULTS.items()
              if with_paper and e == exp and met == metric and sp == split}
+    found_rows = {(c.model, c.costs) for c in found}
+    paper_rows = {(m, c) for m, c, _ in paper}
     pairs = [rc for rc in paper_results.ROWS.get(exp, [])
-             if any(k[:2] == rc for k in list(found) + list(paper))]
-    pairs += sorted({k[:2] for k in found} - set(pairs))
+             if rc in found_rows | paper_rows]
+    pairs += sorted(found_rows - set(pairs))
     rows = []
     for pair in pairs:
-      settings = sorted({k[2] for k in found if k[:2] == pair},
+      settings = sorted({c.settings for c in found
+                         if (c.model, c.costs) == pair},
                         key=setting_order) or [""]
       rows += [pair + (setting,) for setting in settings]
-    fractions = sorted({k[3] for k in found} | {k[2] for k in paper})
+    fractions = sorted({c.fraction for c in found} | {f for _, _, f in paper})
     cells = {}
     for model, costs, setting in rows:
       for f in fractions:
-        s = found.get((model, costs, setting, f))
+        s = found.get(Cell(exp, model, costs, setting, f))
         p = paper.get((model, costs, f))
         if s is not None or p is not None:
           cells[(model, costs, setting, f)] = (s, p)
@@ -288,14 +297,14 @@ def figure_links(workdir: str, runs: Sequence[Run] = ()
     return [((captions.get(os.path.basename(p)) if sweep else None)
              or os.path.splitext(os.path.basename(p))[0],
              os.path.relpath(p, workdir).replace(os.sep, "/")) for p in paths]
-  own = pngs(os.path.join(workdir, "figures"))
-  is_run = os.path.exists(os.path.join(workdir, "config.json"))
+  own = pngs(os.fspath(rundir.RunDir(workdir).figures_dir))
+  is_run = rundir.RunDir(workdir).is_run()
   sweep_links = links(own, not is_run) if own else []
   run_links = []
   for run in sorted(runs, key=lambda r: r.run_dir):
     if os.path.abspath(run.run_dir) == os.path.abspath(workdir):
       continue  # a single run's report: its figures are the ones above
-    found = pngs(os.path.join(run.run_dir, "figures"))
+    found = pngs(os.fspath(rundir.RunDir(run.run_dir).figures_dir))
     if found:
       run_links.append((os.path.relpath(run.run_dir, workdir),
                         links(found, False)))
@@ -412,14 +421,14 @@ def render_markdown(stats: Mapping[CellKey, Stats],
     w(f"\n## Mixed settings ({len(mixed)} cells)\n\n"
       "These cells average runs whose configs differ in more than the seed; "
       "separate them with `--by=<key>` (repeatable):\n\n")
-    for (exp, model, costs, setting, frac), differ in mixed.items():
+    for cell, differ in mixed.items():
       keys = "; ".join(f"{k} ({', '.join(v)})" for k, v in differ.items())
-      w(f"- {exp}, {row_text(model, costs, setting)}, "
-        f"{_fraction_label(frac)}: {keys}\n")
+      w(f"- {cell.experiment}, {row_text(*cell.row)}, "
+        f"{_fraction_label(cell.fraction)}: {keys}\n")
   if missing is not None:
     w(f"\n## Missing runs ({len(missing)})\n\n")
     if missing:
-      w("Runs of the sweep with no finished results.json, by cell (rerun the "
+      w(f"Runs of the sweep with no finished {rundir.RESULTS}, by cell (rerun the "
         "sweep command to train them; started runs resume):\n\n")
       by_cell = collections.defaultdict(list)
       for cell, name, state in missing:
@@ -430,7 +439,7 @@ def render_markdown(stats: Mapping[CellKey, Stats],
     else:
       w("None: every run of the sweep has finished.\n")
   if unfinished:
-    w(f"\n## Unfinished results.json ({len(unfinished)})\n\n")
+    w(f"\n## Unfinished {rundir.RESULTS} ({len(unfinished)})\n\n")
     for run_dir, status in unfinished:
       w(f"- {run_dir}: status {status}\n")
   if figures is not None:

@@ -96,7 +96,6 @@ from landmark_ssl import rundir
 from landmark_ssl import sweep_plan
 from landmark_ssl import sweep_progress
 
-RESULTS_FILE = rundir.RESULTS  # for callers that have not moved to rundir
 MAX_EXIT_STATUS = 125
 LAUNCHERS = ("local", "ray")
 
@@ -167,7 +166,7 @@ def check_grid_keys(grid: Sequence[tuple], config) -> None:
           "model.beta", "loss.alpha", "loss.gamma"]
       raise ValueError(f"--grid key {key!r} is not a setting of the "
                        f"experiment's config; did you mean {' or '.join(near)}? "
-                       "(a run's config.json lists every key)")
+                       f"(a run's {rundir.CONFIG} lists every key)")
 
 
 def expand_grid(runs: Sequence[Mapping], grid: Sequence[tuple]) -> List[Dict]:
@@ -352,7 +351,8 @@ def log_summary(out: Mapping[str, Sequence[str]]) -> int:
                len(out["finished"]), len(out["skipped"]), len(out["failed"]),
                len(out["busy"]), len(out["changed"]))
   if out["failed"]:
-    logging.error("Failed runs (see their log.txt): %s", " ".join(out["failed"]))
+    logging.error("Failed runs (see their %s): %s", rundir.LOG,
+                  " ".join(out["failed"]))
   if out["busy"]:
     logging.warning("Runs locked by another process: %s", " ".join(out["busy"]))
   if out["changed"]:

@@ -112,8 +112,8 @@ def test_random_values_match_numpy(tmp_path):
   runs, unfinished = report.load_runs(str(tmp_path))
   assert len(runs) == 5 and not unfinished
   stats = report.aggregate(runs)
-  s = stats[("hgr1", "test", "landmark_error", "% of wrist", "heatmap_mt",
-             "L+C", "", 0.2)]
+  s = stats[report.CellKey(report.Cell("hgr1", "heatmap_mt", "L+C", "", 0.2),
+                           "test", "landmark_error", "% of wrist")]
   assert math.isclose(s.mean, 100 * np.mean(errs))  # fractions -> percent
   assert math.isclose(s.std, 100 * np.std(errs, ddof=1))
   assert math.isclose(s.std, statistics.stdev(100 * errs))

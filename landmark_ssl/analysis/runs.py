@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from landmark_ssl import configs
 from landmark_ssl import paper_results
-from landmark_ssl import sweep as sweep_lib
+from landmark_ssl import rundir
 
 _SKIP_METRICS = ("num_images",)
 # Metrics whose thresholds are fractions of a normaliser: meaningless, and
@@ -80,22 +80,14 @@ def load_runs(workdir: str, by: Sequence[str] = (),
   finished, other = [], []
   modules = None  # the experiment files, loaded at the first finished run
   found = set()  # the config keys of the finished runs
-  for root, dirs, files in os.walk(workdir):
-    dirs.sort()
-    if sweep_lib.RESULTS_FILE not in files:
-      continue
-    path = os.path.join(root, sweep_lib.RESULTS_FILE)
-    try:
-      with open(path) as f:
-        data = json.load(f)
-    except ValueError as e:
-      raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun "
-                       "that run to rewrite it.") from None
+  for root, data, error in rundir.find_results(workdir):
+    if data is None:
+      raise ValueError(error)
     status = data.get("status") if isinstance(data, dict) else None
     if status != "finished":
       other.append((root, str(status)))
       continue
-    run = _run_of(root, data, path, by)
+    run = _run_of(root, data, os.path.join(root, rundir.RESULTS), by)
     if modules is None:
       modules = experiment_modules(experiment_files)
     differ = protocol_differences(data["config"], modules, by)
@@ -138,7 +130,7 @@ def _run_of(run_dir: str, data: Mapping, path: str, by: Sequence[str] = ()
                           str(selection.get("mode", "min"))))
   except (KeyError, TypeError, AttributeError) as e:
     raise ValueError(
-        f"{path} lacks {e} or has the wrong type: a finished results.json "
+        f"{path} lacks {e} or has the wrong type: a finished {rundir.RESULTS} "
         "holds config.{data.name, data.labeled_fraction, model.name, costs, "
         "seed}, error_unit and metrics.{split}.{metric}.") from None
 
@@ -229,8 +221,35 @@ def display(metric: str, value: float, error_unit: str) -> Tuple[float, str]:
   return 100.0 * value, "%"
 
 
-CellKey = Tuple[str, str, str, str, str, str, str, float]  # exp, split,
-# metric, unit, model, costs, settings, fraction
+@dataclasses.dataclass(frozen=True, order=True)
+class Cell:
+  """A table cell: the runs of one experiment's row (model, costs and the
+  ``--by`` settings, '' without) at one label fraction; its seeds pool."""
+  experiment: str
+  model: str
+  costs: str
+  settings: str
+  fraction: float
+
+  @classmethod
+  def of(cls, run: Run) -> "Cell":
+    return cls(run.experiment, run.model, run.costs, run.settings,
+               run.fraction)
+
+  @property
+  def row(self) -> Tuple[str, str, str]:
+    """``(model, costs, settings)``: the table row."""
+    return (self.model, self.costs, self.settings)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class CellKey:
+  """One number of a report: a cell's ``metric`` on a test ``split``, in
+  display ``unit``."""
+  cell: Cell
+  split: str
+  metric: str
+  unit: str
 
 
 def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
@@ -246,9 +265,8 @@ def aggregate(runs: Iterable[Run]) -> Dict[CellKey, Stats]:
         if r.error_unit == "pixels" and metric.startswith(_NORMALISED_ONLY):
           continue  # results.json written before evaluation dropped them
         shown, unit = display(metric, v, r.error_unit)
-        key = (r.experiment, split, metric, unit, r.model, r.costs,
-               r.settings, r.fraction)
-        values[key].append((r.seed, shown))
+        values[CellKey(Cell.of(r), split, metric, unit)].append(
+            (r.seed, shown))
   return {key: cell_stats(pairs) for key, pairs in values.items()}
 
 
@@ -261,15 +279,14 @@ def cell_stats(pairs: Sequence[Tuple[int, float]]) -> Stats:
   return Stats(mean, std, n, tuple(sorted(s for s, _ in pairs)))
 
 
-def mixed_settings(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, str, float],
-                                                Dict[str, List[str]]]:
-  """``{(experiment, model, costs, settings, fraction): {key: [values]}}``
+def mixed_settings(runs: Iterable[Run]) -> Dict[Cell, Dict[str, List[str]]]:
+  """``{cell: {key: [values]}}``
   for the cells whose runs differ in config keys other than the seed and
   paths (``_INCIDENTAL_KEYS``): what ``aggregate`` would average together
   (pass those keys as ``--by`` to separate them). Values are JSON text."""
   cells = collections.defaultdict(list)
   for r in runs:
-    cells[(r.experiment, r.model, r.costs, r.settings, r.fraction)].append(r)
+    cells[Cell.of(r)].append(r)
   out = {}
   for cell, members in cells.items():
     configs_ = [dict(r.config) for r in members]
