@@ -437,7 +437,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str], out_dir: str,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
   """Predicts every image of ``paths``, writes the outputs (module
   docstring) in ``out_dir`` and returns the ``landmarks.json`` content."""
-  from landmark_ssl import figures  # pylint: disable=g-import-not-at-top
+  from landmark_ssl.analysis import plots  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   names = overlay_names(paths)
   records, errors = [], []
@@ -484,11 +484,11 @@ def predict_files(predictor: Predictor, paths: Sequence[str], out_dir: str,
         title = os.path.basename(path) + "".join(
             f"  {head}: {c['label']} ({100 * max(c['probabilities'].values()):.0f}%)"
             for head, c in classes.items())
-        fig = figures.prediction_overlay(
+        fig = plots.prediction_overlay(
             image, points[i], title, box,
             input_square(w, h, box, predictor.enlarge))
         record["overlay"] = os.path.join(OVERLAY_DIR, name)
-        figures.save_png(fig, os.path.join(out_dir, OVERLAY_DIR, name))
+        plots.save_png(fig, os.path.join(out_dir, OVERLAY_DIR, name))
       records.append(record)
   result = {"workdir": None, "step": int(predictor.run.step),
             "dataset": predictor.run.config.data.name,

@@ -119,13 +119,13 @@ def overlay_sheet(images: np.ndarray, landmarks: np.ndarray,
     captions: one line per image.
     title: the figure title.
   """
-  from landmark_ssl import figures  # pylint: disable=g-import-not-at-top
+  from landmark_ssl.analysis import plots  # pylint: disable=g-import-not-at-top
   m = len(images)
   cols = max(1, min(columns, m))
   rows = -(-m // cols)
-  fig = figures.new_figure(1.8 * cols + 0.4, 1.9 * rows + 0.6)
+  fig = plots.new_figure(1.8 * cols + 0.4, 1.9 * rows + 0.6)
   axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
-  figures.set_title(fig, title)
+  plots.set_title(fig, title)
   for i, ax in enumerate(axes.ravel()):
     if i >= m:
       ax.set_visible(False)
@@ -134,10 +134,10 @@ def overlay_sheet(images: np.ndarray, landmarks: np.ndarray,
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     h, w = img.shape[:2]
     pts = back[:, i].reshape(-1, 2)
-    ax.scatter(pts[:, 0], pts[:, 1], s=5, c=figures.GT_COLOR, linewidths=0,
+    ax.scatter(pts[:, 0], pts[:, 1], s=5, c=plots.GT_COLOR, linewidths=0,
                alpha=0.8, zorder=3)
     ax.scatter(landmarks[i, :, 0], landmarks[i, :, 1], s=14,
-               c=figures.PRED_COLOR, edgecolors="black", linewidths=0.4,
+               c=plots.PRED_COLOR, edgecolors="black", linewidths=0.4,
                zorder=4)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
@@ -255,7 +255,7 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
     evaluator.NoCheckpointError: no config or checkpoint.
   """
   from landmark_ssl import elt_disagreement  # pylint: disable=g-import-not-at-top
-  from landmark_ssl import figures  # pylint: disable=g-import-not-at-top
+  from landmark_ssl.analysis import plots  # pylint: disable=g-import-not-at-top
   from landmark_ssl import input_pipeline  # pylint: disable=g-import-not-at-top
   from landmark_ssl import predict  # pylint: disable=g-import-not-at-top
   if int(n) < 1:
@@ -327,7 +327,7 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
     fig = overlay_sheet(batch["image"], base, back, captions,
                         f"{workdir}: the {m} images to label first (ELT "
                         f"disagreement over {num_transforms} transforms)")
-    figures.save_png(fig, os.path.join(out_dir, SHEET_FILE))
+    plots.save_png(fig, os.path.join(out_dir, SHEET_FILE))
     written.append(SHEET_FILE)
   result = {
       "workdir": os.fspath(workdir), "step": int(predictor.run.step),

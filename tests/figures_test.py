@@ -14,6 +14,7 @@ from PIL import Image
 
 from landmark_ssl import evaluation
 from landmark_ssl import figures
+from landmark_ssl.analysis import plots
 from landmark_ssl import geometry
 from landmark_ssl import report
 from landmark_ssl import evaluator
@@ -24,12 +25,12 @@ ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH
 
 def _check_png(fig, path):
   """Saves ``fig`` and checks the file: a PNG of png_size, not blank."""
-  figures.save_png(fig, path)
+  plots.save_png(fig, path)
   assert os.path.getsize(path) > 2000
   with Image.open(path) as img:
     assert img.format == "PNG"
-    assert img.size == figures.png_size(fig)
-    w, h = fig.get_size_inches() * figures.DPI
+    assert img.size == plots.png_size(fig)
+    w, h = fig.get_size_inches() * plots.DPI
     assert img.size == (round(w), round(h))
     pixels = np.asarray(img.convert("RGB"))
   assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
@@ -63,20 +64,20 @@ def test_every_plot_function_writes_a_png_of_its_size(tmp_path):
   gt = rng.uniform(0, size - 1, (n, k, 2))
   pred = gt + rng.normal(0, 2, gt.shape)
   visible = (rng.uniform(size=(n, k)) > 0.2).astype(np.float32)
-  curve = figures.CedCurve("a", *evaluation.ced(rng.uniform(0, 0.2, 50), 0.2))
+  curve = plots.CedCurve("a", *evaluation.ced(rng.uniform(0, 0.2, 50), 0.2))
   made = {
-      "training": figures.training_curves(_events(rng), "a run",
+      "training": plots.training_curves(_events(rng), "a run",
                                           "fraction of eye_centers"),
-      "ced": figures.ced_figure([("5%", [curve]), ("10%", [curve, curve])],
+      "ced": plots.ced_figure([("5%", [curve]), ("10%", [curve, curve])],
                                 "CED", "fraction of wrist"),
-      "grid": figures.overlay_grid(
+      "grid": plots.overlay_grid(
           images, gt, visible,
           [("Seq-MT (L)", pred, rng.uniform(0, 3, n)),
            ("Seq-MT (L+T)", pred + 1, None)], "grid", "pixels"),
-      "maps": figures.maps_figure(images, rng.normal(size=(n, size, size, k)),
+      "maps": plots.maps_figure(images, rng.normal(size=(n, size, size, k)),
                                   pred, "maps", [f"c{i}" for i in range(n)],
                                   max_maps=2),
-      "overlay": figures.prediction_overlay(
+      "overlay": plots.prediction_overlay(
           rng.integers(0, 255, (90, 130, 3), dtype=np.uint8),
           rng.uniform(0, 80, (k, 2)), "photo.jpg", (10, 10, 60, 70),
           (np.array([35.0, 40.0]), 78.0)),
@@ -86,7 +87,7 @@ def test_every_plot_function_writes_a_png_of_its_size(tmp_path):
   # Grid and maps layouts follow their inputs.
   assert len(made["grid"].axes) == 2 * n
   assert len(made["maps"].axes) == (1 + 2) * n + 2 * n  # + a colourbar per map
-  assert figures.png_size(made["grid"])[1] < figures.png_size(made["maps"])[1]
+  assert plots.png_size(made["grid"])[1] < plots.png_size(made["maps"])[1]
 
 
 @pytest.mark.parametrize("normalizer", ["pixels", "eye_centers"])
@@ -115,7 +116,7 @@ def test_ced_plot_shows_the_file_curve(tmp_path, normalizer):
 def test_training_curves_show_the_events():
   rng = np.random.default_rng(2)
   events = _events(rng)
-  fig = figures.training_curves(events, "t", "fraction of wrist")
+  fig = plots.training_curves(events, "t", "fraction of wrist")
   costs, error, accuracy = fig.axes
   train_ev = [e for e in events if e["event"] == "train"]
   eval_ev = [e for e in events if e["event"] == "eval"]
@@ -142,7 +143,7 @@ def test_overlay_markers_sit_on_the_landmarks(tmp_path):
   image = np.zeros((1, size, size, 1), np.float32)
   gt = np.array([[[8.0, 10.0], [30.0, 12.0], [20.0, 38.0]]])
   pred = gt + rng.uniform(7, 9, gt.shape) * rng.choice([-1, 1], gt.shape)
-  fig = figures.overlay_grid(image, gt, np.ones((1, k)),
+  fig = plots.overlay_grid(image, gt, np.ones((1, k)),
                              [("row", pred, None)], "markers")
   pixels = _check_png(fig, tmp_path / "o.png")
   ax = fig.axes[0]
@@ -152,8 +153,8 @@ def test_overlay_markers_sit_on_the_landmarks(tmp_path):
   height = pixels.shape[0]
   def rgb(hex_colour):
     return [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
-  for points, want in ((gt[0], rgb(figures.GT_COLOR)),
-                       (pred[0], rgb(figures.PRED_COLOR))):
+  for points, want in ((gt[0], rgb(plots.GT_COLOR)),
+                       (pred[0], rgb(plots.PRED_COLOR))):
     for x, y in ax.transData.transform(points):
       got = pixels[int(round(height - y)), int(round(x))].astype(int)
       assert np.abs(got - want).max() < 40, ((x, y), got, want)
@@ -162,7 +163,7 @@ def test_overlay_markers_sit_on_the_landmarks(tmp_path):
 def test_pooled_ced_is_the_mean_of_the_seeds_curves():
   rng = np.random.default_rng(4)
   seeds = [rng.gamma(2.0, 1.5, 150) for _ in range(3)]
-  pooled = figures.pooled_ced(seeds, "row")
+  pooled = plots.pooled_ced(seeds, "row")
   top = pooled.thresholds[-1]
   assert top == pytest.approx(max(s.max() for s in seeds))
   mean = np.mean([evaluation.ced(s, top, len(pooled.thresholds))[1]
@@ -192,8 +193,8 @@ def test_run_figures(tiny_blocks_run, tmp_path):
   assert not out.skipped
   with Image.open(os.path.join(run, "figures", "overlays_test.png")) as img:
     # One row of 5 panels.
-    assert img.size == (round((figures._PANEL_IN * 5 + 0.6) * figures.DPI),
-                        round((figures._PANEL_IN + 0.9) * figures.DPI))
+    assert img.size == (round((plots._PANEL_IN * 5 + 0.6) * plots.DPI),
+                        round((plots._PANEL_IN + 0.9) * plots.DPI))
   # Maps by default only for runs without landmark labels (costs C): such a
   # copy of the run, without its checkpoints, tries and says why it cannot.
   copy = tmp_path / "copy"
@@ -267,8 +268,8 @@ def test_sweep_figures_and_report_links(tiny_blocks_run, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   grid = tmp_path / "figures" / "overlays_blocks_test_f0.2.png"
   with Image.open(grid) as img:  # 4 rows (L, L+C, L+T, L+T+C) x 6 images
-    assert img.size == (round((figures._PANEL_IN * 6 + 0.6) * figures.DPI),
-                        round((figures._PANEL_IN * 4 + 0.9) * figures.DPI))
+    assert img.size == (round((plots._PANEL_IN * 6 + 0.6) * plots.DPI),
+                        round((plots._PANEL_IN * 4 + 0.9) * plots.DPI))
   assert (tmp_path / "figures" / "ced_blocks_test.png").exists()
   text = report.write_report(str(tmp_path), figures=True)
   assert "![Predictions (blue: ground truth, orange: prediction, yellow: " \
@@ -307,13 +308,13 @@ def test_sweep_figures_by_a_grid_key_split_the_rows(tiny_blocks_run, tmp_path,
   assert len(lines) == 8
   for (costs, alpha), errs in errors.items():
     label = (f"Seq-MT ({costs}), loss.alpha={alpha}, 2 seeds")
-    want = figures.pooled_ced(errs, label)
+    want = plots.pooled_ced(errs, label)
     np.testing.assert_allclose(lines[label].get_ydata(), 100 * want.fraction)
     np.testing.assert_allclose(lines[label].get_xdata(), want.thresholds)
   out = figures.write_figures(str(tmp_path), num_images=3, by=["loss.alpha"])
   assert not out.skipped and not warnings
   with Image.open(tmp_path / "figures" / "overlays_blocks_test_f0.2.png") as img:
-    assert img.size[1] == round((figures._PANEL_IN * 8 + 0.9) * figures.DPI)
+    assert img.size[1] == round((plots._PANEL_IN * 8 + 0.9) * plots.DPI)
   runs, _ = report.load_runs(str(tmp_path))
   fig = figures._sweep_ced(figures._runs_by_cell(runs), "blocks", "test",
                            "pixels")
@@ -374,7 +375,7 @@ def _lab(linear_rgb):
 def test_truth_and_prediction_colours_differ_for_colour_blind_eyes():
   """The two colours stay far apart (dE > 90) for deuteranopes and
   protanopes (simulated); the old red/lime pair falls below 70."""
-  gt, pred = _linear(figures.GT_COLOR), _linear(figures.PRED_COLOR)
+  gt, pred = _linear(plots.GT_COLOR), _linear(plots.PRED_COLOR)
   red, lime = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
   for sim in (np.eye(3), _DEUTAN, _PROTAN):
     assert np.linalg.norm(_lab(sim @ gt) - _lab(sim @ pred)) > 90
@@ -386,10 +387,10 @@ def test_truth_and_prediction_colours_differ_for_colour_blind_eyes():
 def test_error_lines_show_on_black_and_on_white(background):
   """A long error line drawn over a black or a white image leaves pixels
   whose luminance differs clearly from the background along its middle."""
-  fig = figures.new_figure(2, 2)
+  fig = plots.new_figure(2, 2)
   ax = fig.add_axes([0, 0, 1, 1])
-  figures._image_axes(ax, np.full((40, 40), background, np.float32))
-  figures.draw_landmarks(ax, np.array([[5.0, 20.0]]), np.array([[35.0, 20.0]]))
+  plots._image_axes(ax, np.full((40, 40), background, np.float32))
+  plots.draw_landmarks(ax, np.array([[5.0, 20.0]]), np.array([[35.0, 20.0]]))
   fig.canvas.draw()
   pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float) / 255
   h, w, _ = pixels.shape
@@ -404,19 +405,19 @@ def test_maps_have_colourbars_and_outputs_take_format_and_dpi(tmp_path):
   images = rng.uniform(size=(2, 12, 12, 1)).astype(np.float32)
   maps = rng.normal(size=(2, 12, 12, 3)).astype(np.float32)
   marks = rng.uniform(0, 11, (2, 3, 2))
-  fig = figures.maps_figure(images, maps, marks, "maps", max_maps=2)
+  fig = plots.maps_figure(images, maps, marks, "maps", max_maps=2)
   image_axes = [a for a in fig.axes if a.get_images()]
   assert len(fig.axes) == len(image_axes) + 2 * 2  # one colourbar per map
   for fmt, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
-    path = figures.save_figure(fig, tmp_path / f"m.{fmt}")
+    path = plots.save_figure(fig, tmp_path / f"m.{fmt}")
     assert open(path, "rb").read(5).startswith(magic)
-  path = figures.save_figure(fig, tmp_path / "m.png", dpi=50)
+  path = plots.save_figure(fig, tmp_path / "m.png", dpi=50)
   with Image.open(path) as img:
     assert img.size == tuple(round(v) for v in fig.get_size_inches() * 50)
   with pytest.raises(ValueError, match="--format='tiff'"):
     figures.Output("tiff")
   with pytest.raises(ValueError, match="not one of"):
-    figures.save_figure(fig, tmp_path / "m.tiff")
+    plots.save_figure(fig, tmp_path / "m.tiff")
 
 
 def test_damaged_run_files_name_the_fix_that_rewrites_them(tmp_path, caplog):
