@@ -9,9 +9,14 @@
   {"event": "test", "split": "test", "step": <best step>, ...}
 
 TensorBoard event files go to ``<workdir>/tensorboard`` (tensorboardX, no
-TensorFlow), with tags ``<event>[/<split>]/<name>`` (``train/loss``,
-``eval/validation/landmark_error``, ``test/test/auc_at_0.08``; ``@`` is not
-allowed in tags and reads ``_at_``).
+TensorFlow): scalars tagged ``train/<cost>`` (with ``train/learning_rate``
+and ``train/images_per_s``), ``eval/<split>/<metric>`` for the validation
+at each evaluation, ``final/<split>/<metric>`` for the best checkpoint's
+evaluation at the end (``@`` is not allowed in tags and reads ``_at_``:
+``final/test/auc_at_0.08``); the run's config as text (``config``); and at
+the end an HParams entry (``tensorboard/hparams/``: the flattened config and
+the final metrics), so that the runs of a sweep compare in the HParams tab
+of ``tensorboard --logdir=<sweep dir>``.
 
 When a run resumes from the checkpoint of step ``s``, the events logged
 after ``s`` by the interrupted run are dropped (from ``metrics.jsonl`` and,
@@ -29,6 +34,7 @@ import sys
 
 from absl import logging
 
+from landmark_ssl import configs
 from landmark_ssl import rundir
 
 
@@ -96,6 +102,19 @@ def format_train_line(step: int, total_steps: int, epoch: float, values: dict,
           f"{images_per_s:.1f} img/s, ETA {format_duration(eta_s)}")
 
 
+# TensorBoard: the final evaluation's tags start "final/" (not "test/test/").
+_TAG_PREFIX = {"test": "final"}
+# Fields of an event beside its values that are plotted too.
+_EXTRA_SCALARS = ("learning_rate", "images_per_s")
+# The sub-folder of tensorboard/ holding the HParams entry.
+HPARAMS_RUN = rundir.TENSORBOARD_HPARAMS
+
+
+def tag(prefix: str, name: str) -> str:
+  """The TensorBoard tag of metric ``name`` under ``prefix``."""
+  return f"{prefix}/{name}".replace("@", "_at_")
+
+
 class MetricsLog:
   """Appends events to ``metrics.jsonl`` and TensorBoard.
 
@@ -106,7 +125,8 @@ class MetricsLog:
     enabled: whether this process writes (process 0 only).
   """
 
-  def __init__(self, workdir, resume_step: int | None, enabled: bool):
+  def __init__(self, workdir, resume_step: int | None, enabled: bool,
+               config: dict | None = None):
     self._enabled = enabled
     run = rundir.RunDir(workdir)
     self._path = run.metrics_file
@@ -123,6 +143,10 @@ class MetricsLog:
     self._writer = SummaryWriter(
         os.fspath(run.tensorboard_dir),
         purge_step=(resume_step + 1) if resume_step else None)
+    if config is not None and not resume_step:
+      self._writer.add_text(
+          "config", "```\n" + json.dumps(config, indent=2, sort_keys=True) +
+          "\n```", global_step=0)
 
   def write(self, event: str, step: int, values: dict, split: str | None = None,
             **extra) -> None:
@@ -137,11 +161,29 @@ class MetricsLog:
     record.update(extra)
     with self._path.open("a") as f:
       f.write(json.dumps(record) + "\n")
-    prefix = event if split is None else f"{event}/{split}"
-    for name, value in values.items():
+    prefix = _TAG_PREFIX.get(event, event)
+    prefix = prefix if split is None else f"{prefix}/{split}"
+    scalars = dict(values, **{k: extra[k] for k in _EXTRA_SCALARS if k in extra})
+    for name, value in scalars.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
-        tag = f"{prefix}/{name}".replace("@", "_at_")
-        self._writer.add_scalar(tag, value, global_step=step)
+        self._writer.add_scalar(tag(prefix, name), value, global_step=step)
+
+  def write_hparams(self, config: dict, metrics: dict) -> None:
+    """The HParams entry of a finished run: its flattened ``config`` (lists
+    as text) and its final ``metrics`` (``{split: {metric: value}}``)."""
+    if not self._enabled:
+      return
+    hparams = {}
+    for key, value in configs.flat_items(config):
+      if isinstance(value, (bool, int, float, str)):
+        hparams[key] = value
+      elif value is not None:
+        hparams[key] = json.dumps(value)
+    final = {tag(f"final/{split}", name): float(value)
+             for split, values in metrics.items()
+             for name, value in values.items()
+             if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    self._writer.add_hparams(hparams, final, name=HPARAMS_RUN)
 
   def flush(self) -> None:
     if self._writer is not None:

@@ -50,6 +50,7 @@ LABEL_SUBSET = "label_subset.json"
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
+TENSORBOARD_HPARAMS = "hparams"  # tensorboard/hparams/: the HParams entry
 RESULTS = "results.json"
 EVALUATION = "evaluation.json"
 LOCK = "run.lock"

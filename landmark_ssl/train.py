@@ -514,7 +514,8 @@ class _Training:
       # float32, as the step's metrics are, so that the means are the same.
       run.window = [{k: np.float32(v) for k, v in m.items()}
                     for m in run.progress.get("log_window", [])]
-      run.log = metrics_log.MetricsLog(run.workdir, run.step, self.is_main)
+      run.log = metrics_log.MetricsLog(run.workdir, run.step, self.is_main,
+                                       config=run.config_dict)
       states.append(state)
     self.program = program_lib.Program(mesh, [run.train_key for run in runs])
     self.state = self.program.stack(states)
@@ -710,6 +711,7 @@ class _Training:
       results_file = rundir.RunDir(run.workdir).results_file
       if self.is_main:
         rundir.write_json(results_file, run.outcome)
+      run.log.write_hparams(run.config_dict, metrics[run.slot])
       logging.info("%sFinished: results in %s.", run.tag, results_file)
 
   def close(self) -> None:

@@ -1,14 +1,19 @@
 """Tests of metrics_log's log lines: the ETA, the validation and early-stopping
-lines, and TFDS progress bars kept out of log files."""
+lines, TFDS progress bars kept out of log files, and what TensorBoard gets."""
 
 import io
+import json
 import math
+import pathlib
+import struct
 
+import numpy as np
 import pytest
 from absl import logging
 from tensorflow_datasets.core.utils import tqdm_utils
 
 from landmark_ssl import metrics_log
+from landmark_ssl import rundir
 from landmark_ssl import train
 
 
@@ -97,3 +102,65 @@ def test_tfds_progress_bars_stay_out_of_files(restore_logging, capfd):
   metrics_log.quiet_library_logs(io.StringIO())  # a file, e.g. log.txt
   out = _bar_output(capfd)
   assert "\r" not in out and "\x1b" not in out and "Generating" not in out
+
+
+def _tensorboard_records(folder):
+  """``[(tag, step, value or text)]`` of the event files in ``folder``, read
+  with tensorboardX's own protos (TFRecord framing: length, CRC, data, CRC)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = []
+  for path in sorted(pathlib.Path(folder).glob("events.out.tfevents.*")):
+    data = path.read_bytes()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      for v in event.summary.value:
+        if v.HasField("tensor") and v.tensor.string_val:
+          out.append((v.tag, event.step, v.tensor.string_val[0].decode()))
+        elif v.HasField("simple_value") or v.WhichOneof("value") is None:
+          out.append((v.tag, event.step, v.simple_value))
+        else:
+          out.append((v.tag, event.step, None))
+  return out
+
+
+def test_tensorboard_tags_config_and_hparams(tmp_path):
+  rng = np.random.default_rng()
+  config = {"seed": int(rng.integers(100)), "costs": "L+T",
+            "optim": {"learning_rate": float(rng.uniform(1e-4, 1e-2))},
+            "data": {"test_splits": ["test"]}}
+  log = metrics_log.MetricsLog(tmp_path, None, True, config=config)
+  lr, ips, loss = rng.uniform(size=3)
+  log.write("train", 10, {"loss": float(loss)}, epoch=1.0,
+            images_per_s=float(ips), learning_rate=float(lr), wall_time_s=3.0)
+  err = float(rng.uniform())
+  log.write("eval", 10, {"landmark_error": err}, split="validation")
+  log.write("test", 10, {"landmark_error": err, "auc@0.08": 0.5}, split="test")
+  log.write_hparams(config, {"test": {"landmark_error": err,
+                                      "num_images": 7}})
+  log.close()
+  run = rundir.RunDir(tmp_path)
+  records = _tensorboard_records(run.tensorboard_dir)
+  scalars = {(t, s): v for t, s, v in records if isinstance(v, float)}
+  assert scalars[("train/loss", 10)] == pytest.approx(loss)
+  assert scalars[("train/learning_rate", 10)] == pytest.approx(lr)
+  assert scalars[("train/images_per_s", 10)] == pytest.approx(ips)
+  assert scalars[("eval/validation/landmark_error", 10)] == pytest.approx(err)
+  assert scalars[("final/test/landmark_error", 10)] == pytest.approx(err)
+  assert ("final/test/auc_at_0.08", 10) in scalars
+  assert not any(t.startswith("test/") for t, _, _ in records)
+  (text,) = [v for t, _, v in records if t.startswith("config")]
+  assert json.loads(text.strip("`\n")) == config
+  hparams = _tensorboard_records(run.tensorboard_dir /
+                                 metrics_log.HPARAMS_RUN)
+  tags = {t for t, _, _ in hparams}
+  assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= tags
+  session = [e for e in hparams if e[0] == "_hparams_/session_start_info"]
+  assert session
+  blob = (run.tensorboard_dir / metrics_log.HPARAMS_RUN)
+  raw = b"".join(p.read_bytes() for p in blob.glob("events.out.tfevents.*"))
+  for key in ("seed", "optim.learning_rate", "data.test_splits",
+              "final/test/landmark_error"):
+    assert key.encode() in raw
