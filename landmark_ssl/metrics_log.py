@@ -168,6 +168,13 @@ class MetricsLog:
       if isinstance(value, (int, float)) and not isinstance(value, bool):
         self._writer.add_scalar(tag(prefix, name), value, global_step=step)
 
+  def write_image(self, tag_name: str, image, step: int) -> None:
+    """An ``(H, W, 3)`` uint8 image, shown in TensorBoard's Images tab."""
+    if not self._enabled:
+      return
+    self._writer.add_image(tag_name, image, global_step=step,
+                           dataformats="HWC")
+
   def write_hparams(self, config: dict, metrics: dict) -> None:
     """The HParams entry of a finished run: its flattened ``config`` (lists
     as text) and its final ``metrics`` (``{split: {metric: value}}``)."""

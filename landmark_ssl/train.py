@@ -60,6 +60,11 @@ from landmark_ssl import program as program_lib
 from landmark_ssl import provenance
 from landmark_ssl import rundir
 from landmark_ssl import steps
+from landmark_ssl.analysis import plots
+
+
+# Validation images whose predictions TensorBoard shows at each evaluation.
+_LOGGED_IMAGES = 4
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -451,6 +456,7 @@ class _Training:
     self.preemption = preemption
     self.is_main = jax.process_index() == 0
     self.terms = steps.parse_costs(config.costs)
+    self.example_images = None  # of log_predictions, read once
 
   def check(self) -> None:
     """Everything the runs need (data, splits, heads, model, batch layout),
@@ -663,11 +669,34 @@ class _Training:
       if math.isfinite(value):
         ckpt_metrics[run.slot] = _record_validation(run, step, val, value,
                                                     sched)
+        if self.is_main:
+          self.log_predictions(run, step, outputs[run.slot])
       else:
         self.fail(run, NonFiniteCostError(
             step, f"validation {sched.selection_name}", value,
             run.mngr.latest_step()))
     return ckpt_metrics
+
+  def log_predictions(self, run: _Run, step: int, outputs: dict) -> None:
+    """TensorBoard's image of ``run``'s predictions on the first validation
+    images (the same images at every evaluation)."""
+    if self.example_images is None:
+      batch = next(iter(input_pipeline.eval_batches(
+          self.config.data, self.config.data.eval_split, 0, 1)))
+      n = min(_LOGGED_IMAGES, int(np.sum(batch["mask"] > 0)))
+      self.example_images = {k: np.asarray(batch[k][:n])
+                             for k in ("image", "landmarks", "visible")}
+      self.example_images["index"] = np.asarray(batch.get("index",
+                                                          np.arange(n)))[:n]
+    images = self.example_images
+    index = outputs.get("index", np.arange(len(outputs["pred_landmarks"])))
+    rows = [int(np.flatnonzero(index == i)[0]) for i in images["index"]]
+    fig = plots.overlay_grid(
+        images["image"], images["landmarks"], images["visible"],
+        [("", outputs["pred_landmarks"][rows], None)],
+        f"{run.tag}validation at step {step}")
+    run.log.write_image("eval/validation/predictions", plots.to_array(fig),
+                        step)
 
   def finish(self) -> None:
     """Restores the best checkpoint of each unfailed run, evaluates it on

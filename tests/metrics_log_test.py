@@ -164,3 +164,20 @@ def test_tensorboard_tags_config_and_hparams(tmp_path):
   for key in ("seed", "optim.learning_rate", "data.test_splits",
               "final/test/landmark_error"):
     assert key.encode() in raw
+
+
+def test_a_run_shows_its_predictions_and_hparams_in_tensorboard(
+    tiny_blocks_run):
+  run = rundir.RunDir(tiny_blocks_run.workdir)
+  evals = [e["step"] for e in run.read_events() if e["event"] == "eval"]
+  records = _tensorboard_records(run.tensorboard_dir)
+  images = [s for t, s, _ in records if t == "eval/validation/predictions"]
+  assert evals and images == evals  # one image per evaluation
+  tags = {t for t, _, _ in records}
+  assert "final/test/landmark_error" in tags and "train/learning_rate" in tags
+  assert not any(t.startswith("test/") for t in tags)
+  raw = b"".join(p.read_bytes() for p in (
+      run.tensorboard_dir / metrics_log.HPARAMS_RUN).glob("events.*"))
+  results = run.read_results()
+  assert b"final/test/landmark_error" in raw and b"optim.learning_rate" in raw
+  assert results["status"] == "finished"

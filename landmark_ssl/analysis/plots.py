@@ -82,6 +82,13 @@ def save_figure(fig: Figure, path: str | os.PathLike,
   return path
 
 
+def to_array(fig: Figure) -> np.ndarray:
+  """The figure rendered as an ``(H, W, 3)`` uint8 array (at its DPI)."""
+  canvas = FigureCanvasAgg(fig)
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def save_png(fig: Figure, path: str | os.PathLike) -> str:
   """:func:`save_figure` of a ``.png`` path at the figure's dpi."""
   return save_figure(fig, path)
