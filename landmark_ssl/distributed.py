@@ -50,9 +50,11 @@ def initialize(coordinator_address: str | None = None,
                num_processes: int | None = None,
                process_id: int | None = None,
                local_device_ids: Sequence[int] | None = None,
-               auto: bool = False) -> bool:
+               auto: bool = False, heartbeat_timeout_s: int = 100) -> bool:
   """Joins the run's processes; returns whether it did (nothing to join
-  without settings and without ``auto``).
+  without settings and without ``auto``). A process silent for
+  ``heartbeat_timeout_s`` (killed, its host lost) makes the others stop with
+  an error instead of hanging.
 
   Must run before anything touches a JAX device.
   """
@@ -67,7 +69,9 @@ def initialize(coordinator_address: str | None = None,
     jax.distributed.initialize(
         coordinator_address=coordinator_address, num_processes=num_processes,
         process_id=process_id,
-        local_device_ids=list(local_device_ids) if local_device_ids else None)
+        local_device_ids=list(local_device_ids) if local_device_ids else None,
+        heartbeat_timeout_seconds=int(heartbeat_timeout_s))
   else:
-    jax.distributed.initialize()
+    jax.distributed.initialize(
+        heartbeat_timeout_seconds=int(heartbeat_timeout_s))
   return True

@@ -94,6 +94,11 @@ _PROCESS_ID = flags.DEFINE_integer(
 _LOCAL_DEVICE_IDS = flags.DEFINE_list(
     "local_device_ids", None, "Devices this process uses (default: all it "
     "sees).")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout_s", 100, "Multi-process runs: when a process has been "
+    "silent this long (killed, its host lost), the others stop with an error "
+    "instead of waiting for it; rerun every process to resume from the last "
+    "checkpoint.")
 
 
 def _valid_keys(config, prefix: str = "config.") -> list[str]:
@@ -251,7 +256,8 @@ def main(argv):
   try:
     distributed.initialize(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-        [int(i) for i in _LOCAL_DEVICE_IDS.value or ()], _MULTIHOST.value)
+        [int(i) for i in _LOCAL_DEVICE_IDS.value or ()], _MULTIHOST.value,
+        _HEARTBEAT_TIMEOUT.value)
   except (distributed.DistributedSettingsError, ValueError) as e:
     raise app.UsageError(str(e), EXIT_USAGE) from None
   from landmark_ssl import train  # pylint: disable=g-import-not-at-top

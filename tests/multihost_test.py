@@ -1,6 +1,8 @@
 """Two processes x 4 CPU devices (gloo collectives, a coordinator on a free
-localhost port) train exactly as one process x 8 devices; the checkpoint
-they write restores in a single process.
+localhost port) train exactly as one process x 8 devices; when one is
+killed (``kill -9``) the other stops within the heartbeat timeout instead of
+hanging, and the two started again resume from the last checkpoint; the
+checkpoint they write restores in a single process.
 
 How a process reads only its own rows of each batch is tested on the input
 pipeline itself (input_pipeline_test: the processes' slices concatenate to
@@ -9,9 +11,11 @@ the global batch); here the whole program runs as separate processes.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -37,7 +41,26 @@ def _argv(data_dir, workdir):
           "--config=tests/tiny_config.py:blocks",
           f"--config.data.data_dir={data_dir}",
           "--config.train.max_epochs=1", "--config.train.eval_every_epochs=1",
-          "--config.train.log_every_steps=1", f"--workdir={workdir}"]
+          "--config.train.log_every_steps=1",
+          "--config.train.checkpoint_every_steps=2", f"--workdir={workdir}"]
+
+
+HEARTBEAT_S = 10
+
+
+def _start_two(data_dir, workdir, port):
+  return [subprocess.Popen(
+      _argv(data_dir, workdir) + [f"--coordinator_address=127.0.0.1:{port}",
+                                  "--num_processes=2", f"--process_id={i}",
+                                  f"--heartbeat_timeout_s={HEARTBEAT_S}"],
+      cwd=ROOT, env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(2)]
+
+
+def _checkpoint_steps(workdir):
+  folder = workdir / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir()
+                if p.name.isdigit()) if folder.is_dir() else []
 
 
 def _losses(workdir):
@@ -63,13 +86,30 @@ def test_two_processes_train_as_one_and_their_checkpoint_restores(
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
 
+  # Killed mid-run: process 1 dies (kill -9) after the first checkpoint;
+  # process 0 stops on its own, within the heartbeat timeout and a margin.
   multi = tmp_path / "multi"
-  port = _free_port()
-  procs = [subprocess.Popen(
-      _argv(data_dir, multi) + [f"--coordinator_address=127.0.0.1:{port}",
-                                "--num_processes=2", f"--process_id={i}"],
-      cwd=ROOT, env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True) for i in range(2)]
+  procs = _start_two(data_dir, multi, _free_port())
+  try:
+    deadline = time.time() + 600
+    while not _checkpoint_steps(multi) and procs[1].poll() is None:
+      assert time.time() < deadline, "no checkpoint within 600 s"
+      time.sleep(0.02)
+    assert procs[1].poll() is None, "the run ended before it could be killed"
+    os.kill(procs[1].pid, signal.SIGKILL)
+    killed_at = time.time()
+    procs[0].communicate(timeout=HEARTBEAT_S + 120)
+    waited = time.time() - killed_at
+  finally:
+    for p in procs:
+      p.kill()
+      p.communicate()
+  assert procs[0].returncode != 0 and waited < HEARTBEAT_S + 120
+  stopped_at = _checkpoint_steps(multi)[-1]
+  assert stopped_at < 7
+
+  # Both started again: they resume from that checkpoint and finish.
+  procs = _start_two(data_dir, multi, _free_port())
   try:
     outs = [p.communicate(timeout=600) for p in procs]
   finally:
@@ -78,6 +118,7 @@ def test_two_processes_train_as_one_and_their_checkpoint_restores(
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   assert "2 processes" in outs[0][1] and "8 devices" in outs[0][1]
+  assert f"Resuming from the checkpoint of step {stopped_at}" in outs[0][1]
 
   # The same per-step costs and final metrics, to float tolerance.
   a, b = _losses(single), _losses(multi)
