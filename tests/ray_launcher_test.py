@@ -29,6 +29,8 @@ from landmark_ssl import rundir
 from landmark_ssl import sweep
 from landmark_ssl import sweep_plan
 
+import waiting
+
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -50,13 +52,6 @@ def _sweep(workdir, *flags):
           *flags]
 
 
-def _wait_for(predicate, timeout_s, what):
-  deadline = time.time() + timeout_s
-  while not predicate():
-    if time.time() > deadline:
-      raise AssertionError(f"timed out waiting for {what}")
-    time.sleep(0.05)
-
 
 def _alive(pid):
   try:
@@ -77,7 +72,7 @@ def _ray_start(args, log, env):
   proc = subprocess.Popen([ray_cli, "start", *args, "--block"], cwd=ROOT,
                           env=env, stdout=open(log, "w"),
                           stderr=subprocess.STDOUT, start_new_session=True)
-  _wait_for(lambda: "block forever" in log.read_text() or
+  waiting.wait_for(lambda: "block forever" in log.read_text() or
             proc.poll() is not None, 120, f"ray start {' '.join(args)}")
   assert proc.poll() is None, log.read_text()[-3000:]
   return proc
@@ -187,7 +182,7 @@ def ray_sweep(cluster, data_dir, tmp_path_factory):
         assert proc.poll() is None, stderr.read_text()[-3000:]
         ckpts = victim / "checkpoints"
         return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
-      _wait_for(checkpointed, 300, f"{VICTIM}'s first checkpoint")
+      waiting.wait_for(checkpointed, 300, f"{VICTIM}'s first checkpoint")
       pid = json.loads((victim / "run.lock").read_text())["pid"]
       worker = _parent(pid)
       with open(f"/proc/{worker}/cmdline", "rb") as f:
@@ -401,7 +396,7 @@ def test_interrupting_the_driver_cancels_and_the_next_sweep_resumes(
                           stderr=subprocess.STDOUT, text=True)
   try:
     attempts = workdir / "run_s2" / "attempts"
-    _wait_for(lambda: attempts.exists() or proc.poll() is not None, 120,
+    waiting.wait_for(lambda: attempts.exists() or proc.poll() is not None, 120,
               "the run to start")
     time.sleep(0.5)  # its SIGTERM handler is set
     proc.send_signal(signal.SIGINT)
@@ -410,7 +405,7 @@ def test_interrupting_the_driver_cancels_and_the_next_sweep_resumes(
     if proc.poll() is None:
       proc.kill()
   pid = int(attempts.read_text().split()[0])
-  _wait_for(lambda: not _alive(pid), 30, "the cancelled run to stop")
+  waiting.wait_for(lambda: not _alive(pid), 30, "the cancelled run to stop")
   assert (workdir / "run_s2" / "sigterm").exists()  # it could checkpoint
   assert not (workdir / "run_s2" / "results.json").exists()
   out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
@@ -431,7 +426,7 @@ def test_a_killed_driver_leaves_no_run_behind_and_the_next_sweep_resumes(
                           stderr=subprocess.DEVNULL)
   try:
     attempts = workdir / "run_s2" / "attempts"
-    _wait_for(lambda: attempts.exists() or proc.poll() is not None, 120,
+    waiting.wait_for(lambda: attempts.exists() or proc.poll() is not None, 120,
               "the run to start")
     proc.kill()
     proc.wait(30)
@@ -439,7 +434,7 @@ def test_a_killed_driver_leaves_no_run_behind_and_the_next_sweep_resumes(
     if proc.poll() is None:
       proc.kill()
   pid = int(attempts.read_text().split()[0])
-  _wait_for(lambda: not _alive(pid), 60, "the killed sweep's run to stop")
+  waiting.wait_for(lambda: not _alive(pid), 60, "the killed sweep's run to stop")
   out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
                        timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]

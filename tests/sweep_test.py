@@ -26,6 +26,8 @@ from landmark_ssl import sweep
 from landmark_ssl import sweep_plan
 from landmark_ssl import sweep_progress
 
+import waiting
+
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -649,13 +651,6 @@ def test_cli_interrupt_then_resume(fake_main, tmp_path):
   assert launcher.run_status(str(workdir / "run_s2")) == "finished"
 
 
-def _wait_for(predicate, timeout_s, what):
-  deadline = time.time() + timeout_s
-  while not predicate():
-    if time.time() > deadline:
-      raise AssertionError(f"timed out waiting for {what}")
-    time.sleep(0.2)
-
 
 def test_real_quick_blocks_sweep_interrupt_resume_report(tmp_path):
   """2 configs x 2 seeds of the quick Blocks variant, shrunk further, for
@@ -673,7 +668,7 @@ def test_real_quick_blocks_sweep_interrupt_resume_report(tmp_path):
                           stderr=subprocess.STDOUT, text=True)
   try:
     second = workdir / names[1]
-    _wait_for(lambda: (second / "log.txt").exists() or proc.poll() is not None,
+    waiting.wait_for(lambda: (second / "log.txt").exists() or proc.poll() is not None,
               240, "the second run to start")
     assert proc.poll() is None, proc.stdout.read()
     assert launcher.run_status(str(workdir / names[0])) == "finished"
