@@ -94,11 +94,6 @@ FIGURES_DIR = rundir.FIGURES
 # reading a run's files
 
 
-read_events = rundir.read_events
-read_json = rundir.read_json
-read_predictions = rundir.read_predictions
-
-
 def spread_indices(available: Iterable[np.ndarray], num: int) -> np.ndarray:
   """``num`` example indices present in every array of ``available``,
   evenly spread over their sorted intersection (deterministic)."""
@@ -398,7 +393,7 @@ def _sweep_ced(cells, experiment: str, split: str, unit: str) -> Figure:
       members = [(r.seed, os.fspath(rundir.RunDir(r.run_dir).ced_file(split)))
                  for r in cells[cell]]
       members = [(s, p) for s, p in members if os.path.exists(p)]
-      errs = [np.asarray(read_json(p)["errors_sorted"]) for _, p in members]
+      errs = [np.asarray(rundir.read_json(p)["errors_sorted"]) for _, p in members]
       if not errs or not any(e.size for e in errs):
         continue
       n = len({s for s, _ in members})
@@ -435,7 +430,7 @@ def _sweep_grid(cells, configs_of, experiment: str, split: str, unit: str,
     r = grid_cells[cell][0]  # lowest seed
     path = rundir.RunDir(r.run_dir).predictions_file(split)
     if os.path.exists(path):
-      chosen.append((r, read_predictions(path)))
+      chosen.append((r, rundir.read_predictions(path)))
   if not chosen:
     raise ValueError(f"no {rundir.predictions_file(split)} in the runs of the grid.")
   idx = spread_indices([p["index"] for _, p in chosen], num_images)

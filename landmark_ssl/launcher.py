@@ -71,13 +71,7 @@ class Event:
 
 def run_status(run_dir: str) -> str:
   """``'finished'`` if ``run_dir/results.json`` says so, else ``'todo'``."""
-  path = os.path.join(run_dir, rundir.RESULTS)
-  try:
-    with open(path) as f:
-      status = json.load(f).get("status")
-  except (OSError, ValueError, AttributeError):
-    return "todo"
-  return "finished" if status == "finished" else "todo"
+  return "finished" if rundir.RunDir(run_dir).is_finished() else "todo"
 
 
 def requested_config(spec: sweep_plan.RunSpec) -> dict:

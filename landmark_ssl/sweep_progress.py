@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import collections
 import datetime
-import json
 import math
-import os
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from landmark_ssl import configs
@@ -47,24 +45,20 @@ def read_wall_seconds(run_dir: str) -> tuple | None:
   """:func:`wall_seconds` of ``run_dir/results.json``; ``None`` if it is
   missing, unreadable or not finished."""
   try:
-    with open(os.path.join(run_dir, rundir.RESULTS)) as f:
-      return wall_seconds(json.load(f))
-  except (OSError, ValueError):
+    results = rundir.RunDir(run_dir).read_results()
+  except (OSError, rundir.CorruptFileError):
     return None
+  return None if results is None else wall_seconds(results)
 
 
 def read_timings(workdir: str) -> Dict[tuple, List[float]]:
   """``{(row model, costs): [wall seconds, ...]}`` of the finished runs under
   ``workdir`` (their ``results.json``); unreadable files are ignored."""
   out = collections.defaultdict(list)
-  if not os.path.isdir(workdir):
-    return out
-  for root, dirs, files in os.walk(workdir):
-    dirs.sort()
-    if rundir.RESULTS in files:
-      found = read_wall_seconds(root)
-      if found:
-        out[found[0]].append(found[1])
+  for _, results, _ in rundir.find_results(workdir):
+    found = None if results is None else wall_seconds(results)
+    if found:
+      out[found[0]].append(found[1])
   return out
 
 

@@ -681,8 +681,12 @@ class _Training:
     """TensorBoard's image of ``run``'s predictions on the first validation
     images (the same images at every evaluation)."""
     if self.example_images is None:
-      batch = next(iter(input_pipeline.eval_batches(
-          self.config.data, self.config.data.eval_split, 0, 1)))
+      batches = input_pipeline.eval_batches(
+          self.config.data, self.config.data.eval_split, 0, 1)
+      try:
+        batch = next(batches)
+      finally:
+        _close(batches)  # its read-ahead threads, if any
       n = min(_LOGGED_IMAGES, int(np.sum(batch["mask"] > 0)))
       self.example_images = {k: np.asarray(batch[k][:n])
                              for k in ("image", "landmarks", "visible")}

@@ -17,6 +17,7 @@ from landmark_ssl import figures
 from landmark_ssl.analysis import plots
 from landmark_ssl import geometry
 from landmark_ssl import report
+from landmark_ssl import rundir
 from landmark_ssl import evaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,7 +216,7 @@ def test_maps_figure_is_the_checkpoints_forward_pass(tiny_blocks_run,
   from landmark_ssl import evaluator  # pylint: disable=g-import-not-at-top
   run = str(tiny_blocks_run.workdir)
   restored = evaluator.restore_run(run)
-  pred = figures.read_predictions(os.path.join(run, "predictions_test.npz"))
+  pred = rundir.read_predictions(os.path.join(run, "predictions_test.npz"))
   idx = figures.spread_indices([pred["index"]], 4)
   batch = figures.dataset_examples(restored.config.data, "test", idx)
   fwd = figures.forward(restored, batch["image"])
@@ -418,26 +419,3 @@ def test_maps_have_colourbars_and_outputs_take_format_and_dpi(tmp_path):
     figures.Output("tiff")
   with pytest.raises(ValueError, match="not one of"):
     plots.save_figure(fig, tmp_path / "m.tiff")
-
-
-def test_damaged_run_files_name_the_fix_that_rewrites_them(tmp_path, caplog):
-  """Issue 24 item 8: a cut-short results.json is named with the command
-  that writes it again (main, not evaluate, which writes evaluation.json);
-  a metrics.jsonl cut short still gives its complete events."""
-  (tmp_path / "results.json").write_text('{"status": "finished", "met')
-  with pytest.raises(ValueError) as info:
-    figures.read_json(tmp_path / "results.json")
-  message = str(info.value)
-  assert message.startswith(f"{tmp_path / 'results.json'} is not valid JSON")
-  assert "python -m landmark_ssl.main command again" in message
-  assert "evaluate" not in message
-  (tmp_path / "ced_test.json").write_text("{")
-  with pytest.raises(ValueError,
-                     match=f"landmark_ssl.evaluate --workdir={tmp_path} "):
-    figures.read_json(tmp_path / "ced_test.json")
-  (tmp_path / "metrics.jsonl").write_text(
-      '{"event": "train", "step": 5, "loss": 1.0}\n{"event": "tra')
-  with caplog.at_level("WARNING"):
-    assert figures.read_events(tmp_path / "metrics.jsonl") == [
-        {"event": "train", "step": 5, "loss": 1.0}]
-  assert "an incomplete last line" in caplog.text

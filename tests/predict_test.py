@@ -15,6 +15,7 @@ from PIL import Image
 from data_builders import crop
 from landmark_ssl import figures
 from landmark_ssl import predict
+from landmark_ssl import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -190,7 +191,7 @@ def test_hostile_images_are_named_and_skipped(tmp_path, caplog):
 
 
 def _stored_example(run_dir, position):
-  pred = figures.read_predictions(os.path.join(run_dir, "predictions_test.npz"))
+  pred = rundir.read_predictions(os.path.join(run_dir, "predictions_test.npz"))
   config = json.loads((run_dir / "config.json").read_text())
   index = pred["index"][position]
   batch = figures.dataset_examples(figures.data_config_of(config, None), "test",

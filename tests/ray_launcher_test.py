@@ -29,6 +29,7 @@ from landmark_ssl import rundir
 from landmark_ssl import sweep
 from landmark_ssl import sweep_plan
 
+import fake_sweep_experiment
 import waiting
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
@@ -304,14 +305,6 @@ FAKE_MAIN = textwrap.dedent(f"""\
       json.dump({{"status": "finished"}}, f)
     """)
 
-FAKE_EXPERIMENT = textwrap.dedent("""\
-    def get_config(arg=None):
-      raise NotImplementedError
-
-    def sweep(seeds=(0, 1, 2)):
-      return [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
-              for s in seeds]
-    """)
 
 
 @pytest.fixture
@@ -320,7 +313,7 @@ def fake(tmp_path):
   main.write_text(FAKE_MAIN)
   main.chmod(0o755)
   experiment = tmp_path / "fake_experiment.py"
-  experiment.write_text(FAKE_EXPERIMENT)
+  experiment.write_text(fake_sweep_experiment.SOURCE)
   return [f"--config={experiment}", f"--python={main}"]
 
 

@@ -164,3 +164,27 @@ def test_rundir_is_jax_free():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                        text=True, check=True).stdout.strip()
   assert out == "[]"
+
+
+def test_damaged_run_files_name_the_fix_that_rewrites_them(tmp_path, caplog):
+  """A cut-short results.json is named with the command
+  that writes it again (main, not evaluate, which writes evaluation.json);
+  a metrics.jsonl cut short still gives its complete events."""
+  (tmp_path / "results.json").write_text('{"status": "finished", "met')
+  with pytest.raises(ValueError) as info:
+    rundir.read_json(tmp_path / "results.json")
+  message = str(info.value)
+  assert message.startswith(f"{tmp_path / 'results.json'} is not valid JSON")
+  assert "python -m landmark_ssl.main command again" in message
+  assert "evaluate" not in message
+  (tmp_path / "ced_test.json").write_text("{")
+  with pytest.raises(ValueError,
+                     match=f"landmark_ssl.evaluate --workdir={tmp_path} "):
+    rundir.read_json(tmp_path / "ced_test.json")
+  (tmp_path / "metrics.jsonl").write_text(
+      '{"event": "train", "step": 5, "loss": 1.0}\n{"event": "tra')
+  with caplog.at_level("WARNING"):
+    assert rundir.read_events(tmp_path / "metrics.jsonl") == [
+        {"event": "train", "step": 5, "loss": 1.0}]
+  assert "an incomplete last line" in caplog.text
+

@@ -26,6 +26,7 @@ from landmark_ssl import sweep
 from landmark_ssl import sweep_plan
 from landmark_ssl import sweep_progress
 
+import fake_sweep_experiment
 import waiting
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
@@ -591,14 +592,6 @@ def test_a_finished_run_of_another_config_is_reported_not_skipped(tmp_path):
   assert again.returncode == 0 and "finished before: 2" in again.stderr
 
 
-FAKE_EXPERIMENT = textwrap.dedent("""\
-    def get_config(arg=None):
-      raise NotImplementedError
-
-    def sweep(seeds=(0, 1, 2)):
-      return [{"name": f"run_s{s}", "config_arg": "", "overrides": {"seed": s}}
-              for s in seeds]
-    """)
 
 
 def _pid_alive(pid):
@@ -616,7 +609,7 @@ def _pid_alive(pid):
 
 def test_cli_interrupt_then_resume(fake_main, tmp_path):
   experiment = tmp_path / "fake_experiment.py"
-  experiment.write_text(FAKE_EXPERIMENT)
+  experiment.write_text(fake_sweep_experiment.SOURCE)
   workdir = tmp_path / "sweep"
   cmd = [sys.executable, "-m", "landmark_ssl.sweep", f"--config={experiment}",
          f"--workdir={workdir}", f"--python={fake_main}"]
