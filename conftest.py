@@ -9,6 +9,19 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# One persistent XLA compilation cache for the whole session, inherited by
+# the processes tests start (main, sweep, multi-host): the suite compiles the
+# same tiny programs many times over, in and out of process.
+import atexit
+import shutil
+import tempfile
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache_dir = tempfile.mkdtemp(prefix="landmark_ssl_test_xla_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
 # The suite needs the project's dependencies in the interpreter that runs
 # pytest; a pytest from another environment fails on the first import with a
 # bare ModuleNotFoundError. Say which interpreter and how to fix it instead.
