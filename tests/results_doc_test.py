@@ -5,9 +5,17 @@ The block between the markers must equal, line for line, the sections
 --config=experiments/blocks.py`` writes for the Blocks test error: the
 table and the paired effects of the costs. Commit new runs, rerun the
 report, paste those two sections, and this test passes again.
+
+The active-labelling section's table is generated the same way, from the
+round-1 runs and suggestion lists under results/active/ and the round-0 runs
+of Table 1 (``generated_active_round``).
 """
 
+import csv
+import json
 import pathlib
+
+import numpy as np
 
 from landmark_ssl import report
 
@@ -55,3 +63,70 @@ def test_committed_runs_are_small_and_complete():
     files = {p.name for p in (RUNS / name).iterdir()}
     assert files == {"config.json", "results.json", "metrics.jsonl"}, name
     assert sum(p.stat().st_size for p in (RUNS / name).iterdir()) < 200_000
+
+
+# --------------------------------------------------------------------------
+# The simulated active-labelling round (suggest on Blocks at 5%).
+
+ACTIVE = ROOT / "results" / "active" / "blocks_f0.05"
+ACTIVE_BEGIN = "<!-- active:begin (generated: see tests/results_doc_test.py) -->"
+ACTIVE_END = "<!-- active:end -->"
+ROUND1 = ("round1_elt", "round1_random")
+
+
+def _test_error(run: pathlib.Path) -> float:
+  results = json.loads((run / "results.json").read_text())
+  return results["metrics"]["test"]["landmark_error"]
+
+
+def generated_active_round() -> str:
+  """The round's table: per seed, the test error of round 0 (the Table 1
+  run) and of the two round-1 runs, from the committed files."""
+  lines = ["| seed | round 0: 5% labelled | + 50 suggested (ELT) | "
+           "+ 50 random | ELT − random |", "| --- | --- | --- | --- | --- |"]
+  gains = []
+  for seed_dir in sorted(ACTIVE.iterdir()):
+    seed = int(seed_dir.name.removeprefix("s"))
+    round0 = _test_error(RUNS / f"seq_mt_L+T+C_f0.05_s{seed}")
+    elt, rand = (_test_error(seed_dir / r) for r in ROUND1)
+    gains.append(elt - rand)
+    lines.append(f"| {seed} | {round0:.2f} | {elt:.2f} | {rand:.2f} | "
+                 f"{elt - rand:+.2f} |")
+  if len(gains) > 1:
+    lines.append(f"| mean | | | | {np.mean(gains):+.2f} |")
+  return "\n".join(lines)
+
+
+def test_results_doc_active_round_is_the_committed_runs():
+  doc = RESULTS_DOC.read_text()
+  assert ACTIVE_BEGIN in doc and ACTIVE_END in doc
+  block = doc.split(ACTIVE_BEGIN, 1)[1].split(ACTIVE_END, 1)[0].strip()
+  assert block == generated_active_round(), (
+      "docs/RESULTS.md's active-labelling table differs from results/active; "
+      "regenerate it:\n\n" + generated_active_round())
+
+
+def test_the_round_one_runs_add_their_suggestions_to_round_zero():
+  """Each round-1 run trained on round 0's labelled images plus the 50
+  images of its suggestion list, with round 0's config and seed."""
+  for seed_dir in sorted(ACTIVE.iterdir()):
+    seed = int(seed_dir.name.removeprefix("s"))
+    round0 = RUNS / f"seq_mt_L+T+C_f0.05_s{seed}"
+    config0 = json.loads((round0 / "config.json").read_text())
+    labelled0 = json.loads((round0 / "results.json").read_text())[
+        "label_subset"]["count"]
+    for name in ROUND1:
+      run = seed_dir / name
+      files = {p.name for p in run.iterdir()}
+      assert files == {"config.json", "results.json", "metrics.jsonl",
+                       "label_subset.json"}, run
+      subset = json.loads((run / "label_subset.json").read_text())
+      with open(seed_dir / f"suggestions_{name.split('_')[1]}.csv") as f:
+        suggested = [int(row["index"]) for row in csv.DictReader(f)]
+      assert sorted(subset["suggested"]) == sorted(suggested)
+      assert len(suggested) == 50
+      assert set(suggested) <= set(subset["indices"])
+      assert len(subset["indices"]) == labelled0 + 50
+      assert json.loads((run / "config.json").read_text()) == config0
+      results = json.loads((run / "results.json").read_text())
+      assert results["label_subset"]["count"] == labelled0 + 50
