@@ -15,7 +15,12 @@ over ``--transforms`` random transforms drawn (``--seed``) from the run's
 ELT ranges, divided by the image's normaliser as the run's error is
 (``config.eval.normalizer``: the stored one for ``'dataset'``, 1 for
 ``'pixels'``, and the landmark-based ones computed on the *predicted*
-landmarks, the image having none). Highest first. ``--rank=random`` draws
+landmarks, the image having none). Highest first. ``--rank=elt_in_frame``
+scores the same way over only the transforms that keep each point inside
+the image (``elt_disagreement``'s ``in_frame``): on Blocks, ``elt`` ranks
+first the images with landmarks near the border, which the transforms push
+out of the frame (docs/RESULTS.md, "Which images to label next"); an image
+no transform keeps any point of inside scores 0. ``--rank=random`` draws
 ``--n`` candidates uniformly (``--seed``) instead: the baseline an active
 labelling round is compared with.
 
@@ -64,7 +69,7 @@ CSV_FILE = "suggestions.csv"
 JSON_FILE = "suggestions.json"
 IDS_FILE = "coco_image_ids.txt"
 SHEET_FILE = "overlay_sheet.png"
-RANKS = ("elt", "random")
+RANKS = ("elt", "elt_in_frame", "random")
 
 
 # --------------------------------------------------------------------------
@@ -84,9 +89,12 @@ def candidates(num_examples: int, labeled: np.ndarray,
 def image_scores(disagreement: np.ndarray, normalizer: np.ndarray
                  ) -> np.ndarray:
   """``(N,)``: the mean over landmarks of ``(N, K)`` disagreements divided
-  by each image's normaliser."""
-  return np.asarray(disagreement, np.float64).mean(-1) / np.asarray(
-      normalizer, np.float64)
+  by each image's normaliser; ``nan`` disagreements (no transform kept the
+  point in the frame) are left out, and an image of only those scores 0."""
+  d = np.asarray(disagreement, np.float64)
+  known = ~np.isnan(d)
+  mean = np.where(known, d, 0.0).sum(-1) / np.maximum(known.sum(-1), 1)
+  return mean / np.asarray(normalizer, np.float64)
 
 
 def top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -192,11 +200,12 @@ def rank(predictor, source, pool: np.ndarray, n: int, rank_by: str,
     ones = np.ones(len(idx))
     batch = input_pipeline.read_batch(source, idx, ones, ones, names)
     base = fn(batch["image"])
-    d = elt_disagreement.keypoint_disagreement(fn, batch["image"],
-                                               transforms, landmarks=base)
+    d = elt_disagreement.keypoint_disagreement(
+        fn, batch["image"], transforms, landmarks=base,
+        in_frame=rank_by == "elt_in_frame")
     norm = evaluation.normalizers(normalizer, base, batch["normalizer"])
     scores.append(image_scores(d, norm))
-    pixels.append(d.mean(-1))
+    pixels.append(image_scores(d, np.ones(len(d))))
   scores, pixels = np.concatenate(scores), np.concatenate(pixels)
   best = top(scores, n)
   return Ranking(pool[best], scores[best], pixels[best], len(pool))
@@ -316,7 +325,7 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
     with open(os.path.join(out_dir, IDS_FILE), "w") as f:
       f.write("".join(f"{i}\n" for i in image_ids))
   written = [CSV_FILE] + ([IDS_FILE] if coco else [])
-  if sheet > 0 and rank_by == "elt":
+  if sheet > 0 and rank_by != "random":
     m = min(int(sheet), len(rows))
     ones = np.ones(m)
     batch = input_pipeline.read_batch(source, ranking.indices[:m], ones, ones,
@@ -363,7 +372,8 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_integer("seed", 0, "Seed of the transforms (and of "
                        "--rank=random).", flag_values=flag_values)
   flags.DEFINE_enum("rank", "elt", list(RANKS), "elt: by ELT disagreement; "
-                    "random: a uniform draw (the baseline).",
+                    "elt_in_frame: over the transforms that keep each point "
+                    "in the image; random: a uniform draw (the baseline).",
                     flag_values=flag_values)
   flags.DEFINE_string("next_workdir", None, "Prepare a run with the "
                       "suggested images labelled too (simulated rounds).",

@@ -68,6 +68,37 @@ def test_a_constant_model_disagrees_by_how_far_the_transforms_move_it():
                              atol=1e-4)
 
 
+def test_in_frame_leaves_out_the_transforms_that_move_a_point_out():
+  """Known answer: a constant model, transforms that push some points out
+  of the frame; only the transforms keeping a point inside count for it,
+  and a point none keeps inside is nan."""
+  rng = np.random.default_rng()
+  h, w, k = 20, 24, 6
+  points = rng.uniform(0, 20, (k, 2))
+  points[0] = (-5.0, 3.0)  # outside to begin with: moved out by most
+  fn = lambda x: np.broadcast_to(points, (len(x), k, 2))
+  ranges = {"rotation": 90.0, "scale": 0.1, "translation": 0.4}
+  t = elt_disagreement.draw_transforms(int(rng.integers(1000)), 8, ranges,
+                                       (h, w))
+  d = elt_disagreement.keypoint_disagreement(
+      fn, rng.uniform(size=(2, h, w, 1)), t, in_frame=True)
+  moved = np.einsum("tij,kj->tki", t[:, :, :2], points) + t[:, None, :, 2]
+  residual = np.linalg.norm(moved - points, axis=-1)
+  kept = ((moved[..., 0] >= 0) & (moved[..., 0] <= w - 1) &
+          (moved[..., 1] >= 0) & (moved[..., 1] <= h - 1))
+  assert 0 < kept.sum() < kept.size  # the draw moves some out, not all
+  with np.errstate(invalid="ignore"):
+    want = (residual * kept).sum(0) / kept.sum(0)
+  np.testing.assert_allclose(d, np.broadcast_to(want, (2, k)), rtol=1e-4,
+                             atol=1e-4)  # nan where no transform kept it
+  np.testing.assert_array_equal(
+      elt_disagreement.inside(moved, (h, w)), kept)
+  far = elt_disagreement.keypoint_disagreement(
+      lambda x: np.full((len(x), 1, 2), -100.0), np.zeros((1, h, w, 1)), t,
+      in_frame=True)
+  assert np.isnan(far).all()
+
+
 def test_an_equivariant_model_does_not_disagree():
   """The intensity centroid of a blob moves with the image."""
   rng = np.random.default_rng()

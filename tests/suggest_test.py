@@ -31,6 +31,13 @@ def test_candidates_scores_and_order():
   norm = rng.uniform(0.5, 2, n)
   np.testing.assert_allclose(suggest.image_scores(d, norm),
                              d.mean(1) / norm)
+  # nan (no transform kept the point in the frame) is left out of the mean;
+  # an image of only nan scores 0.
+  d[: n // 2, 0] = np.nan
+  d[0] = np.nan
+  want = np.nanmean(d[1:], axis=1) / norm[1:]
+  np.testing.assert_allclose(suggest.image_scores(d, norm)[1:], want)
+  assert suggest.image_scores(d, norm)[0] == 0.0
   scores = rng.integers(0, 5, n).astype(float)  # ties
   order = suggest.top(scores, n)
   assert sorted(order) == list(range(n))
@@ -39,7 +46,7 @@ def test_candidates_scores_and_order():
   assert suggest.unique_in_order([3, 1, 3, 2, 1]) == [3, 1, 2]
 
 
-def _recomputed_scores(workdir, transforms):
+def _recomputed_scores(workdir, transforms, in_frame=False):
   """Every candidate's score, with the run's model applied directly."""
   run = evaluator.restore_run(workdir)
   builder = input_pipeline.open_dataset(run.config.data)
@@ -53,8 +60,11 @@ def _recomputed_scores(workdir, transforms):
   fn = lambda x: np.asarray(apply(np.asarray(x, np.float32)))
   images = np.stack([source[i]["image"] for i in pool]) / np.float32(255)
   norm = np.array([source[i]["normalizer"] for i in pool])
-  d = elt_disagreement.keypoint_disagreement(fn, images, transforms)
-  return dict(zip(pool, d.mean(1) / norm))
+  d = elt_disagreement.keypoint_disagreement(fn, images, transforms,
+                                             in_frame=in_frame)
+  known = ~np.isnan(d)
+  d = np.where(known, d, 0.0).sum(1) / np.maximum(known.sum(1), 1)
+  return dict(zip(pool, d / norm))
 
 
 def test_suggest_on_a_dataset_of_your_own(coco_run, tmp_path):
@@ -84,6 +94,15 @@ def test_suggest_on_a_dataset_of_your_own(coco_run, tmp_path):
     assert sheet.size[0] > 100
   assert json.loads((out / suggest.JSON_FILE).read_text())["image_ids"] == (
       suggest.unique_in_order(ids))
+  # In frame: the same, over the transforms keeping each point inside.
+  result = suggest.run_suggest(str(coco_run.workdir), 3, str(tmp_path / "f"),
+                               num_transforms=3, seed=5, sheet=0,
+                               batch_size=8, rank_by="elt_in_frame")
+  want = _recomputed_scores(coco_run.workdir, transforms, in_frame=True)
+  assert result["indices"] == sorted(want, key=lambda i: (-want[i], i))
+  np.testing.assert_allclose(result["scores"],
+                             [want[i] for i in result["indices"]],
+                             rtol=1e-3, atol=1e-6)
   # No simulated round on data whose suggested labels do not exist yet.
   with pytest.raises(ValueError, match="have no labels yet"):
     suggest.run_suggest(str(coco_run.workdir), 2, str(tmp_path / "o2"),
