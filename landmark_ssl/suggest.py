@@ -17,10 +17,10 @@ ELT ranges, divided by the image's normaliser as the run's error is
 ``'pixels'``, and the landmark-based ones computed on the *predicted*
 landmarks, the image having none). Highest first. ``--rank=elt_in_frame``
 scores the same way over only the transforms that keep each point inside
-the image (``elt_disagreement``'s ``in_frame``): on Blocks, ``elt`` ranks
-first the images with landmarks near the border, which the transforms push
-out of the frame (docs/RESULTS.md, "Which images to label next"); an image
-no transform keeps any point of inside scores 0. ``--rank=random`` draws
+the image (``elt_disagreement``'s ``in_frame``), since a point moved out of
+the frame cannot be found; an image no transform keeps any point of inside
+scores 0. (On Blocks both rank first the images whose blocks the border
+cuts: docs/RESULTS.md, "Which images to label next".) ``--rank=random`` draws
 ``--n`` candidates uniformly (``--seed``) instead: the baseline an active
 labelling round is compared with.
 
