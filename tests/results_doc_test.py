@@ -71,7 +71,11 @@ def test_committed_runs_are_small_and_complete():
 ACTIVE = ROOT / "results" / "active" / "blocks_f0.05"
 ACTIVE_BEGIN = "<!-- active:begin (generated: see tests/results_doc_test.py) -->"
 ACTIVE_END = "<!-- active:end -->"
-ROUND1 = ("round1_elt", "round1_random")
+# The round-1 runs a seed may have: (folder, suggestion list, column title).
+ROUND1 = (("round1_elt", "suggestions_elt.csv", "+ 50 suggested (ELT)"),
+          ("round1_elt_in_frame", "suggestions_elt_in_frame.csv",
+           "+ 50 suggested (ELT in frame)"),
+          ("round1_random", "suggestions_random.csv", "+ 50 random"))
 
 
 def _test_error(run: pathlib.Path) -> float:
@@ -81,19 +85,27 @@ def _test_error(run: pathlib.Path) -> float:
 
 def generated_active_round() -> str:
   """The round's table: per seed, the test error of round 0 (the Table 1
-  run) and of the two round-1 runs, from the committed files."""
-  lines = ["| seed | round 0: 5% labelled | + 50 suggested (ELT) | "
-           "+ 50 random | ELT − random |", "| --- | --- | --- | --- | --- |"]
+  run) and of the round-1 runs, from the committed files."""
+  seeds = sorted(ACTIVE.iterdir())
+  columns = [c for c in ROUND1 if any((d / c[0]).is_dir() for d in seeds)]
+  lines = ["| seed | round 0: 5% labelled | " + " | ".join(
+      c[2] for c in columns) + " | ELT − random |",
+           "| --- " * (len(columns) + 3) + "|"]
   gains = []
-  for seed_dir in sorted(ACTIVE.iterdir()):
+  for seed_dir in seeds:
     seed = int(seed_dir.name.removeprefix("s"))
     round0 = _test_error(RUNS / f"seq_mt_L+T+C_f0.05_s{seed}")
-    elt, rand = (_test_error(seed_dir / r) for r in ROUND1)
-    gains.append(elt - rand)
-    lines.append(f"| {seed} | {round0:.2f} | {elt:.2f} | {rand:.2f} | "
-                 f"{elt - rand:+.2f} |")
+    errors = {c[0]: _test_error(seed_dir / c[0])
+              for c in columns if (seed_dir / c[0]).is_dir()}
+    gain = errors["round1_elt"] - errors["round1_random"]
+    gains.append(gain)
+    cells = [f"{errors[c[0]]:.2f}" if c[0] in errors else "–"
+             for c in columns]
+    lines.append(f"| {seed} | {round0:.2f} | " + " | ".join(cells) +
+                 f" | {gain:+.2f} |")
   if len(gains) > 1:
-    lines.append(f"| mean | | | | {np.mean(gains):+.2f} |")
+    lines.append("| mean | " + "| " * (len(columns) + 1) +
+                 f"{np.mean(gains):+.2f} |")
   return "\n".join(lines)
 
 
@@ -115,13 +127,15 @@ def test_the_round_one_runs_add_their_suggestions_to_round_zero():
     config0 = json.loads((round0 / "config.json").read_text())
     labelled0 = json.loads((round0 / "results.json").read_text())[
         "label_subset"]["count"]
-    for name in ROUND1:
+    for name, listed, _ in ROUND1:
       run = seed_dir / name
+      if not run.is_dir():
+        continue
       files = {p.name for p in run.iterdir()}
       assert files == {"config.json", "results.json", "metrics.jsonl",
                        "label_subset.json"}, run
       subset = json.loads((run / "label_subset.json").read_text())
-      with open(seed_dir / f"suggestions_{name.split('_')[1]}.csv") as f:
+      with open(seed_dir / listed) as f:
         suggested = [int(row["index"]) for row in csv.DictReader(f)]
       assert sorted(subset["suggested"]) == sorted(suggested)
       assert len(suggested) == 50
