@@ -1,5 +1,6 @@
 """The software and hardware a run used: package versions, Python, CPU,
-accelerator and the git commit of the code.
+accelerator, thread counts and numerics settings, and the git commit of
+the code.
 
 ``stack()`` returns a JSON-ready dict that ``train`` stores in
 ``results.json`` under ``"stack"``, so a number can be traced back to what
@@ -22,6 +23,22 @@ import subprocess
 # The distributions whose versions a run records (as pip names them).
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain",
             "tensorflow-datasets", "numpy")
+
+# Environment variables that change threads or float rounding (recorded
+# only where set).
+ENVIRONMENT = ("XLA_FLAGS", "JAX_PLATFORMS", "JAX_ENABLE_X64",
+               "JAX_DEFAULT_MATMUL_PRECISION", "OMP_NUM_THREADS",
+               "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "CUDA_VISIBLE_DEVICES", "TPU_VISIBLE_CHIPS")
+
+# CPU vector extensions that XLA's CPU code generation uses (they can change
+# the rounding of the same program between machines).
+CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16",
+                "avx512_vnni", "amx_bf16")
+
+# jax flags that change a run's numbers.
+JAX_FLAGS = ("jax_enable_x64", "jax_default_matmul_precision",
+             "jax_default_prng_impl", "jax_threefry_partitionable")
 
 _GIT_TIMEOUT_S = 10
 
@@ -49,6 +66,53 @@ def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
   except OSError:
     pass
   return platform.processor() or None
+
+
+def cpu_features(cpuinfo: str | os.PathLike = "/proc/cpuinfo",
+                 wanted=CPU_FEATURES) -> list[str] | None:
+  """Which of ``wanted`` the first ``flags`` line of ``cpuinfo`` (Linux)
+  lists, in ``wanted``'s order; ``None`` where there is no such line."""
+  try:
+    with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+      for line in f:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+          have = set(value.split())
+          return [name for name in wanted if name in have]
+  except OSError:
+    pass
+  return None
+
+
+def cpus() -> dict[str, int | None]:
+  """``{"count": os.cpu_count(), "usable": CPUs this process may run on}``
+  (``usable`` from the scheduler's affinity mask; ``None`` where the
+  platform does not say). XLA's CPU thread pool is sized from these."""
+  try:
+    usable = len(os.sched_getaffinity(0))
+  except (AttributeError, OSError):
+    usable = None
+  return {"count": os.cpu_count(), "usable": usable}
+
+
+def environment(names=ENVIRONMENT) -> dict[str, str]:
+  """The variables of ``names`` that are set, with their values."""
+  return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def jax_flags(names=JAX_FLAGS) -> dict:
+  """The values of jax's flags ``names`` (a flag this jax lacks is left
+  out; values that are not JSON types are given as strings)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name in names:
+    try:
+      value = getattr(jax.config, name)
+    except AttributeError:
+      continue
+    plain = value is None or isinstance(value, (bool, int, float, str))
+    out[name] = value if plain else str(value)
+  return out
 
 
 def git_commit(directory: str | os.PathLike) -> dict | None:
@@ -89,6 +153,10 @@ def stack(device_kind: str | None = None) -> dict:
       "python_implementation": platform.python_implementation(),
       "platform": platform.platform(),
       "cpu": cpu_model(),
+      "cpu_features": cpu_features(),
       "device_kind": device_kind,
+      "cpus": cpus(),
+      "environment": environment(),
+      "jax_flags": jax_flags(),
       "code": git_commit(pathlib.Path(__file__).resolve().parent),
   }

@@ -408,9 +408,11 @@ def _record_validation(run: _Run, step: int, val: dict, value: float,
 
 
 def _results(run: _Run, sched: cadence.Schedule, metrics: dict,
-             wall_s: float) -> dict:
+             wall_s: float, data_digest: dict) -> dict:
   """The ``results.json`` of a finished run (``stack``: the versions, CPU,
-  accelerator and code commit that produced it, see ``provenance``)."""
+  accelerator, threads and code commit that produced it, see
+  ``provenance``; ``data`` and ``label_subset.sha256``: digests of what it
+  read, see ``input_pipeline.content_digest``)."""
   config = run.config
   device_kind = jax.devices()[0].device_kind
   return {
@@ -426,7 +428,9 @@ def _results(run: _Run, sched: cadence.Schedule, metrics: dict,
       "num_processes": jax.process_count(),
       "label_subset": {"fraction": float(config.data.labeled_fraction),
                        "count": int(len(run.labeled)),
-                       "file": rundir.LABEL_SUBSET},
+                       "file": rundir.LABEL_SUBSET,
+                       "sha256": input_pipeline.subset_digest(run.labeled)},
+      "data": data_digest,
       "normalizer": config.eval.normalizer,
       "error_unit": evaluation.error_unit(config.eval.normalizer),
       "selection": {"metric": sched.selection_name,
@@ -465,9 +469,10 @@ class _Training:
     self.info = input_pipeline.get_dataset_info(config.data)
     config = self.config = input_pipeline.with_class_heads(config, self.info)
     _raise_errors(data_errors(config, self.info))
-    input_pipeline.check_readable(config.data, [
-        config.data.train_split, config.data.eval_split,
-        *config.data.test_splits])
+    splits = [config.data.train_split, config.data.eval_split,
+              *config.data.test_splits]
+    input_pipeline.check_readable(config.data, splits)
+    self.data_digest = input_pipeline.content_digest(config.data, splits)
     self.heads = program_lib.model_heads(config, self.info)
     self.model = models.create_model(config.model, self.info.num_landmarks,
                                      self.heads)
@@ -740,7 +745,7 @@ class _Training:
                                         run.best_step)
     for run in done:
       run.outcome = _results(run, self.sched, metrics[run.slot],
-                             self.wall(run))
+                             self.wall(run), self.data_digest)
       results_file = rundir.RunDir(run.workdir).results_file
       if self.is_main:
         rundir.write_json(results_file, run.outcome)

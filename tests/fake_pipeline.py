@@ -74,6 +74,26 @@ def check_readable(data_config, splits):
       raise ValueError(f"no split {split!r} in the test fixture.")
 
 
+def content_digest(data_config, splits):
+  """As the real pipeline's, over the in-memory arrays (one digest per
+  split of its whole arrays, not per example)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  out = {}
+  for split in dict.fromkeys(splits):
+    data = _split(split)
+    digest = hashlib.sha256()
+    for key in ("image", "landmarks", "visible", "normalizer"):
+      digest.update(np.ascontiguousarray(data[key]).tobytes())
+    out[split] = {"examples": SPLITS[split], "sha256": digest.hexdigest()}
+  return {"name": data_config.name, "version": "fake", "splits": out}
+
+
+def subset_digest(indices):
+  import hashlib  # pylint: disable=g-import-not-at-top
+  return hashlib.sha256(
+      np.sort(np.asarray(indices, dtype="<i8")).tobytes()).hexdigest()
+
+
 def select_labeled(data_config, seed):
   n = SPLITS[data_config.train_split]
   count = max(1, int(round(data_config.labeled_fraction * n)))

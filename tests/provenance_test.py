@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import json
+import os
 import pathlib
 import platform
 import shutil
@@ -107,3 +108,32 @@ def test_stack_is_json_and_names_this_checkout():
 def test_stack_default_device_kind_is_jax_s():
   import jax  # pylint: disable=g-import-not-at-top
   assert provenance.stack()["device_kind"] == jax.devices()[0].device_kind
+
+
+def test_cpu_features_reads_the_first_flags_line(tmp_path):
+  info = tmp_path / "cpuinfo"
+  info.write_text("processor\t: 0\nflags\t\t: fpu avx2 sse4_2 fma avx512f\n"
+                  "processor\t: 1\nflags\t\t: fpu\n")
+  assert provenance.cpu_features(info) == ["sse4_2", "avx2", "fma", "avx512f"]
+  assert provenance.cpu_features(info, wanted=("fma", "amx_bf16")) == ["fma"]
+  info.write_text("processor\t: 0\n")
+  assert provenance.cpu_features(info) is None
+  assert provenance.cpu_features(tmp_path / "absent") is None
+
+
+def test_cpus_environment_and_jax_flags(monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  cpus = provenance.cpus()
+  assert cpus["count"] == os.cpu_count()
+  if hasattr(os, "sched_getaffinity"):
+    assert cpus["usable"] == len(os.sched_getaffinity(0))
+  monkeypatch.setenv("OMP_NUM_THREADS", "3")
+  monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+  env = provenance.environment()
+  assert env["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in env
+  assert env.get("XLA_FLAGS") == os.environ.get("XLA_FLAGS")
+  flags = provenance.jax_flags(("jax_enable_x64", "no_such_flag"))
+  assert flags == {"jax_enable_x64": bool(jax.config.jax_enable_x64)}
+  stack = json.loads(json.dumps(provenance.stack("cpu")))
+  assert stack["environment"] == env and stack["cpus"] == cpus
+  assert stack["jax_flags"] == provenance.jax_flags()

@@ -8,6 +8,7 @@ conftest.py (the environment is inherited).
 """
 
 import functools
+import hashlib
 import json
 import os
 import pathlib
@@ -243,8 +244,16 @@ def test_reference_run_results(reference):
   assert results["status"] == "finished"
   assert results["steps"] == 48 and results["epochs"] == 8.0
   assert results["num_devices"] == 8 and results["num_processes"] == 1
-  assert results["label_subset"] == {"fraction": 0.5, "count": 48,
-                                     "file": "label_subset.json"}
+  subset = results["label_subset"]
+  indices = json.loads((workdir / "label_subset.json").read_text())["indices"]
+  assert len(indices) == 48
+  assert subset == {"fraction": 0.5, "count": 48, "file": "label_subset.json",
+                    "sha256": hashlib.sha256(np.array(
+                        sorted(indices), "<i8").tobytes()).hexdigest()}
+  # What it read: every split it used, with its size.
+  assert results["data"]["name"] == "fake"
+  assert {k: v["examples"] for k, v in results["data"]["splits"].items()} == {
+      "train": 96, "validation": 40, "test": 36}
   assert results["normalizer"] == "dataset"
   assert results["error_unit"] == "fraction of dataset"
   assert results["config"] == json.loads((workdir / "config.json").read_text())
@@ -779,6 +788,11 @@ def test_tiny_blocks_run_learns(tmp_path_factory):
   assert results["status"] == "finished" and results["error_unit"] == "pixels"
   assert results["metrics"]["validation"]["num_images"] == 150
   assert results["label_subset"]["count"] == 75
+  # The data it read, by digest: what an independent reading of the built
+  # dataset gives (input_pipeline_test checks the digest's definition).
+  assert results["data"] == input_pipeline.content_digest(
+      config.data, ["train", "validation", "test"])
+  assert results["stack"]["cpus"]["count"] == os.cpu_count()
   assert (results["metrics"]["validation"]["landmark_error"]
           < 0.7 * start["landmark_error"])
   assert results["metrics"]["test"]["landmark_error"] < 0.7 * start["landmark_error"]
