@@ -67,7 +67,7 @@ def _recomputed_scores(workdir, transforms, in_frame=False):
   return dict(zip(pool, d / norm))
 
 
-def test_suggest_on_a_dataset_of_your_own(coco_run, tmp_path):
+def test_suggest_on_a_dataset_of_your_own(coco_run, tmp_path, monkeypatch):
   out = tmp_path / "out"
   result = suggest.run_suggest(str(coco_run.workdir), 2, str(out),
                                num_transforms=3, seed=5, sheet=2,
@@ -94,11 +94,18 @@ def test_suggest_on_a_dataset_of_your_own(coco_run, tmp_path):
     assert sheet.size[0] > 100
   assert json.loads((out / suggest.JSON_FILE).read_text())["image_ids"] == (
       suggest.unique_in_order(ids))
-  # In frame: the same, over the transforms keeping each point inside.
+  # In frame: the same, over the transforms keeping each point inside;
+  # with shifts of up to 90% of the side (the run's own ranges move no
+  # point out of this 32x32 frame), so that the flag changes the scores.
+  wide = {"rotation": 0.0, "scale": 0.0, "translation": 0.9}
+  monkeypatch.setattr(elt_disagreement, "ranges_of", lambda config: wide)
   result = suggest.run_suggest(str(coco_run.workdir), 3, str(tmp_path / "f"),
                                num_transforms=3, seed=5, sheet=0,
                                batch_size=8, rank_by="elt_in_frame")
+  transforms = elt_disagreement.draw_transforms(5, 3, wide, (32, 32))
+  all_points = _recomputed_scores(coco_run.workdir, transforms)
   want = _recomputed_scores(coco_run.workdir, transforms, in_frame=True)
+  assert any(abs(want[i] - all_points[i]) > 1e-6 for i in want)
   assert result["indices"] == sorted(want, key=lambda i: (-want[i], i))
   np.testing.assert_allclose(result["scores"],
                              [want[i] for i in result["indices"]],
