@@ -17,6 +17,8 @@ import pathlib
 
 import numpy as np
 
+from landmark_ssl import compare_runs
+from landmark_ssl import configs
 from landmark_ssl import report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -144,3 +146,52 @@ def test_the_round_one_runs_add_their_suggestions_to_round_zero():
       assert json.loads((run / "config.json").read_text()) == config0
       results = json.loads((run / "results.json").read_text())
       assert results["label_subset"]["count"] == labelled0 + 50
+
+
+# --------------------------------------------------------------------------
+# Reproducibility: one Table 1 run again, with XLA's CPU code limited to
+# older vector instructions (as another machine would round).
+
+ISA = ROOT / "results" / "reproducibility" / "blocks_isa"
+ISA_BEGIN = "<!-- isa:begin (generated: see tests/results_doc_test.py) -->"
+ISA_END = "<!-- isa:end -->"
+ISA_RUN = "seq_mt_L_f0.05_s0"
+ISA_NAMES = {"default": "all of this CPU's (AVX2, FMA)",
+             "AVX": "up to AVX (no AVX2, no FMA)",
+             "SSE4_2": "up to SSE4.2 (no AVX)"}
+
+
+def generated_isa_table() -> str:
+  """Per rerun of ``ISA_RUN``: the instructions XLA could use, how many of
+  the Table 1 run's logged training steps it matched exactly, and its
+  errors, from the committed files."""
+  base = compare_runs.RunFiles.read(RUNS / ISA_RUN)
+  lines = ["| run | XLA's CPU instructions | training values equal to "
+           "Table 1's run | best step | validation | test |",
+           "| --- " * 6 + "|"]
+  def row(name, isa, run, equal):
+    m = run.results["metrics"]
+    lines.append(f"| {name} | {isa} | {equal} | {run.results['best_step']} "
+                 f"| {m['validation']['landmark_error']:.2f} "
+                 f"| {m['test']['landmark_error']:.2f} |")
+  row(f"Table 1 (`results/blocks/{ISA_RUN}`)", ISA_NAMES["default"], base, "–")
+  for isa in ISA_NAMES:
+    run = compare_runs.RunFiles.read(ISA / f"{ISA_RUN}_isa_{isa}")
+    # The same run (keys added since count as their defaults) but for XLA_FLAGS.
+    assert not configs.config_differences(base.config, run.config), isa
+    divergence, common = compare_runs.first_divergence(base.events, run.events)
+    equal = (f"all {common} logged steps" if divergence is None else
+             f"{divergence.steps_equal} of {common} logged steps (apart from "
+             f"step {divergence.step} on)")
+    row(f"`--xla_cpu_max_isa={isa}`" if isa != "default" else "again, as is",
+        ISA_NAMES[isa], run, equal)
+  return "\n".join(lines)
+
+
+def test_results_doc_isa_table_is_the_committed_runs():
+  doc = RESULTS_DOC.read_text()
+  assert ISA_BEGIN in doc and ISA_END in doc
+  block = doc.split(ISA_BEGIN, 1)[1].split(ISA_END, 1)[0].strip()
+  assert block == generated_isa_table(), (
+      "docs/RESULTS.md's reproducibility table differs from "
+      "results/reproducibility; regenerate it:\n\n" + generated_isa_table())
