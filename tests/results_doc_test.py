@@ -195,3 +195,21 @@ def test_results_doc_isa_table_is_the_committed_runs():
   assert block == generated_isa_table(), (
       "docs/RESULTS.md's reproducibility table differs from "
       "results/reproducibility; regenerate it:\n\n" + generated_isa_table())
+
+
+def test_threads_do_not_change_a_run_and_rounding_does():
+  """RESULTS' claims on the 2-epoch runs in results/reproducibility/threads:
+  again and on one thread every logged value equals the first run's; with
+  XLA limited to SSE4.2 the first logged step already differs."""
+  threads = ROOT / "results" / "reproducibility" / "threads"
+  base = compare_runs.RunFiles.read(threads / "quick_default")
+  for name in ("quick_default2", "quick_onethread"):
+    run = compare_runs.RunFiles.read(threads / name)
+    assert compare_runs.first_divergence(base.events, run.events) == (None, 20)
+    assert run.results["metrics"] == base.results["metrics"]
+  sse = compare_runs.RunFiles.read(threads / "quick_sse42")
+  divergence, _ = compare_runs.first_divergence(base.events, sse.events)
+  assert divergence.step == 5 and 0 < divergence.relative < 1e-2
+  loss = [[e["loss"] for e in run.events if e["event"] == "train"][0]
+          for run in (base, sse)]
+  assert 1e-6 < abs(loss[0] - loss[1]) / loss[0] < 1e-4  # "about 1e-5"
