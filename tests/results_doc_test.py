@@ -49,13 +49,20 @@ def generated_table1() -> str:
   return _sections(text, SECTIONS)
 
 
-def test_results_doc_table1_is_the_report_of_the_committed_runs():
+def _assert_generated_block(begin: str, end: str, generated: str,
+                            what: str) -> None:
+  """RESULTS' text between ``begin`` and ``end`` is ``generated``."""
   doc = RESULTS_DOC.read_text()
-  assert BEGIN in doc and END in doc, f"{RESULTS_DOC} lacks the markers"
-  block = doc.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-  assert block == generated_table1(), (
-      "docs/RESULTS.md's Table 1 differs from the report of results/blocks; "
-      "regenerate it:\n\n" + generated_table1())
+  assert begin in doc and end in doc, f"{RESULTS_DOC} lacks {begin!r}"
+  block = doc.split(begin, 1)[1].split(end, 1)[0].strip()
+  assert block == generated, (
+      f"docs/RESULTS.md's {what} differs from the committed run files; "
+      "regenerate it:\n\n" + generated)
+
+
+def test_results_doc_table1_is_the_report_of_the_committed_runs():
+  _assert_generated_block(BEGIN, END, generated_table1(),
+                          "Table 1 (the report of results/blocks)")
 
 
 def test_committed_runs_are_small_and_complete():
@@ -112,12 +119,8 @@ def generated_active_round() -> str:
 
 
 def test_results_doc_active_round_is_the_committed_runs():
-  doc = RESULTS_DOC.read_text()
-  assert ACTIVE_BEGIN in doc and ACTIVE_END in doc
-  block = doc.split(ACTIVE_BEGIN, 1)[1].split(ACTIVE_END, 1)[0].strip()
-  assert block == generated_active_round(), (
-      "docs/RESULTS.md's active-labelling table differs from results/active; "
-      "regenerate it:\n\n" + generated_active_round())
+  _assert_generated_block(ACTIVE_BEGIN, ACTIVE_END, generated_active_round(),
+                          "active-labelling table (results/active)")
 
 
 def test_the_round_one_runs_add_their_suggestions_to_round_zero():
@@ -189,12 +192,8 @@ def generated_isa_table() -> str:
 
 
 def test_results_doc_isa_table_is_the_committed_runs():
-  doc = RESULTS_DOC.read_text()
-  assert ISA_BEGIN in doc and ISA_END in doc
-  block = doc.split(ISA_BEGIN, 1)[1].split(ISA_END, 1)[0].strip()
-  assert block == generated_isa_table(), (
-      "docs/RESULTS.md's reproducibility table differs from "
-      "results/reproducibility; regenerate it:\n\n" + generated_isa_table())
+  _assert_generated_block(ISA_BEGIN, ISA_END, generated_isa_table(),
+                          "reproducibility table (results/reproducibility)")
 
 
 def test_threads_do_not_change_a_run_and_rounding_does():
