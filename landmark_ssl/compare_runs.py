@@ -190,9 +190,9 @@ def compare(a: RunFiles, b: RunFiles, evals: int = 10) -> str:
   subset_a = (a.recorded("label_subset") or {}).get("sha256")
   subset_b = (b.recorded("label_subset") or {}).get("sha256")
   if subset_a is None or subset_b is None:
-    data_lines.append("label subset: digest not recorded in "
-                      + " and ".join(n for n, v in (("A", subset_a),
-                                                    ("B", subset_b)) if v is None))
+    who = " and ".join(n for n, v in (("A", subset_a), ("B", subset_b))
+                       if v is None)
+    data_lines.append(f"label subset: digest not recorded in {who}")
   elif subset_a != subset_b:
     data_lines.append(f"label subset: A {subset_a[:12]}, B {subset_b[:12]}")
   out += _section("data", data_lines, "same examples and label subset")
