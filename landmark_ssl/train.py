@@ -469,10 +469,9 @@ class _Training:
     self.info = input_pipeline.get_dataset_info(config.data)
     config = self.config = input_pipeline.with_class_heads(config, self.info)
     _raise_errors(data_errors(config, self.info))
-    splits = [config.data.train_split, config.data.eval_split,
-              *config.data.test_splits]
-    input_pipeline.check_readable(config.data, splits)
-    self.data_digest = input_pipeline.content_digest(config.data, splits)
+    self.splits = [config.data.train_split, config.data.eval_split,
+                   *config.data.test_splits]
+    input_pipeline.check_readable(config.data, self.splits)
     self.heads = program_lib.model_heads(config, self.info)
     self.model = models.create_model(config.model, self.info.num_landmarks,
                                      self.heads)
@@ -743,9 +742,11 @@ class _Training:
           evaluator.write_split_outputs(run.workdir, split, outputs[run.slot],
                                         errors, config.eval.normalizer,
                                         run.best_step)
+    # Once per finished program, not per start: a pass over the data.
+    data_digest = input_pipeline.content_digest(config.data, self.splits)
     for run in done:
       run.outcome = _results(run, self.sched, metrics[run.slot],
-                             self.wall(run), self.data_digest)
+                             self.wall(run), data_digest)
       results_file = rundir.RunDir(run.workdir).results_file
       if self.is_main:
         rundir.write_json(results_file, run.outcome)
