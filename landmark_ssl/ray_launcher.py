@@ -207,10 +207,10 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
     claimed.release()
     raise
   began = time.monotonic()
-  for run in claimed.runs:
-    _put(events, launcher.Event(run.name, "started",
-                                f"started on {host} (pid {proc.pid})"))
-  try:
+  try:  # from here a cancel stops the child as it should, wherever it lands
+    for run in claimed.runs:  # (posting to the driver's queue can take long)
+      _put(events, launcher.Event(run.name, "started",
+                                  f"started on {host} (pid {proc.pid})"))
     while proc.poll() is None:  # not wait(): a cancel lands between polls
       time.sleep(poll_s)
   except KeyboardInterrupt:  # ray.cancel
@@ -238,7 +238,9 @@ def _connect(ray, address: str | None) -> bool:
     return False
   kwargs = {"address": address, "log_to_driver": False}
   if not address and not os.environ.get("RAY_ADDRESS"):
-    kwargs["include_dashboard"] = False  # a new cluster of this machine
+    # A new cluster of this machine: "local", as address=None would join a
+    # cluster that `ray start` left on record here (even a dead one).
+    kwargs.update(address="local", include_dashboard=False)
   try:
     ray.init(**kwargs)
   except Exception as e:  # pylint: disable=broad-except

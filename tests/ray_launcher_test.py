@@ -13,10 +13,12 @@ import os
 import pathlib
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -102,7 +104,13 @@ def test_the_readme_procedure_ray_start_then_ray_address_auto(fake, tmp_path):
   port = _free_port()
   # README: RAY_AUTH_MODE=token everywhere and one token (here in the
   # environment rather than in ~/.ray/auth_token, which stays untouched).
-  env = dict(ENV, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+  # The nodes' files go to a directory of this test's, not /tmp/ray: a node
+  # stopped as here (not by `ray stop`) leaves its address on record there,
+  # where a later ray.init() of this machine would look for a cluster.
+  # (Short: Ray's sockets live under it.)
+  ray_tmp = tempfile.mkdtemp(prefix="ray")
+  env = dict(ENV, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+             RAY_TMPDIR=ray_tmp)
   head = _ray_start(["--head", f"--port={port}", "--num-cpus=0",
                      "--include-dashboard=false"], tmp_path / "head.log", env)
   try:
@@ -117,6 +125,7 @@ def test_the_readme_procedure_ray_start_then_ray_address_auto(fake, tmp_path):
       _ray_stop(node)
   finally:
     _ray_stop(head)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "no node of the Ray cluster has" not in out.stderr
   assert launcher.run_status(str(tmp_path / "sweep" / "run_s3")) == "finished"
@@ -500,6 +509,75 @@ def test_a_node_that_does_not_see_the_workdir_is_named(tmp_path, monkeypatch):
       sweep_plan.Job((spec,)), "python", str(tmp_path / "elsewhere"),
       str(tmp_path / "sweep" / ".ray_sweep_0"), False, None, False)
   assert "working directory" in end.text and "absolute paths" in end.text
+
+
+def test_a_cancel_while_the_start_is_posted_still_stops_the_run_gently(
+    fake, tmp_path, monkeypatch):
+  """ray.cancel raises KeyboardInterrupt wherever the task is; when it lands
+  while the task posts the run's start to the driver (a remote call, slow on
+  a busy cluster), the run still gets SIGTERM (it checkpoints and exits 75)
+  rather than being killed with its worker later. run_job runs here, with a
+  queue whose put is where the cancel lands."""
+  monkeypatch.chdir(tmp_path)
+  python = fake[1].split("=", 1)[1]
+  (spec,) = sweep_plan.make_specs(
+      [{"name": "run_s2", "config_arg": "", "overrides": {"seed": 2}}],
+      "x.py", str(tmp_path / "sweep"))
+  marker = tmp_path / "sweep" / ".ray_sweep_0"
+  marker.parent.mkdir()
+  marker.touch()
+  attempts = pathlib.Path(spec.run_dir) / "attempts"
+
+  class CancelledWhilePosting:
+
+    def put(self, event):
+      del event
+      waiting.wait_for(attempts.exists, 60, "the run to start")
+      time.sleep(0.5)  # its SIGTERM handler is set
+      raise KeyboardInterrupt  # as ray.cancel does
+
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      ray_launcher.run_job(sweep_plan.single_jobs([spec])[0], python,
+                           str(tmp_path), str(marker), False,
+                           CancelledWhilePosting(), False, lock_wait_s=0.5,
+                           grace_s=30, poll_s=0.05)
+    pid = int(attempts.read_text().split()[0])
+    assert not _alive(pid)
+    assert (pathlib.Path(spec.run_dir) / "sigterm").exists()
+    assert launcher.run_status(spec.run_dir) != "running"  # lock released
+  finally:
+    if attempts.exists():
+      for pid in attempts.read_text().split():
+        if _alive(int(pid)):
+          os.kill(int(pid), signal.SIGKILL)
+
+
+def test_without_an_address_a_sweep_starts_a_cluster_of_its_own(
+    monkeypatch):
+  """``ray.init(address=None)`` joins the cluster that ``ray start`` left on
+  record on this machine (stopped or not); the sweep's documented default
+  is a new cluster of this machine, unless RAY_ADDRESS says otherwise."""
+  calls = []
+
+  class FakeRay:
+
+    @staticmethod
+    def is_initialized():
+      return False
+
+    @staticmethod
+    def init(**kwargs):
+      calls.append(kwargs)
+
+  monkeypatch.delenv("RAY_ADDRESS", raising=False)
+  assert ray_launcher._connect(FakeRay, None)  # pylint: disable=protected-access
+  assert calls[-1]["address"] == "local"
+  ray_launcher._connect(FakeRay, "10.0.0.1:6379")  # pylint: disable=protected-access
+  assert calls[-1]["address"] == "10.0.0.1:6379"
+  monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
+  ray_launcher._connect(FakeRay, None)  # pylint: disable=protected-access
+  assert calls[-1]["address"] is None  # Ray reads RAY_ADDRESS
 
 
 def test_launcher_flags_and_workdir_checks():
