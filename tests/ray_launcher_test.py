@@ -408,7 +408,8 @@ def test_interrupting_the_driver_cancels_and_the_next_sweep_resumes(
       proc.kill()
   pid = int(attempts.read_text().split()[0])
   waiting.wait_for(lambda: not _alive(pid), 30, "the cancelled run to stop")
-  assert (workdir / "run_s2" / "sigterm").exists()  # it could checkpoint
+  assert (workdir / "run_s2" / "sigterm").exists(), (  # it could checkpoint
+      proc.stdout.read()[-3000:], (workdir / "run_s2" / "log.txt").read_text())
   assert not (workdir / "run_s2" / "results.json").exists()
   out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
                        timeout=300)
