@@ -58,25 +58,30 @@ def test_landmarks_stay_on_their_dots_after_crop_and_resize(zoom):
   image (zero padding)."""
   rng = np.random.default_rng()
   out_size = int(rng.integers(48, 97))
-  enlarge = float(rng.uniform(1.2, 1.8))
   # Dots of >= 0.8 original pixels (resolved in the original image) and >= 1
   # output pixel; the centroid window must hold the whole dot (2.5 sigma)
   # and no neighbour.
   sigma_out = max(1.0, 0.8 * zoom)
+  # The outermost dots sit (1 - 1/enlarge) / 2 of the crop from its border:
+  # room for 3 sigma (the jittered grid's zoom can be ~25% above plan), so
+  # they count as wholly inside and a grid of 4 has dots to measure.
+  lowest = 1.0 / (1.0 - 2.0 * (3.0 * 1.3 * sigma_out + 1.0) / out_size)
+  enlarge = float(rng.uniform(max(1.2, lowest), 2.0))
   radius = int(np.ceil(2.5 * sigma_out))  # planned centroid window
   extent_out = 0.9 * out_size / enlarge  # landmarks' span in the crop
   cols = int(extent_out // (2 * radius + 2)) + 1
   k = int(rng.integers(min(4, cols * cols), cols * cols + 1))
   extent = out_size / (enlarge * zoom)  # landmarks' span in the original
   sigma = sigma_out / zoom
-  margin = 0.45 * extent + 4 * sigma  # grid half-span plus the dot
+  pts = dot_images.grid_points(k, (0.0, 0.0), extent * 0.9, rng, jitter=0.1)
+  margin = np.abs(pts).max() + 4 * sigma  # jittered half-span plus the dot
   h = int(2 * margin * rng.uniform(1.0, 1.5)) + 2
   w = int(2 * margin * rng.uniform(1.0, 1.5)) + 2
   # Anywhere the whole grid fits: the enlarged square then often sticks out
   # of the image (zero padding).
   center = (rng.uniform(margin, w - 1 - margin),
             rng.uniform(margin, h - 1 - margin))
-  pts = dot_images.grid_points(k, center, extent * 0.9, rng, jitter=0.1)
+  pts = pts + np.asarray(center)
   image = dot_images.render_dots((h, w), pts, sigma)
   result = crop.crop_around_landmarks(image, pts, None, out_size, enlarge)
   assert result.image.shape == (out_size, out_size)
