@@ -21,7 +21,10 @@ Faults:
   exit 3, ...) is not retried; it is reported with its log's last lines.
 - SIGINT / SIGTERM of the driver cancels the tasks: their runs get SIGTERM
   (and checkpoint), then SIGKILL after a grace period; the next sweep
-  resumes them.
+  resumes them. The stop reaches each task twice: through ``ray.cancel``
+  (a ``KeyboardInterrupt`` in the task, which Ray delivers only on a best
+  effort) and through a stop file the driver writes next to its marker in
+  the shared workdir, which the task checks between polls of its run.
 
 The sweep's ``--workdir`` must be a directory every node mounts at the same
 path (a shared filesystem), and the driver's working directory (relative
@@ -173,7 +176,8 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
       worker may still be dying) before calling it busy.
     grace_s: on cancel, how long the run may take to checkpoint after
       SIGTERM.
-    poll_s: how often the child is checked (a cancel lands in between).
+    poll_s: how often the child and the driver's stop file (``marker``
+      + ``.stop``) are checked (a cancel lands in between).
 
   Raises:
     RunStopped: the child was killed by a signal or exited 75.
@@ -211,7 +215,12 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
     for run in claimed.runs:  # (posting to the driver's queue can take long)
       _put(events, launcher.Event(run.name, "started",
                                   f"started on {host} (pid {proc.pid})"))
+    stopped = False
     while proc.poll() is None:  # not wait(): a cancel lands between polls
+      if os.path.exists(stop_file(marker)):  # the driver was interrupted
+        _stop_child(proc, grace_s)
+        stopped = True
+        break
       time.sleep(poll_s)
   except KeyboardInterrupt:  # ray.cancel
     _stop_child(proc, grace_s)
@@ -220,6 +229,11 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
     log.close()
     claimed.release()
   code = proc.returncode
+  if stopped:  # returns rather than raising RunStopped: Ray must not retry
+    return ends + [launcher.Event(
+        run.name, "stopped", f"{launcher.describe_exit(code)} on {host}: the "
+        "sweep was interrupted; the next sweep resumes it", logging.WARNING)
+                   for run in claimed.runs]
   if code < 0 or code == launcher.EXIT_PREEMPTED:
     for run in claimed.runs:
       _put(events, launcher.Event(
@@ -228,6 +242,11 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
           "--max_retries allows", logging.WARNING))
     raise RunStopped(f"{launcher.describe_exit(code)} on {host}")
   return ends + launcher.outcome(claimed.runs, code, time.monotonic() - began)
+
+
+def stop_file(marker: str) -> str:
+  """The file by which the driver of ``marker`` tells its tasks to stop."""
+  return marker + ".stop"
 
 
 def _connect(ray, address: str | None) -> bool:
@@ -354,30 +373,33 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, workdir: str,
               tally.note(event)
         _drain(events, tally)
       except launcher.Interrupted:
-        _cancel(ray, pending, grace_s)
+        _cancel(ray, pending, marker, grace_s)
         _drain(events, tally)
         raise
     return tally.out
   finally:
     if events is not None:
       events.shutdown()
-    try:
-      os.remove(marker)
-    except OSError:
-      pass
+    for path in (marker, stop_file(marker)):
+      try:
+        os.remove(path)
+      except OSError:
+        pass
     if started_ray:
       ray.shutdown()
 
 
-def _cancel(ray, refs, grace_s: float) -> None:
+def _cancel(ray, refs, marker: str, grace_s: float) -> None:
   """Cancels the tasks: each running run gets SIGTERM (it checkpoints),
   then, after ``grace_s``, the tasks left are killed."""
   if not refs:
     return
   logging.warning("Cancelling %d Ray tasks; their runs resume next time.",
                   len(refs))
-  for ref in refs:
+  for ref in refs:  # first: a cancelled task is never retried
     ray.cancel(ref)
+  with open(stop_file(marker), "w") as f:  # for tasks Ray did not interrupt
+    f.write(f"{socket.gethostname()} {os.getpid()}\n")
   _, left = ray.wait(refs, num_returns=len(refs), timeout=grace_s + 10)
   for ref in left:
     ray.cancel(ref, force=True)

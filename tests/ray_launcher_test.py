@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import pytest
@@ -548,6 +549,55 @@ def test_a_cancel_while_the_start_is_posted_still_stops_the_run_gently(
     assert (pathlib.Path(spec.run_dir) / "sigterm").exists()
     assert launcher.run_status(spec.run_dir) != "running"  # lock released
   finally:
+    if attempts.exists():
+      for pid in attempts.read_text().split():
+        if _alive(int(pid)):
+          os.kill(int(pid), signal.SIGKILL)
+
+
+def test_the_drivers_stop_file_stops_a_run_ray_did_not_interrupt(
+    fake, tmp_path, monkeypatch):
+  """Ray delivers a non-force cancel only on a best effort: an interrupted
+  driver also writes a stop file next to its marker. A task that sees it
+  gives its run SIGTERM (it checkpoints), and returns its run as stopped
+  rather than raising: a raise would have Ray start the run again. run_job
+  runs here; the driver's stop file appears once the run has started."""
+  monkeypatch.chdir(tmp_path)
+  python = fake[1].split("=", 1)[1]
+  (spec,) = sweep_plan.make_specs(
+      [{"name": "run_s2", "config_arg": "", "overrides": {"seed": 2}}],
+      "x.py", str(tmp_path / "sweep"))
+  marker = tmp_path / "sweep" / ".ray_sweep_0"
+  marker.parent.mkdir()
+  marker.touch()
+  attempts = pathlib.Path(spec.run_dir) / "attempts"
+
+  def interrupt_the_driver():
+    waiting.wait_for(attempts.exists, 60, "the run to start")
+    time.sleep(0.5)  # its SIGTERM handler is set
+    pathlib.Path(ray_launcher.stop_file(str(marker))).touch()
+
+  class Queue:
+
+    def put(self, event):
+      del event
+
+  thread = threading.Thread(target=interrupt_the_driver, daemon=True)
+  thread.start()
+  try:
+    ends = ray_launcher.run_job(sweep_plan.single_jobs([spec])[0], python,
+                                str(tmp_path), str(marker), False, Queue(),
+                                False, lock_wait_s=0.5, grace_s=30,
+                                poll_s=0.05)
+    assert [(e.run, e.kind) for e in ends] == [("run_s2", "stopped")], ends
+    assert "interrupted" in ends[0].text and "resumes" in ends[0].text
+    pid = int(attempts.read_text().split()[0])
+    assert not _alive(pid)
+    assert (pathlib.Path(spec.run_dir) / "sigterm").exists()  # checkpointed
+    assert not (pathlib.Path(spec.run_dir) / "results.json").exists()
+    assert launcher.run_status(spec.run_dir) != "running"  # lock released
+  finally:
+    thread.join(60)
     if attempts.exists():
       for pid in attempts.read_text().split():
         if _alive(int(pid)):
