@@ -513,13 +513,9 @@ def test_a_node_that_does_not_see_the_workdir_is_named(tmp_path, monkeypatch):
   assert "working directory" in end.text and "absolute paths" in end.text
 
 
-def test_a_cancel_while_the_start_is_posted_still_stops_the_run_gently(
-    fake, tmp_path, monkeypatch):
-  """ray.cancel raises KeyboardInterrupt wherever the task is; when it lands
-  while the task posts the run's start to the driver (a remote call, slow on
-  a busy cluster), the run still gets SIGTERM (it checkpoints and exits 75)
-  rather than being killed with its worker later. run_job runs here, with a
-  queue whose put is where the cancel lands."""
+def _one_run_here(fake, tmp_path, monkeypatch):
+  """For run_job called in this process: the fake experiment's interpreter,
+  one run's spec, the driver's marker and the run's attempts file."""
   monkeypatch.chdir(tmp_path)
   python = fake[1].split("=", 1)[1]
   (spec,) = sweep_plan.make_specs(
@@ -528,7 +524,24 @@ def test_a_cancel_while_the_start_is_posted_still_stops_the_run_gently(
   marker = tmp_path / "sweep" / ".ray_sweep_0"
   marker.parent.mkdir()
   marker.touch()
-  attempts = pathlib.Path(spec.run_dir) / "attempts"
+  return python, spec, marker, pathlib.Path(spec.run_dir) / "attempts"
+
+
+def _kill_attempts(attempts):
+  if attempts.exists():
+    for pid in attempts.read_text().split():
+      if _alive(int(pid)):
+        os.kill(int(pid), signal.SIGKILL)
+
+
+def test_a_cancel_while_the_start_is_posted_still_stops_the_run_gently(
+    fake, tmp_path, monkeypatch):
+  """ray.cancel raises KeyboardInterrupt wherever the task is; when it lands
+  while the task posts the run's start to the driver (a remote call, slow on
+  a busy cluster), the run still gets SIGTERM (it checkpoints and exits 75)
+  rather than being killed with its worker later. run_job runs here, with a
+  queue whose put is where the cancel lands."""
+  python, spec, marker, attempts = _one_run_here(fake, tmp_path, monkeypatch)
 
   class CancelledWhilePosting:
 
@@ -549,10 +562,7 @@ def test_a_cancel_while_the_start_is_posted_still_stops_the_run_gently(
     assert (pathlib.Path(spec.run_dir) / "sigterm").exists()
     assert launcher.run_status(spec.run_dir) != "running"  # lock released
   finally:
-    if attempts.exists():
-      for pid in attempts.read_text().split():
-        if _alive(int(pid)):
-          os.kill(int(pid), signal.SIGKILL)
+    _kill_attempts(attempts)
 
 
 def test_the_drivers_stop_file_stops_a_run_ray_did_not_interrupt(
@@ -562,15 +572,7 @@ def test_the_drivers_stop_file_stops_a_run_ray_did_not_interrupt(
   gives its run SIGTERM (it checkpoints), and returns its run as stopped
   rather than raising: a raise would have Ray start the run again. run_job
   runs here; the driver's stop file appears once the run has started."""
-  monkeypatch.chdir(tmp_path)
-  python = fake[1].split("=", 1)[1]
-  (spec,) = sweep_plan.make_specs(
-      [{"name": "run_s2", "config_arg": "", "overrides": {"seed": 2}}],
-      "x.py", str(tmp_path / "sweep"))
-  marker = tmp_path / "sweep" / ".ray_sweep_0"
-  marker.parent.mkdir()
-  marker.touch()
-  attempts = pathlib.Path(spec.run_dir) / "attempts"
+  python, spec, marker, attempts = _one_run_here(fake, tmp_path, monkeypatch)
 
   def interrupt_the_driver():
     waiting.wait_for(attempts.exists, 60, "the run to start")
@@ -598,10 +600,7 @@ def test_the_drivers_stop_file_stops_a_run_ray_did_not_interrupt(
     assert launcher.run_status(spec.run_dir) != "running"  # lock released
   finally:
     thread.join(60)
-    if attempts.exists():
-      for pid in attempts.read_text().split():
-        if _alive(int(pid)):
-          os.kill(int(pid), signal.SIGKILL)
+    _kill_attempts(attempts)
 
 
 def test_without_an_address_a_sweep_starts_a_cluster_of_its_own(
