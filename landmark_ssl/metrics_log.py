@@ -2,6 +2,7 @@
 
 ``metrics.jsonl`` (in the workdir) has one JSON object per event::
 
+  {"event": "start", "step": 0, "code": {"commit": ..., "dirty": false}}
   {"event": "train", "step": 200, "epoch": 4.0, "loss": ..., "landmark": ...,
    "images_per_s": ..., "wall_time_s": ...}
   {"event": "eval", "split": "validation", "step": 200, "epoch": 4.0,
@@ -21,7 +22,9 @@ of ``tensorboard --logdir=<sweep dir>``.
 When a run resumes from the checkpoint of step ``s``, the events logged
 after ``s`` by the interrupted run are dropped (from ``metrics.jsonl`` and,
 through ``purge_step``, from TensorBoard), so the files read as one
-uninterrupted run. Only process 0 writes (``enabled``).
+uninterrupted run, but for one ``start`` event per (re)start, at the step
+it started from, with the code that ran from there (``provenance.code``).
+Only process 0 writes (``enabled``).
 """
 
 from __future__ import annotations

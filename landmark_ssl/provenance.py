@@ -115,6 +115,11 @@ def jax_flags(names=JAX_FLAGS) -> dict:
   return out
 
 
+def code() -> dict | None:
+  """:func:`git_commit` of this package's checkout: the code running now."""
+  return git_commit(pathlib.Path(__file__).resolve().parent)
+
+
 def git_commit(directory: str | os.PathLike) -> dict | None:
   """``{"commit": sha, "dirty": bool}`` of the git checkout whose tracked
   files include ``directory``; ``None`` if there is none (e.g. an installed
@@ -158,5 +163,5 @@ def stack(device_kind: str | None = None) -> dict:
       "cpus": cpus(),
       "environment": environment(),
       "jax_flags": jax_flags(),
-      "code": git_commit(pathlib.Path(__file__).resolve().parent),
+      "code": code(),
   }

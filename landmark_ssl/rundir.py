@@ -70,7 +70,7 @@ _ARTIFACT_PATTERNS = (f"{_CED_PREFIX}*{_CED_SUFFIX}",
 # them was not written by a run.
 CONFIG_KEYS = ("seed", "costs", "data", "model", "train")
 # The events of metrics.jsonl (see metrics_log), and how each line starts.
-EVENTS = ("train", "eval", "test", "error")
+EVENTS = ("start", "train", "eval", "test", "error")
 EVENT_LINE_START = '{"event": '
 _TENSORBOARD_PREFIX = "events.out.tfevents."  # tensorboardX's file names
 

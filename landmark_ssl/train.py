@@ -411,10 +411,16 @@ def _results(run: _Run, sched: cadence.Schedule, metrics: dict,
              wall_s: float, data_digest: dict) -> dict:
   """The ``results.json`` of a finished run (``stack``: the versions, CPU,
   accelerator, threads and code commit that produced it, see
-  ``provenance``; ``data`` and ``label_subset.sha256``: digests of what it
+  ``provenance``, and ``starts``: the step and code of each (re)start; ``data`` and ``label_subset.sha256``: digests of what it
   read, see ``input_pipeline.content_digest``)."""
   config = run.config
   device_kind = jax.devices()[0].device_kind
+  stack = provenance.stack(device_kind)
+  metrics_file = rundir.RunDir(run.workdir).metrics_file
+  if metrics_file.exists():  # process 0's; a resumed run's code per start
+    stack["starts"] = [{"step": e["step"], "code": e.get("code")}
+                       for e in rundir.read_events(metrics_file)
+                       if e.get("event") == "start"]
   return {
       "config": run.config_dict,
       "status": "finished",
@@ -436,7 +442,7 @@ def _results(run: _Run, sched: cadence.Schedule, metrics: dict,
       "selection": {"metric": sched.selection_name,
                     "mode": sched.selection_mode},
       "metrics": metrics,
-      "stack": provenance.stack(device_kind),
+      "stack": stack,
   }
 
 
@@ -526,6 +532,7 @@ class _Training:
                     for m in run.progress.get("log_window", [])]
       run.log = metrics_log.MetricsLog(run.workdir, run.step, self.is_main,
                                        config=run.config_dict)
+      run.log.write("start", run.step, {}, code=provenance.code())
       states.append(state)
     self.program = program_lib.Program(mesh, [run.train_key for run in runs])
     self.state = self.program.stack(states)

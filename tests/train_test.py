@@ -30,6 +30,7 @@ from landmark_ssl import configs
 from landmark_ssl import evaluator
 from landmark_ssl import metrics_log
 from landmark_ssl import program as program_lib
+from landmark_ssl import provenance
 from landmark_ssl import rundir
 from landmark_ssl import train
 
@@ -62,7 +63,14 @@ def _events(workdir):
 
 
 def _without_timing(events):
-  return [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in events]
+  """What must equal between runs: the events but their timing and their
+  start events (a resumed run has one per start)."""
+  return [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in events
+          if e["event"] != "start"]
+
+
+def _starts(events):
+  return [e["step"] for e in events if e["event"] == "start"]
 
 
 def _start_and_wait_for_step(workdir, min_step, timeout=240):
@@ -306,8 +314,16 @@ def test_sigkill_and_resume_is_bit_identical(reference, tmp_path):
   b = np.load(ref_dir / "predictions_test.npz")
   for key in b.files:
     np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-  # The metrics log reads as one uninterrupted run.
+  # The metrics log reads as one uninterrupted run, but for its two starts:
+  # from step 0 and from the checkpoint, each with the code that ran.
   assert _without_timing(_events(tmp_path)) == _without_timing(_events(ref_dir))
+  starts = _starts(_events(tmp_path))
+  assert _starts(_events(ref_dir)) == [0] and starts[0] == 0
+  assert len(starts) == 2 and 0 < starts[1] <= 16, starts
+  code = provenance.code()
+  assert results["stack"]["starts"] == [{"step": s, "code": code}
+                                        for s in starts]
+  assert ref_results["stack"]["starts"] == [{"step": 0, "code": code}]
 
 
 def test_sigterm_checkpoints_exits_75_and_resumes(reference, tmp_path):
@@ -492,6 +508,7 @@ def test_logged_averages_are_resume_exact(fake, reference, tmp_path,
   assert results["metrics"] == ref_results["metrics"]
   got = _without_timing(_events(tmp_path))
   want = _without_timing(_events(ref_dir))
+  assert _starts(_events(tmp_path)) == [0, 17]
   assert [e for e in got if e["step"] == 20] == [
       e for e in want if e["step"] == 20]  # steps 16-20: 2 before the stop
   assert got == want
