@@ -19,6 +19,7 @@ import numpy as np
 
 from landmark_ssl import compare_runs
 from landmark_ssl import configs
+from landmark_ssl import paper_results
 from landmark_ssl import report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -72,6 +73,84 @@ def test_committed_runs_are_small_and_complete():
     files = {p.name for p in (RUNS / name).iterdir()}
     assert files == {"config.json", "results.json", "metrics.jsonl"}, name
     assert sum(p.stat().st_size for p in (RUNS / name).iterdir()) < 200_000
+
+
+# --------------------------------------------------------------------------
+# The 20% gap: the 200-epoch runs beside Table 1's 40-epoch runs.
+
+LONG = ROOT / "results"
+LONG_DIRS = ("blocks_200ep", "blocks_200ep_clip")  # plain, with a grad clip
+SCHEDULE_BEGIN = ("<!-- schedule:begin (generated: see "
+                  "tests/results_doc_test.py) -->")
+SCHEDULE_END = "<!-- schedule:end -->"
+# The keys a 200-epoch run changes by design (the rest label its row).
+SCHEDULE_KEYS = ("train.max_epochs", "train.eval_every_epochs")
+
+
+def _jumped_at(run: compare_runs.RunFiles) -> str:
+  """The first evaluation whose validation error is more than twice the
+  best before it (training blew up, for good or for a while), or '–'."""
+  best = np.inf
+  for event in run.events:
+    if event.get("event") == "eval" and event.get("split") == "validation":
+      error = event["landmark_error"]
+      if error > 2 * best:
+        return str(event["step"])
+      best = min(best, error)
+  return "–"
+
+
+def generated_schedule_table() -> str:
+  """Per committed 200-epoch run: its 40-epoch twin in results/blocks
+  (same name) and both runs' best step, test error and divergence."""
+  lines = ["| run (20% labels) | changed | epochs | best step | validation "
+           "jumped at step | validation | test | paper |", "| --- " * 8 + "|"]
+  for folder in LONG_DIRS:
+    if not (LONG / folder).is_dir():
+      continue
+    runs, _ = report.load_runs(str(LONG / folder))
+    for run in sorted(runs, key=lambda r: (r.seed, len(r.costs), r.costs)):
+      name = pathlib.Path(run.run_dir).name
+      changed = ", ".join(f"`{d}`" for d in run.protocol
+                          if d.split("=", 1)[0] not in SCHEDULE_KEYS) or "–"
+      paper = paper_results.value("blocks", "landmark_error", "test",
+                                  run.model, run.costs, run.fraction)
+      label = (f"{paper_results.row_label(run.model, run.costs)}, "
+               f"seed {run.seed}")
+      for files, where in ((RUNS / name, "40"),
+                           (pathlib.Path(run.run_dir), None)):
+        if where and not files.is_dir():
+          continue
+        f = compare_runs.RunFiles.read(files)
+        m = f.results["metrics"]
+        epochs = where or f"{f.results['epochs']:.0f}"
+        lines.append(
+            f"| {label} | {'–' if where else changed} | {epochs} | "
+            f"{f.results['best_step']} | {_jumped_at(f)} | "
+            f"{m['validation']['landmark_error']:.2f} | "
+            f"{m['test']['landmark_error']:.2f} | {paper:.2f} |")
+  return "\n".join(lines)
+
+
+def test_results_doc_schedule_table_is_the_committed_runs():
+  _assert_generated_block(SCHEDULE_BEGIN, SCHEDULE_END,
+                          generated_schedule_table(),
+                          "20% schedule table (results/blocks_200ep*)")
+
+
+def test_long_runs_are_small_complete_and_differ_only_as_named():
+  for folder in LONG_DIRS:
+    if not (LONG / folder).is_dir():
+      continue
+    runs, unfinished = report.load_runs(str(LONG / folder))
+    assert runs and not unfinished, folder
+    for run in runs:
+      files = {p.name for p in pathlib.Path(run.run_dir).iterdir()}
+      assert files == {"config.json", "results.json", "metrics.jsonl"}
+      keys = {d.split("=", 1)[0] for d in run.protocol}
+      assert set(SCHEDULE_KEYS) <= keys, run.run_dir  # a 200-epoch run
+      assert (folder == "blocks_200ep") == (keys == set(SCHEDULE_KEYS)), (
+          run.run_dir, run.protocol)
 
 
 # --------------------------------------------------------------------------
