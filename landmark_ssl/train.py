@@ -411,8 +411,9 @@ def _results(run: _Run, sched: cadence.Schedule, metrics: dict,
              wall_s: float, data_digest: dict) -> dict:
   """The ``results.json`` of a finished run (``stack``: the versions, CPU,
   accelerator, threads and code commit that produced it, see
-  ``provenance``, and ``starts``: the step and code of each (re)start; ``data`` and ``label_subset.sha256``: digests of what it
-  read, see ``input_pipeline.content_digest``)."""
+  ``provenance``, and under ``starts`` the step and code of each
+  (re)start; ``data`` and ``label_subset.sha256``: digests of what it read,
+  see ``input_pipeline.content_digest``)."""
   config = run.config
   device_kind = jax.devices()[0].device_kind
   stack = provenance.stack(device_kind)
