@@ -105,6 +105,7 @@ def generated_schedule_table() -> str:
   (same name) and both runs' best step, test error and divergence."""
   lines = ["| run (20% labels) | changed | epochs | best step | validation "
            "jumped at step | validation | test | paper |", "| --- " * 8 + "|"]
+  shown = set()  # the 40-epoch twins already in the table
   for folder in LONG_DIRS:
     if not (LONG / folder).is_dir():
       continue
@@ -119,8 +120,9 @@ def generated_schedule_table() -> str:
                f"seed {run.seed}")
       for files, where in ((RUNS / name, "40"),
                            (pathlib.Path(run.run_dir), None)):
-        if where and not files.is_dir():
+        if where and (not files.is_dir() or name in shown):
           continue
+        shown.add(name)
         f = compare_runs.RunFiles.read(files)
         m = f.results["metrics"]
         epochs = where or f"{f.results['epochs']:.0f}"
