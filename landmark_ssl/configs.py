@@ -29,7 +29,7 @@ import importlib.util
 import json
 import os
 import types
-from typing import Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 from ml_collections import config_dict
 
@@ -379,23 +379,37 @@ def config_differences(stored: Mapping, given: Mapping) -> List[str]:
 
 
 def table_runs(experiment: str, models: Sequence[str],
-               seeds: Sequence[int] = SEEDS) -> List[Dict]:
+               seeds: Sequence[int] = SEEDS,
+               column_settings: Mapping[float, Mapping[str, Any]] | None = None
+               ) -> List[Dict]:
   """The runs of the paper's table for ``experiment``, restricted to the row
   ``models`` an experiment file offers: one per reported cell (model, costs,
   label fraction) and seed, in the paper's row order.
 
   Each run is ``{"name", "config_arg", "overrides"}``: train it with
   ``--config=<experiment file>:<config_arg>`` plus
-  ``--config.<key>=<value>`` for each override.
+  ``--config.<key>=<value>`` for each override. ``column_settings`` maps a
+  label fraction to settings that every run of that column gets on top of
+  the experiment's config (e.g. a longer schedule where the default one
+  ends still improving): part of the table's protocol, so the report
+  compares a run against them too (``analysis.runs.protocol_differences``).
   """
+  column_settings = dict(column_settings or {})
+  unknown = sorted(set(column_settings) - {
+      f for _, _, f in paper_results.landmark_cells(experiment)})
+  if unknown:
+    raise ValueError(f"column_settings names label fractions {unknown} that "
+                     f"{experiment}'s table has no column for.")
   runs = []
   for model, costs, fraction in paper_results.landmark_cells(experiment):
     if model not in models:
       continue
     for seed in seeds:
+      overrides = {"data.labeled_fraction": fraction, "seed": int(seed)}
+      overrides.update(column_settings.get(fraction, {}))
       runs.append({
           "name": run_name(model, costs, fraction, seed),
           "config_arg": f"model={model},costs={costs}",
-          "overrides": {"data.labeled_fraction": fraction, "seed": int(seed)},
+          "overrides": overrides,
       })
   return runs

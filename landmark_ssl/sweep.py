@@ -266,7 +266,10 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_bool("quick", False, "The experiment's small variant.",
                     flag_values=flag_values)
   flags.DEFINE_multi_string("override", [], "key=value: --config.key=value "
-                            "for every run, e.g. data.data_dir=/data/tfds.",
+                            "for every run, e.g. data.data_dir=/data/tfds; it "
+                            "replaces a column's own setting (e.g. Blocks' "
+                            "200 epochs at 20%), not a label fraction, seed "
+                            "or grid value.",
                             flag_values=flag_values)
   flags.DEFINE_multi_string("grid", [], "KEY=V1,V2,...: train each run once "
                             "per value (name suffix _KEY=V), e.g. "
@@ -420,8 +423,10 @@ def main(argv):
       raise ValueError("--vectorize_seeds trains each cell's seeds together; "
                        "it needs --order=table (the default).")
     runs = order_runs(runs, FLAGS.order)
-    specs = sweep_plan.make_specs(runs, FLAGS.config, FLAGS.workdir,
-                                  parse_overrides(FLAGS.override))
+    specs = sweep_plan.make_specs(
+        runs, FLAGS.config, FLAGS.workdir, parse_overrides(FLAGS.override),
+        fixed={"data.labeled_fraction", sweep_plan.SEED_KEY} |
+        {k for k, _ in grid})
     jobs = (sweep_plan.group_seeds(specs) if FLAGS.vectorize_seeds else
             sweep_plan.single_jobs(specs))
     check_launcher_flags(FLAGS.launcher,

@@ -13,7 +13,7 @@ import csv
 import dataclasses
 import io
 import os
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Collection, Dict, List, Mapping, Sequence, Tuple
 
 MAIN_MODULE = "landmark_ssl.main"
 SEED_KEY = "seed"
@@ -71,7 +71,8 @@ def format_value(value) -> str:
 
 
 def make_specs(runs: Sequence[Mapping], experiment_file: str, workdir: str,
-               overrides: Mapping[str, str] | None = None) -> List[RunSpec]:
+               overrides: Mapping[str, str] | None = None,
+               fixed: Collection[str] | None = None) -> List[RunSpec]:
   """The spec of each run.
 
   Args:
@@ -79,20 +80,27 @@ def make_specs(runs: Sequence[Mapping], experiment_file: str, workdir: str,
     experiment_file: the path given to ``--config``.
     workdir: the sweep's directory; run ``r`` trains in ``workdir/r.name``.
     overrides: extra ``--config.<key>=<value>`` for every run (e.g. the data
-      directory); may not set a key the sweep itself sets.
+      directory); they replace a run's own value of the same key (e.g. a
+      column's longer schedule, ``configs.table_runs``) unless the key is
+      ``fixed``.
+    fixed: the run keys an override may not set: those that tell the runs
+      apart (label fraction, seed, grid keys). None: all of a run's keys.
 
   Raises:
-    ValueError: ``overrides`` sets a key of a run's own overrides.
+    ValueError: ``overrides`` sets a fixed key of a run.
   """
   overrides = dict(overrides or {})
   specs = []
   for r in runs:
-    clash = sorted(set(overrides) & set(r["overrides"]))
+    own = r["overrides"]
+    clash = sorted(set(overrides) & set(own) & (
+        set(own) if fixed is None else set(fixed)))
     if clash:
       raise ValueError(
           f"--override sets {clash}, which the sweep sets per run (run "
           f"{r['name']}); select runs with --only / --seeds instead.")
-    pairs = list(r["overrides"].items()) + list(overrides.items())
+    pairs = [(k, v) for k, v in own.items() if k not in overrides]
+    pairs += list(overrides.items())
     specs.append(RunSpec(
         experiment=experiment_file, config_arg=r["config_arg"],
         overrides=tuple((k, format_value(v)) for k, v in pairs),

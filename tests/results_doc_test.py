@@ -76,15 +76,18 @@ def test_committed_runs_are_small_and_complete():
 
 
 # --------------------------------------------------------------------------
-# The 20% gap: the 200-epoch runs beside Table 1's 40-epoch runs.
+# The 20% and 50% columns: their 200-epoch runs beside the 40-epoch ones.
 
 LONG = ROOT / "results"
-LONG_DIRS = ("blocks_200ep", "blocks_200ep_clip")  # plain, with a grad clip
+FORTY = LONG / "blocks_40ep"  # those columns' runs at 40 epochs
+UNCLIPPED = LONG / "blocks_200ep"  # 200 epochs without the gradient clip
 SCHEDULE_BEGIN = ("<!-- schedule:begin (generated: see "
                   "tests/results_doc_test.py) -->")
 SCHEDULE_END = "<!-- schedule:end -->"
-# The keys a 200-epoch run changes by design (the rest label its row).
-SCHEDULE_KEYS = ("train.max_epochs", "train.eval_every_epochs")
+# What the 40-epoch and unclipped runs differ from the protocol by.
+FORTY_DIFFERENCES = {"train.max_epochs=40.0", "train.eval_every_epochs=1.0",
+                     "optim.grad_clip_norm=0.0"}
+UNCLIPPED_DIFFERENCES = {"optim.grad_clip_norm=0.0"}
 
 
 def _jumped_at(run: compare_runs.RunFiles) -> str:
@@ -100,56 +103,75 @@ def _jumped_at(run: compare_runs.RunFiles) -> str:
   return "–"
 
 
+def _long_runs() -> list:
+  """``(run, clipped)`` of every committed 200-epoch run: the protocol's
+  (results/blocks, 20% and 50%) and the unclipped ones."""
+  at_protocol, _ = report.load_runs(str(RUNS))
+  unclipped, _ = report.load_runs(str(UNCLIPPED))
+  return ([(r, True) for r in at_protocol if r.fraction in (0.2, 0.5)] +
+          [(r, False) for r in unclipped])
+
+
 def generated_schedule_table() -> str:
-  """Per committed 200-epoch run: its 40-epoch twin in results/blocks
-  (same name) and both runs' best step, the step where validation jumped
-  (:func:`_jumped_at`), validation and test errors, and the paper's."""
-  lines = ["| run (20% labels) | changed | epochs | best step | validation "
-           "jumped at step | validation | test | paper |", "| --- " * 8 + "|"]
+  """Per 40-epoch run of results/blocks_40ep that has a 200-epoch twin (same
+  name): both runs' (clipped, unclipped) best step, the step where
+  validation jumped (:func:`_jumped_at`), validation and test errors, and
+  the paper's."""
+  lines = ["| run | epochs | gradient clip | best step | validation jumped "
+           "at step | validation | test | paper |", "| --- " * 8 + "|"]
+  long_runs = _long_runs()
+  key = lambda rc: (rc[0].fraction, rc[0].seed, len(rc[0].costs),
+                    rc[0].costs, not rc[1])
   shown = set()  # the 40-epoch twins already in the table
-  for folder in LONG_DIRS:
-    runs, _ = report.load_runs(str(LONG / folder))
-    for run in sorted(runs, key=lambda r: (r.seed, len(r.costs), r.costs)):
-      name = pathlib.Path(run.run_dir).name
-      changed = ", ".join(f"`{d}`" for d in run.protocol
-                          if d.split("=", 1)[0] not in SCHEDULE_KEYS) or "–"
-      paper = paper_results.value("blocks", "landmark_error", "test",
-                                  run.model, run.costs, run.fraction)
-      label = (f"{paper_results.row_label(run.model, run.costs)}, "
-               f"seed {run.seed}")
-      for files, where in ((RUNS / name, "40"),
-                           (pathlib.Path(run.run_dir), None)):
-        if where and (not files.is_dir() or name in shown):
-          continue
-        shown.add(name)
-        f = compare_runs.RunFiles.read(files)
-        m = f.results["metrics"]
-        epochs = where or f"{f.results['epochs']:.0f}"
-        lines.append(
-            f"| {label} | {'–' if where else changed} | {epochs} | "
-            f"{f.results['best_step']} | {_jumped_at(f)} | "
-            f"{m['validation']['landmark_error']:.2f} | "
-            f"{m['test']['landmark_error']:.2f} | {paper:.2f} |")
+  for run, clipped in sorted(long_runs, key=key):
+    name = pathlib.Path(run.run_dir).name
+    paper = paper_results.value("blocks", "landmark_error", "test",
+                                run.model, run.costs, run.fraction)
+    label = (f"{paper_results.row_label(run.model, run.costs)}, "
+             f"{run.fraction:.0%}, seed {run.seed}")
+    rows = [(FORTY / name, "–")] if name not in shown else []
+    rows.append((pathlib.Path(run.run_dir), "200" if clipped else "–"))
+    shown.add(name)
+    for files, clip in rows:
+      if not files.is_dir():
+        continue
+      f = compare_runs.RunFiles.read(files)
+      m = f.results["metrics"]
+      lines.append(
+          f"| {label} | {f.results['epochs']:.0f} | {clip} | "
+          f"{f.results['best_step']} | {_jumped_at(f)} | "
+          f"{m['validation']['landmark_error']:.2f} | "
+          f"{m['test']['landmark_error']:.2f} | {paper:.2f} |")
   return "\n".join(lines)
 
 
 def test_results_doc_schedule_table_is_the_committed_runs():
   _assert_generated_block(SCHEDULE_BEGIN, SCHEDULE_END,
                           generated_schedule_table(),
-                          "20% schedule table (results/blocks_200ep*)")
+                          "schedule table (results/blocks_40ep, _200ep)")
 
 
-def test_long_runs_are_small_complete_and_differ_only_as_named():
-  for folder in LONG_DIRS:  # committed: a missing folder fails here
-    runs, unfinished = report.load_runs(str(LONG / folder))
+def test_every_committed_table1_run_is_at_the_protocol():
+  runs, unfinished = report.load_runs(str(RUNS))
+  assert runs and not unfinished
+  assert [r.run_dir for r in runs if r.protocol] == []
+  long = [r for r in runs if r.fraction in (0.2, 0.5)]
+  assert long  # the columns with the 200-epoch schedule
+  for run in long:
+    config = json.loads((pathlib.Path(run.run_dir) / "config.json").read_text())
+    assert config["train"]["max_epochs"] == 200, run.run_dir
+
+
+def test_schedule_runs_are_small_complete_and_differ_only_as_named():
+  for folder, differences in ((FORTY, FORTY_DIFFERENCES),
+                              (UNCLIPPED, UNCLIPPED_DIFFERENCES)):
+    runs, unfinished = report.load_runs(str(folder))  # a missing folder fails
     assert runs and not unfinished, folder
     for run in runs:
       files = {p.name for p in pathlib.Path(run.run_dir).iterdir()}
       assert files == {"config.json", "results.json", "metrics.jsonl"}
-      keys = {d.split("=", 1)[0] for d in run.protocol}
-      assert set(SCHEDULE_KEYS) <= keys, run.run_dir  # a 200-epoch run
-      assert (folder == "blocks_200ep") == (keys == set(SCHEDULE_KEYS)), (
-          run.run_dir, run.protocol)
+      assert set(run.protocol) == differences, (run.run_dir, run.protocol)
+      assert run.fraction in (0.2, 0.5), run.run_dir
 
 
 # --------------------------------------------------------------------------

@@ -150,7 +150,8 @@ def test_commands_parse_back_into_the_runs_configs(name, stride, tmp_path):
   runs = exp.sweep()[::stride]
   specs = sweep_plan.make_specs(
       runs, path, str(tmp_path),
-      {"data.data_dir": "/data/tfds", "train.max_epochs": "7"})
+      {"data.data_dir": "/data/tfds", "train.max_epochs": "7"},
+      fixed={"data.labeled_fraction", "seed"})  # as sweep.main passes it
   assert len(specs) == len(runs)
   for run, spec in zip(runs, specs):
     config, workdir = _parse_main_command(sweep_plan.command([spec], "py"))
@@ -165,6 +166,19 @@ def test_overrides_may_not_clash_with_the_sweep(tmp_path):
   runs = [{"name": "a", "config_arg": "", "overrides": {"seed": 0}}]
   with pytest.raises(ValueError, match="seed"):
     sweep_plan.make_specs(runs, "x.py", str(tmp_path), {"seed": "1"})
+  # A column's own setting gives way to --override; the fixed keys do not.
+  runs = [{"name": "a", "config_arg": "",
+           "overrides": {"seed": 0, "train.max_epochs": 200.0, "x": 1}}]
+  (spec,) = sweep_plan.make_specs(runs, "x.py", str(tmp_path),
+                                  {"train.max_epochs": "40"}, fixed={"seed"})
+  assert spec.overrides == (("seed", "0"), ("x", "1"),
+                            ("train.max_epochs", "40"))
+  with pytest.raises(ValueError, match="seed"):
+    sweep_plan.make_specs(runs, "x.py", str(tmp_path), {"seed": "1"},
+                          fixed={"seed"})
+  with pytest.raises(ValueError, match="max_epochs"):  # fixed=None: all
+    sweep_plan.make_specs(runs, "x.py", str(tmp_path),
+                          {"train.max_epochs": "40"})
   assert sweep.parse_overrides(["config.seed=1", "data.data_dir=/a=b"]) == {
       "seed": "1", "data.data_dir": "/a=b"}
   with pytest.raises(ValueError, match="key=value"):
@@ -172,6 +186,32 @@ def test_overrides_may_not_clash_with_the_sweep(tmp_path):
   assert sweep.parse_seeds("3,1") == (3, 1) and sweep.parse_seeds("") is None
   with pytest.raises(ValueError, match="integers"):
     sweep.parse_seeds("a")
+
+
+def test_blocks_long_columns_get_their_schedule_unless_overridden(tmp_path):
+  def epochs(*extra):
+    out = subprocess.run(
+        [sys.executable, "-m", "landmark_ssl.sweep",
+         "--config=experiments/blocks.py", f"--workdir={tmp_path}",
+         "--dry_run", r"--only=^seq_mt_L_f0\.(1|2|5)_", "--seeds=3", *extra],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+    got = {}
+    for line in out.stdout.strip().splitlines():
+      config, workdir = _parse_main_command(shlex.split(line))
+      got[os.path.basename(workdir)] = (config.train.max_epochs,
+                                        config.optim.grad_clip_norm)
+    return got
+  assert epochs() == {"seq_mt_L_f0.1_s3": (40, 0), "seq_mt_L_f0.2_s3": (200, 200),
+                      "seq_mt_L_f0.5_s3": (200, 200)}
+  assert epochs("--override=train.max_epochs=40") == {
+      "seq_mt_L_f0.1_s3": (40, 0), "seq_mt_L_f0.2_s3": (40, 200),
+      "seq_mt_L_f0.5_s3": (40, 200)}
+  bad = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.sweep",
+       "--config=experiments/blocks.py", f"--workdir={tmp_path}", "--dry_run",
+       "--override=data.labeled_fraction=0.3"], cwd=ROOT, env=ENV,
+      capture_output=True, text=True)
+  assert bad.returncode != 0 and "labeled_fraction" in bad.stderr
 
 
 def test_dry_run_prints_runnable_commands_for_unfinished_runs(tmp_path):

@@ -164,8 +164,9 @@ def protocol_differences(config: Mapping, modules: Sequence,
   """Where a run's config differs from its table's protocol.
 
   The protocol of a run is the config its experiment file gives for its
-  model and costs (not ``quick``), at the run's label fraction and seed:
-  what ``sweep`` trains. Keys that do not change what is measured
+  model and costs (not ``quick``), at the run's label fraction and seed,
+  with the settings the file's ``sweep()`` adds to that column
+  (``configs.table_runs``' ``column_settings``): what ``sweep`` trains. Keys that do not change what is measured
   (``_INCIDENTAL_KEYS``) and the ``by`` keys (a ``--grid``) are not
   compared.
 
@@ -184,7 +185,10 @@ def protocol_differences(config: Mapping, modules: Sequence,
       continue  # not this experiment's model or costs (or not a table's file)
     if experiment_of(reference.data.name) != experiment:
       continue
-    reference.data.labeled_fraction = float(config["data"]["labeled_fraction"])
+    fraction = float(config["data"]["labeled_fraction"])
+    reference.update_from_flattened_dict(
+        _column_settings(module, model, costs, fraction))
+    reference.data.labeled_fraction = fraction
     reference.seed = int(config["seed"])
     ref = dict(configs.flat_items(with_json_types(configs.with_defaults(
         reference.to_dict()))))
@@ -194,6 +198,25 @@ def protocol_differences(config: Mapping, modules: Sequence,
                  for k in sorted(set(ref) | set(own))
                  if k not in skip and own.get(k) != ref.get(k))
   return None
+
+
+def _column_settings(module, model: str, costs: str, fraction: float) -> dict:
+  """The overrides ``module.sweep()`` gives the runs of the table cell
+  (``model``, ``costs``, ``fraction``), seed left out; ``{}`` where the
+  sweep has no such cell (a run outside the paper's table)."""
+  sweep = getattr(module, "sweep", None)
+  if sweep is None:
+    return {}
+  try:
+    runs = sweep(seeds=(0,))
+  except TypeError:  # an experiment file whose sweep() takes no seeds
+    runs = sweep()
+  for run in runs:
+    overrides = run["overrides"]
+    if (run["config_arg"] == f"model={model},costs={costs}" and
+        float(overrides.get("data.labeled_fraction", -1)) == fraction):
+      return {k: v for k, v in overrides.items() if k != "seed"}
+  return {}
 
 
 def with_json_types(config: Mapping) -> dict:
