@@ -79,6 +79,7 @@ interrupted (its runs are stopped and resume next time).
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import math
 import re
@@ -381,22 +382,41 @@ def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
                num_runs - len(left))
   if not left:
     return
-  timings = sweep_progress.read_timings(timings_from)
-  seconds, own = sweep_progress.estimate_seconds([r.key for r in left],
-                                                 timings)
-  if math.isnan(seconds):
+  by_kind = sweep_progress.read_epoch_timings(timings_from)
+  if not by_kind:
     logging.info("No finished run under %s to estimate the remaining "
                  "compute from (--timings_from=DIR of finished runs, e.g. "
                  "results/blocks).", timings_from)
     return
-  logging.info(
-      "Estimated compute of the %d unfinished runs: %.1f h of one "
-      "process (%.1f h at --parallel=%d), from the wall times of %d "
-      "finished runs under %s (%d runs by their own model and costs, "
-      "the others by the mean of all), on the machine that ran them.",
-      len(left), seconds / 3600, seconds / 3600 / parallel, parallel,
-      sum(len(t) for t in timings.values()), timings_from, own)
+  epochs = [_epochs(r) for r in left]
+  for kind, timings in sorted(by_kind.items()):
+    seconds, own = sweep_progress.estimate_seconds(
+        [r.key for r in left], timings, epochs)
+    logging.info(
+        "Estimated compute of the %d unfinished runs (%.0f epochs) on %s: "
+        "%.1f h of one process (%.1f h at --parallel=%d), from the time "
+        "per epoch of %d finished runs on %s under %s (%d runs by their "
+        "own model and costs, the others by the mean of all; runs that "
+        "shared a device or a vectorised process count their whole wall "
+        "time, so the hours are those of as many processes).",
+        len(left), sum(epochs), kind, seconds / 3600,
+        seconds / 3600 / parallel, parallel,
+        sum(len(t) for t in timings.values()), kind, timings_from, own)
 
+
+def _epochs(spec: sweep_plan.RunSpec) -> float:
+  """The epochs ``spec`` trains: its ``train.max_epochs`` override, else its
+  experiment's default."""
+  given = dict(spec.overrides).get("train.max_epochs")
+  if given is not None:
+    return float(given)
+  return _default_epochs(spec.experiment, spec.config_arg)
+
+
+@functools.lru_cache(maxsize=None)
+def _default_epochs(experiment: str, config_arg: str) -> float:
+  return float(configs.load_experiment(experiment).get_config(
+      config_arg or None).train.max_epochs)
 
 def main(argv):
   if len(argv) > 1:

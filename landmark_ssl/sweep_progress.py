@@ -9,8 +9,9 @@ launcher) and gives the line logged at each such event::
 The ETA counts, for each run left, the mean wall time of the finished runs
 of its model and costs (or of all finished runs: :func:`estimate_seconds`),
 for each running run what remains of that, and divides by the most runs
-seen running at once. ``sweep --dry_run`` estimates the compute left the
-same way (:func:`read_timings`).
+seen running at once. ``sweep --dry_run`` estimates the compute left from
+the time per epoch of the finished runs, per device kind
+(:func:`read_epoch_timings`), times each run's epochs.
 """
 
 from __future__ import annotations
@@ -62,6 +63,34 @@ def read_timings(workdir: str) -> Dict[tuple, List[float]]:
   return out
 
 
+def epoch_seconds(results: Mapping) -> tuple | None:
+  """``(device kind, (row model, costs), wall seconds per epoch trained)``
+  of a finished run's ``results.json`` object, or ``None``."""
+  found = wall_seconds(results)
+  try:
+    epochs = float(results["epochs"])
+    kind = str(results.get("device_kind") or "unknown")
+  except (KeyError, TypeError, ValueError):
+    return None
+  if found is None or epochs <= 0:
+    return None
+  return kind, found[0], found[1] / epochs
+
+
+def read_epoch_timings(workdir: str
+                       ) -> Dict[str, Dict[tuple, List[float]]]:
+  """``{device kind: {(row model, costs): [seconds per epoch, ...]}}`` of
+  the finished runs under ``workdir``: a run's time per epoch on the
+  device it ran on (a GPU's runs say nothing of a CPU's)."""
+  out: Dict[str, Dict[tuple, List[float]]] = collections.defaultdict(
+      lambda: collections.defaultdict(list))
+  for _, results, _ in rundir.find_results(workdir):
+    found = None if results is None else epoch_seconds(results)
+    if found:
+      out[found[0]][found[1]].append(found[2])
+  return {kind: dict(t) for kind, t in out.items()}
+
+
 def mean_seconds(key: tuple, timings: Mapping[tuple, Sequence[float]]
                  ) -> float:
   """The mean wall time of the finished runs of ``key``, else of all
@@ -70,17 +99,21 @@ def mean_seconds(key: tuple, timings: Mapping[tuple, Sequence[float]]
   return sum(times) / len(times) if times else math.nan
 
 
-def estimate_seconds(keys: Sequence[tuple], timings: Mapping[tuple, Sequence[float]]
+def estimate_seconds(keys: Sequence[tuple], timings: Mapping[tuple, Sequence[float]],
+                     lengths: Sequence[float] | None = None
                      ) -> Tuple[float, int]:
   """Estimated wall seconds of runs with these ``(model, costs)`` keys.
 
   Each run counts the mean wall time of the finished runs of its key, or,
-  without any, of all finished runs. Returns ``(seconds, number of runs
+  without any, of all finished runs; with ``lengths`` (e.g. each run's
+  epochs, with ``timings`` per epoch: :func:`read_epoch_timings`), that
+  mean times the run's length. Returns ``(seconds, number of runs
   estimated from their own key)``; ``(nan, 0)`` without any finished run.
   """
   if not any(timings.values()):
     return math.nan, 0
-  total = sum(mean_seconds(key, timings) for key in keys)
+  lengths = [1.0] * len(keys) if lengths is None else list(lengths)
+  total = sum(mean_seconds(key, timings) * n for key, n in zip(keys, lengths))
   return total, sum(1 for key in keys if timings.get(key))
 
 

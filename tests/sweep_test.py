@@ -774,6 +774,38 @@ def test_estimate_of_the_remaining_compute_by_hand(tmp_path):
   assert np.isnan(sweep_progress.estimate_seconds(keys, {})[0])
 
 
+def test_estimate_per_epoch_and_device_kind(tmp_path):
+  """The dry run's estimate: per device kind, the mean time per epoch of
+  that kind's finished runs of the same model and costs, times each
+  unfinished run's epochs (Blocks: 40, or 200 at 20% and 50%)."""
+  rng = np.random.default_rng()
+  done = tmp_path / "done"
+  per_epoch = {"cpu": rng.uniform(20, 60, 2), "NVIDIA H200": rng.uniform(1, 3, 3)}
+  for kind, values in per_epoch.items():
+    for i, v in enumerate(values):
+      epochs = float(rng.choice([40, 200]))
+      run_dir = done / f"{kind}_{i}"
+      run_dir.mkdir(parents=True)
+      (run_dir / rundir.RESULTS).write_text(json.dumps({
+          "status": "finished", "wall_time_s": float(v * epochs),
+          "epochs": epochs, "device_kind": kind,
+          "config": {"model": {"name": "seq_mt"}, "costs": "L"}}))
+  timings = sweep_progress.read_epoch_timings(str(done))
+  assert {k: sorted(t[("seq_mt", "L")]) for k, t in timings.items()} == {
+      k: pytest.approx(sorted(v)) for k, v in per_epoch.items()}
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.sweep",
+       "--config=experiments/blocks.py", f"--workdir={tmp_path / 'new'}",
+       "--dry_run", r"--only=^seq_mt_L_f0\.(1|2)_", "--seeds=0",
+       f"--timings_from={done}", "--parallel=2"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+  for kind, values in per_epoch.items():
+    hours = values.mean() * (40 + 200) / 3600
+    (line,) = [l for l in out.stderr.splitlines()
+               if f"(240 epochs) on {kind}:" in l]
+    assert f"{hours:.1f} h of one process ({hours / 2:.1f} h at " in line
+
+
 def test_slurm_array_template_runs_the_line_of_its_task(tmp_path):
   """cluster/slurm_array.sh, run as SLURM would (array task id set), runs
   exactly its line of a sweep --dry_run file, quoting intact; a task past
