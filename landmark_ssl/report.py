@@ -185,18 +185,26 @@ def expected_runs(experiment_files: Sequence[str], seeds=None,
   return out
 
 
-def missing_runs(expected, runs: Sequence[Run], workdir: str) -> List[Tuple]:
+def missing_runs(expected, runs: Sequence[Run], workdir: str,
+                 outside: Sequence[Run] = ()) -> List[Tuple]:
   """``[((experiment, model, costs, fraction), run name, state), ...]`` of
-  the expected runs with no finished result, in sweep order; state is
-  ``'not started'`` or ``'started, not finished'``."""
+  the expected runs with no finished result at the protocol, in sweep
+  order; state is ``'not started'``, ``'started, not finished'`` or
+  ``'finished outside the protocol'`` (a run of that name in ``outside``,
+  e.g. one trained before the protocol changed)."""
   have = {(r.experiment, r.model, r.costs, r.fraction, r.seed) for r in runs}
+  elsewhere = {os.path.basename(os.path.normpath(r.run_dir)) for r in outside}
   out = []
   for run, cell in expected:
     if cell in have:
       continue
-    started = os.path.isdir(os.path.join(workdir, run["name"]))
-    out.append((cell[:4], run["name"],
-                "started, not finished" if started else "not started"))
+    if run["name"] in elsewhere:
+      state = "finished outside the protocol"
+    elif os.path.isdir(os.path.join(workdir, run["name"])):
+      state = "started, not finished"
+    else:
+      state = "not started"
+    out.append((cell[:4], run["name"], state))
   return out
 
 
@@ -488,8 +496,11 @@ def write_report(workdir: str, experiment_files: Sequence[str] = (),
   outside_stats = {k: aggregate(v) for k, v in outside.items()}
   missing = None
   if experiment_files:
-    missing = missing_runs(expected_runs(experiment_files, seeds, quick),
-                           everything if quick else runs, workdir)
+    missing = missing_runs(
+        expected_runs(experiment_files, seeds, quick),
+        everything if quick else runs, workdir,
+        outside=() if quick else [r for group in outside.values()
+                                  for r in group])
   if figures:
     from landmark_ssl import figures as figures_lib  # pylint: disable=g-import-not-at-top
     figures_lib.sweep_figures(workdir, **{"by": by, **(figure_options or {})})

@@ -248,6 +248,27 @@ def test_unfinished_runs_are_listed_not_counted(tmp_path):
   assert "status running" in text
 
 
+def test_a_column_setting_is_part_of_the_protocol(tmp_path):
+  """Blocks' 20% runs train 200 epochs (the sweep's column setting): one at
+  the old 40 epochs is outside the protocol, and its cell's missing run
+  says so; the 200-epoch run is in the table."""
+  long_run = run_of("blocks", "seq_mt_L_f0.2_s0")
+  assert long_run["overrides"]["train.max_epochs"] == 200
+  forty = dict(long_run, name="seq_mt_L_f0.2_s1", overrides=dict(
+      long_run["overrides"], seed=1, **{"train.max_epochs": 40.0}))
+  for run, err in ((long_run, 0.5), (forty, 1.5)):
+    fake_results(tmp_path, "blocks", run, {"test": {"landmark_error": err}})
+  text = report.write_report(str(tmp_path), [f"{ROOT}/experiments/blocks.py"])
+  table = text.split("## blocks, test: landmark_error (pixels)")[1]
+  (line,) = [l for l in table.splitlines() if l.startswith("| Seq-MT (L) |")]
+  assert "0.50 (n=1) · paper 1.98" in line
+  outside = text.split("## Runs outside the tables' protocol")[1]
+  assert "Differs in: train.max_epochs=40.0" in outside
+  assert "1.50 (n=1)" in outside
+  assert ("seq_mt_L_f0.2_s1 (finished outside the protocol), "
+          "seq_mt_L_f0.2_s2 (not started)") in text
+
+
 def test_bad_results_name_the_file(tmp_path):
   bad = tmp_path / "x" / "results.json"
   bad.parent.mkdir()
