@@ -296,6 +296,41 @@ def test_results_doc_isa_table_is_the_committed_runs():
                           "reproducibility table (results/reproducibility)")
 
 
+def test_another_cpu_changes_a_run_and_xla_isa_does_not_undo_it():
+  """RESULTS' claims on results/reproducibility/machines: the 2-epoch run of
+  results/reproducibility/threads/quick_default, again on another machine
+  (a CPU with AVX-512): with the same code, packages and data it parts from
+  step 5; so does the current code, and limiting XLA to AVX2 there changes
+  nothing (all three runs on that machine agree to the last bit)."""
+  old = compare_runs.RunFiles.read(
+      ROOT / "results" / "reproducibility" / "threads" / "quick_default")
+  machines = ROOT / "results" / "reproducibility" / "machines"
+  runs = {name: compare_runs.RunFiles.read(machines / name)
+          for name in ("quick_as_is", "quick_xla_avx2", "quick_code_086e836")}
+  same_code = runs["quick_code_086e836"].results["stack"]
+  assert same_code["code"] == old.results["stack"]["code"]
+  assert same_code["packages"] == old.results["stack"]["packages"]
+  assert "avx512f" in runs["quick_as_is"].results["stack"]["cpu_features"]
+  assert runs["quick_xla_avx2"].results["stack"]["environment"] == {
+      "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
+  # The data: the digests a run on the earlier machine recorded (its
+  # 2-epoch runs predate them; the dataset is built the same way).
+  earlier = json.loads((RUNS / "seq_mt_L_f0.05_s1" / "results.json"
+                        ).read_text())
+  assert "avx512f" not in earlier["stack"]["cpu_features"]
+  assert earlier["stack"]["platform"] == same_code["platform"]
+  for name in ("quick_as_is", "quick_xla_avx2"):
+    assert runs[name].results["data"]["splits"] == earlier["data"]["splits"]
+  for name, run in runs.items():
+    assert not configs.config_differences(old.config, run.config), name
+    divergence, common = compare_runs.first_divergence(old.events, run.events)
+    assert common == 20 and divergence.step == 5, name
+    assert 1e-4 < divergence.relative < 1e-2, name
+    assert compare_runs.first_divergence(
+        runs["quick_as_is"].events, run.events) == (None, 20), name
+    assert run.results["metrics"] == runs["quick_as_is"].results["metrics"]
+
+
 def test_threads_do_not_change_a_run_and_rounding_does():
   """RESULTS' claims on the 2-epoch runs in results/reproducibility/threads:
   again and on one thread every logged value equals the first run's; with
