@@ -286,8 +286,10 @@ class Tally:
   def __init__(self, jobs: Sequence[sweep_plan.Job], clock=time.monotonic):
     self.out: Dict[str, List[str]] = {k: [] for k in
                                       sweep_progress.DONE_KINDS}
+    runs = [r for job in jobs for r in job.runs]
     self.progress = sweep_progress.Progress(
-        {r.name: r.key for job in jobs for r in job.runs}, clock)
+        {r.name: r.key for r in runs}, clock,
+        epochs={r.name: r.epochs for r in runs})
 
   def note(self, event: Event) -> None:
     if event.kind == "started":

@@ -78,6 +78,7 @@ interrupted (its runs are stopped and resume next time).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import itertools
@@ -388,7 +389,11 @@ def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
                  "compute from (--timings_from=DIR of finished runs, e.g. "
                  "results/blocks).", timings_from)
     return
-  epochs = [_epochs(r) for r in left]
+  epochs = [r.epochs for r in left]
+  if not all(math.isfinite(e) for e in epochs):
+    logging.info("No estimate of the remaining compute: the epochs of some "
+                 "runs are unknown (their experiment's get_config failed).")
+    return
   for kind, timings in sorted(by_kind.items()):
     seconds, own = sweep_progress.estimate_seconds(
         [r.key for r in left], timings, epochs)
@@ -405,12 +410,16 @@ def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
 
 
 def _epochs(spec: sweep_plan.RunSpec) -> float:
-  """The epochs ``spec`` trains: its ``train.max_epochs`` override, else its
-  experiment's default."""
-  given = dict(spec.overrides).get("train.max_epochs")
-  if given is not None:
-    return float(given)
-  return _default_epochs(spec.experiment, spec.config_arg)
+  """The epochs ``spec`` trains, for the estimates of the time left: its
+  ``train.max_epochs`` override, else its experiment's default; nan where
+  neither can be read (the run itself then reports why)."""
+  try:
+    given = dict(spec.overrides).get("train.max_epochs")
+    if given is not None:
+      return float(given)
+    return _default_epochs(spec.experiment, spec.config_arg)
+  except Exception:  # pylint: disable=broad-except
+    return math.nan
 
 
 @functools.lru_cache(maxsize=None)
@@ -447,6 +456,7 @@ def main(argv):
         runs, FLAGS.config, FLAGS.workdir, parse_overrides(FLAGS.override),
         fixed={"data.labeled_fraction", sweep_plan.SEED_KEY} |
         {k for k, _ in grid})
+    specs = [dataclasses.replace(s, epochs=_epochs(s)) for s in specs]
     jobs = (sweep_plan.group_seeds(specs) if FLAGS.vectorize_seeds else
             sweep_plan.single_jobs(specs))
     check_launcher_flags(FLAGS.launcher,

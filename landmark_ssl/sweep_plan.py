@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import os
 from typing import Collection, Dict, List, Mapping, Sequence, Tuple
 
@@ -33,12 +34,16 @@ class RunSpec:
       grid values, then the sweep's ``--override`` s.
     name: the run's name (its directory's name).
     run_dir: where it trains.
+    epochs: the epochs it trains (``sweep`` sets it from the experiment's
+      config and the overrides; nan where unknown), for the estimates of
+      the time left.
   """
   experiment: str
   config_arg: str
   overrides: Tuple[Tuple[str, str], ...]
   name: str
   run_dir: str
+  epochs: float = math.nan
 
   @property
   def seed(self) -> str | None:

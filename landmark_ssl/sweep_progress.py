@@ -144,10 +144,16 @@ class Progress:
   Args:
     runs: ``{run name: (model, costs)}`` of every run of the sweep.
     clock: seconds, monotonic.
+    epochs: ``{run name: epochs it trains}``; with it, a finished run
+      counts its wall time per epoch and a run left that mean times its
+      own epochs (e.g. Blocks' 200-epoch columns beside 40-epoch ones).
+      Without it every run counts as one unit.
   """
 
-  def __init__(self, runs: Mapping[str, tuple], clock):
+  def __init__(self, runs: Mapping[str, tuple], clock,
+               epochs: Mapping[str, float] | None = None):
     self._keys = dict(runs)
+    self._epochs = dict(epochs or {})
     self._clock = clock
     self._running: Dict[str, float] = {}  # name -> start time
     self._done: Dict[str, str] = {}  # name -> kind
@@ -185,15 +191,26 @@ class Progress:
     self._running.pop(name, None)
     self._done[name] = kind
     if timing:
-      self._timings[timing[0]].append(timing[1])
+      self._timings[timing[0]].append(timing[1] / self._length(name))
+
+  def _length(self, name: str) -> float:
+    length = float(self._epochs.get(name, 1.0))
+    return length if math.isfinite(length) and length > 0 else 1.0
 
   def eta(self) -> float:
     now = self._clock()
-    left = [key for name, key in self._keys.items()
+    left = [name for name in self._keys
             if name not in self._done and name not in self._running]
-    running = [(self._keys.get(name), now - start)
-               for name, start in self._running.items()]
-    return eta_seconds(left, running, self._timings, self._peak)
+    if not left and not self._running:
+      return 0.0
+    work, _ = estimate_seconds([self._keys[n] for n in left], self._timings,
+                               [self._length(n) for n in left])
+    if not left:
+      work = 0.0
+    for name, start in self._running.items():
+      expected = mean_seconds(self._keys.get(name), self._timings)
+      work += max(expected * self._length(name) - (now - start), 0.0)
+    return work / max(self._peak, 1)
 
   def line(self, name: str, text: str) -> str:
     """The progress line of an event of run ``name``."""

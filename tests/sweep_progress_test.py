@@ -3,6 +3,7 @@ finished runs' wall times, computed by hand."""
 
 import math
 
+import numpy as np
 import pytest
 
 from landmark_ssl import sweep_progress
@@ -63,3 +64,25 @@ def test_progress_lines_of_a_sweep():
                                              "ETA 0:00:00]")
   with pytest.raises(ValueError, match="Unknown end"):
     progress.done("r4", "lost")
+
+
+def test_progress_scales_by_each_runs_epochs():
+  """A finished run counts its time per epoch; a run left, that mean times
+  its own epochs (a 200-epoch run five times a 40-epoch one)."""
+  rng = np.random.default_rng()
+  per_epoch = float(rng.uniform(1, 10))
+  now = [0.0]
+  progress = sweep_progress.Progress(
+      {"short": A, "long": A, "other": B, "unknown": A},
+      clock=lambda: now[0],
+      epochs={"short": 40.0, "long": 200.0, "other": 40.0,
+              "unknown": float("nan")})
+  progress.started("short")
+  now[0] = 40 * per_epoch
+  progress.done("short", "finished", (A, 40 * per_epoch))
+  # long: 200 epochs; other (B: the mean of all): 40; unknown: one unit.
+  expected = (200 + 40 + 1) * per_epoch
+  assert progress.eta() == pytest.approx(expected)
+  progress.started("long")
+  now[0] += 50 * per_epoch
+  assert progress.eta() == pytest.approx(expected - 50 * per_epoch)
