@@ -390,7 +390,7 @@ def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
                  "results/blocks).", timings_from)
     return
   epochs = [r.epochs for r in left]
-  if not all(math.isfinite(e) for e in epochs):
+  if any(e is None for e in epochs):
     logging.info("No estimate of the remaining compute: the epochs of some "
                  "runs are unknown (their experiment's get_config failed).")
     return
@@ -409,9 +409,9 @@ def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
         sum(len(t) for t in timings.values()), kind, timings_from, own)
 
 
-def _epochs(spec: sweep_plan.RunSpec) -> float:
+def _epochs(spec: sweep_plan.RunSpec) -> float | None:
   """The epochs ``spec`` trains, for the estimates of the time left: its
-  ``train.max_epochs`` override, else its experiment's default; nan where
+  ``train.max_epochs`` override, else its experiment's default; None where
   neither can be read (the run itself then reports why)."""
   try:
     given = dict(spec.overrides).get("train.max_epochs")
@@ -419,13 +419,14 @@ def _epochs(spec: sweep_plan.RunSpec) -> float:
       return float(given)
     return _default_epochs(spec.experiment, spec.config_arg)
   except Exception:  # pylint: disable=broad-except
-    return math.nan
+    return None
 
 
 @functools.lru_cache(maxsize=None)
 def _default_epochs(experiment: str, config_arg: str) -> float:
   return float(configs.load_experiment(experiment).get_config(
       config_arg or None).train.max_epochs)
+
 
 def main(argv):
   if len(argv) > 1:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import math
 import os
 from typing import Collection, Dict, List, Mapping, Sequence, Tuple
 
@@ -35,7 +34,7 @@ class RunSpec:
     name: the run's name (its directory's name).
     run_dir: where it trains.
     epochs: the epochs it trains (``sweep`` sets it from the experiment's
-      config and the overrides; nan where unknown), for the estimates of
+      config and the overrides; None where unknown), for the estimates of
       the time left.
   """
   experiment: str
@@ -43,7 +42,7 @@ class RunSpec:
   overrides: Tuple[Tuple[str, str], ...]
   name: str
   run_dir: str
-  epochs: float = math.nan
+  epochs: float | None = None
 
   @property
   def seed(self) -> str | None:

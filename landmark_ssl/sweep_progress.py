@@ -194,8 +194,8 @@ class Progress:
       self._timings[timing[0]].append(timing[1] / self._length(name))
 
   def _length(self, name: str) -> float:
-    length = float(self._epochs.get(name, 1.0))
-    return length if math.isfinite(length) and length > 0 else 1.0
+    length = self._epochs.get(name)
+    return float(length) if length and math.isfinite(length) else 1.0
 
   def eta(self) -> float:
     now = self._clock()

@@ -76,7 +76,7 @@ def test_progress_scales_by_each_runs_epochs():
       {"short": A, "long": A, "other": B, "unknown": A},
       clock=lambda: now[0],
       epochs={"short": 40.0, "long": 200.0, "other": 40.0,
-              "unknown": float("nan")})
+              "unknown": None})
   progress.started("short")
   now[0] = 40 * per_epoch
   progress.done("short", "finished", (A, 40 * per_epoch))
