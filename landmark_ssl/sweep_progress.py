@@ -6,10 +6,10 @@ launcher) and gives the line logged at each such event::
 
   [3/8 done, 2 running, 3 left; ETA 0:14:10] seq_mt_L_f0.05_s1: finished in 412 s
 
-The ETA counts, for each run left, the mean wall time of the finished runs
-of its model and costs (or of all finished runs: :func:`estimate_seconds`),
-for each running run what remains of that, and divides by the most runs
-seen running at once. ``sweep --dry_run`` estimates the compute left from
+The ETA counts, for each run left, the mean wall time per epoch of the
+finished runs of its model and costs (or of all finished runs:
+:func:`estimate_seconds`) times its epochs, for each running run what
+remains of that, and divides by the most runs seen running at once. ``sweep --dry_run`` estimates the compute left from
 the time per epoch of the finished runs, per device kind
 (:func:`read_epoch_timings`), times each run's epochs.
 """
@@ -50,17 +50,6 @@ def read_wall_seconds(run_dir: str) -> tuple | None:
   except (OSError, rundir.CorruptFileError):
     return None
   return None if results is None else wall_seconds(results)
-
-
-def read_timings(workdir: str) -> Dict[tuple, List[float]]:
-  """``{(row model, costs): [wall seconds, ...]}`` of the finished runs under
-  ``workdir`` (their ``results.json``); unreadable files are ignored."""
-  out = collections.defaultdict(list)
-  for _, results, _ in rundir.find_results(workdir):
-    found = None if results is None else wall_seconds(results)
-    if found:
-      out[found[0]].append(found[1])
-  return out
 
 
 def epoch_seconds(results: Mapping) -> tuple | None:
@@ -118,17 +107,22 @@ def estimate_seconds(keys: Sequence[tuple], timings: Mapping[tuple, Sequence[flo
 
 
 def eta_seconds(left: Sequence[tuple], running: Sequence[Tuple[tuple, float]],
-                timings: Mapping[tuple, Sequence[float]], slots: int) -> float:
+                timings: Mapping[tuple, Sequence[float]], slots: int,
+                left_lengths: Sequence[float] | None = None,
+                running_lengths: Sequence[float] | None = None) -> float:
   """Seconds until the runs ``left`` (their keys) and ``running`` (``(key,
   seconds since it started)``) are done, ``slots`` runs at a time; ``nan``
-  without a finished run to estimate from."""
+  without a finished run to estimate from. With lengths (e.g. epochs, and
+  ``timings`` per epoch), each run counts its key's mean times its length."""
   if not left and not running:
     return 0.0
-  work, _ = estimate_seconds(left, timings)
+  work, _ = estimate_seconds(left, timings, left_lengths)
   if not left:
     work = 0.0
-  for key, elapsed in running:
-    work += max(mean_seconds(key, timings) - elapsed, 0.0)
+  running_lengths = ([1.0] * len(running) if running_lengths is None
+                     else running_lengths)
+  for (key, elapsed), n in zip(running, running_lengths):
+    work += max(mean_seconds(key, timings) * n - elapsed, 0.0)
   return work / max(slots, 1)
 
 
@@ -201,16 +195,12 @@ class Progress:
     now = self._clock()
     left = [name for name in self._keys
             if name not in self._done and name not in self._running]
-    if not left and not self._running:
-      return 0.0
-    work, _ = estimate_seconds([self._keys[n] for n in left], self._timings,
-                               [self._length(n) for n in left])
-    if not left:
-      work = 0.0
-    for name, start in self._running.items():
-      expected = mean_seconds(self._keys.get(name), self._timings)
-      work += max(expected * self._length(name) - (now - start), 0.0)
-    return work / max(self._peak, 1)
+    return eta_seconds(
+        [self._keys[n] for n in left],
+        [(self._keys.get(n), now - start) for n, start in self._running.items()],
+        self._timings, self._peak,
+        left_lengths=[self._length(n) for n in left],
+        running_lengths=[self._length(n) for n in self._running])
 
   def line(self, name: str, text: str) -> str:
     """The progress line of an event of run ``name``."""

@@ -756,11 +756,11 @@ def test_estimate_of_the_remaining_compute_by_hand(tmp_path):
       i += 1
       run_dir.mkdir()
       (run_dir / rundir.RESULTS).write_text(json.dumps({
-          "status": "finished", "wall_time_s": float(t),
+          "status": "finished", "wall_time_s": float(t), "epochs": 1.0,
           "config": {"model": {"name": model}, "costs": costs}}))
   (tmp_path / "broken").mkdir()
   (tmp_path / "broken" / rundir.RESULTS).write_text("{trunc")
-  timings = sweep_progress.read_timings(str(tmp_path))
+  (timings,) = sweep_progress.read_epoch_timings(str(tmp_path)).values()
   assert {k: sorted(v) for k, v in timings.items()} == {
       k: sorted(v.tolist()) for k, v in walls.items()}
   keys = [("seq_mt", "L"), ("seq_mt", "L+T"), ("comm_mt", "L")]

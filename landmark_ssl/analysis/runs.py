@@ -166,9 +166,9 @@ def protocol_differences(config: Mapping, modules: Sequence,
   The protocol of a run is the config its experiment file gives for its
   model and costs (not ``quick``), at the run's label fraction and seed,
   with the settings the file's ``sweep()`` adds to that column
-  (``configs.table_runs``' ``column_settings``): what ``sweep`` trains. Keys that do not change what is measured
-  (``_INCIDENTAL_KEYS``) and the ``by`` keys (a ``--grid``) are not
-  compared.
+  (``configs.table_runs``' ``column_settings``): what ``sweep`` trains.
+  Keys that do not change what is measured (``_INCIDENTAL_KEYS``) and the
+  ``by`` keys (a ``--grid``) are not compared.
 
   Returns:
     ``()`` at the protocol; ``('key=value', ...)`` (the run's values) where
