@@ -331,6 +331,28 @@ def test_another_cpu_changes_a_run_and_xla_isa_does_not_undo_it():
     assert run.results["metrics"] == runs["quick_as_is"].results["metrics"]
 
 
+def test_the_table1_run_on_the_avx512_machine_is_the_reported_one():
+  """RESULTS' claim: seq_mt_L_f0.05_s0 trained again on the AVX-512 machine
+  ends where a new user's run on another machine did (test 3.03 px,
+  validation 3.01, best step 1850), apart from the committed run (2.00) from
+  its first logged step, with the same config and data."""
+  base = compare_runs.RunFiles.read(RUNS / ISA_RUN)
+  run = compare_runs.RunFiles.read(
+      ROOT / "results" / "reproducibility" / "machines" / ISA_RUN)
+  assert not configs.config_differences(base.config, run.config)
+  assert "avx512f" in run.results["stack"]["cpu_features"]
+  earlier = json.loads((RUNS / "seq_mt_L_f0.05_s1" / "results.json"
+                        ).read_text())
+  assert run.results["data"]["splits"] == earlier["data"]["splits"]
+  divergence, common = compare_runs.first_divergence(base.events, run.events)
+  assert common == 40 and divergence.step == 50
+  m = run.results["metrics"]
+  assert (round(m["test"]["landmark_error"], 2),
+          round(m["validation"]["landmark_error"], 2),
+          run.results["best_step"]) == (3.03, 3.01, 1850)
+  assert round(base.results["metrics"]["test"]["landmark_error"], 2) == 2.00
+
+
 def test_threads_do_not_change_a_run_and_rounding_does():
   """RESULTS' claims on the 2-epoch runs in results/reproducibility/threads:
   again and on one thread every logged value equals the first run's; with
