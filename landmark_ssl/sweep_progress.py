@@ -9,9 +9,9 @@ launcher) and gives the line logged at each such event::
 The ETA counts, for each run left, the mean wall time per epoch of the
 finished runs of its model and costs (or of all finished runs:
 :func:`estimate_seconds`) times its epochs, for each running run what
-remains of that, and divides by the most runs seen running at once. ``sweep --dry_run`` estimates the compute left from
-the time per epoch of the finished runs, per device kind
-(:func:`read_epoch_timings`), times each run's epochs.
+remains of that, and divides by the most runs seen running at once.
+``sweep --dry_run`` estimates the compute left the same way, per device
+kind (:func:`read_epoch_timings`).
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def estimate_seconds(keys: Sequence[tuple], timings: Mapping[tuple, Sequence[flo
   if not any(timings.values()):
     return math.nan, 0
   lengths = [1.0] * len(keys) if lengths is None else list(lengths)
-  total = sum(mean_seconds(key, timings) * n for key, n in zip(keys, lengths))
+  total = sum(mean_seconds(key, timings) * n
+              for key, n in zip(keys, lengths, strict=True))
   return total, sum(1 for key in keys if timings.get(key))
 
 
@@ -121,7 +122,7 @@ def eta_seconds(left: Sequence[tuple], running: Sequence[Tuple[tuple, float]],
     work = 0.0
   running_lengths = ([1.0] * len(running) if running_lengths is None
                      else running_lengths)
-  for (key, elapsed), n in zip(running, running_lengths):
+  for (key, elapsed), n in zip(running, running_lengths, strict=True):
     work += max(mean_seconds(key, timings) * n - elapsed, 0.0)
   return work / max(slots, 1)
 
