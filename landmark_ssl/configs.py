@@ -153,6 +153,9 @@ def base_config() -> config_dict.ConfigDict:
   c.data.labeled_share = 0.25
   c.data.batch_size = 64  # our choice; the paper is silent
   c.data.eval_batch_size = 256
+  # Splits up to this many MiB decoded are held in memory (read once per
+  # process; the same batches); 0 = decode every batch from the files.
+  c.data.cache_mib = 1024
   c.data.class_heads = ()  # class features feeding classifier heads (with C)
   c.data.train_split = "train"
   c.data.eval_split = "validation"

@@ -69,8 +69,18 @@ global batch. Every process yields the same number of eval batches.
 Settings read from ``config.data`` (ml_collections ``ConfigDict``):
 ``name``, ``data_dir`` (None: TFDS default), ``labeled_fraction``,
 ``labeled_share`` (default 0), ``batch_size``, ``eval_batch_size``,
-``train_split`` (default ``'train'``), and the optional loader knobs
-``read_threads`` (default 2) and ``prefetch_batches`` (default 4).
+``train_split`` (default ``'train'``), ``cache_mib`` (default 1024), and
+the optional loader knobs ``read_threads`` (default 2) and
+``prefetch_batches`` (default 4).
+
+Splits in memory: a split whose decoded arrays take at most ``cache_mib``
+MiB (Blocks: 11 MiB a split) is decoded once per process, at its first
+read, into one numpy array per numeric feature (``InMemorySplit``);
+batches are then gathered by index instead of decoding each record (on
+this project's CPU 0.14 ms per Blocks batch of 64 against 6.4 ms, and a
+validation pass 0.02 s against 0.4 s). The values are those of the
+records, so the batches are the same either way. ``cache_mib = 0`` reads
+every batch from the files.
 
 Batches are numpy dicts: ``image`` ``(B, H, W, C) float32`` in [0, 1],
 ``landmarks`` ``(B, K, 2)``, ``visible`` ``(B, K)``, ``has_landmarks``,
@@ -106,6 +116,7 @@ LABELED_FLAG = "has_landmarks"
 ALL_CLASS_FEATURES = "*"
 DEFAULT_READ_THREADS = 2
 DEFAULT_PREFETCH_BATCHES = 4
+DEFAULT_CACHE_MIB = 1024
 # Purposes of the random streams derived from a run seed.
 _SELECT, _LABELED_POOL, _UNLABELED_POOL = 0, 1, 2
 
@@ -231,6 +242,98 @@ def _source(builder, split: str, setting: str):
         f"{builder.name!r}; its splits are {splits}. Set "
         f"config.data.{setting} to one of them.")
   return _NamedSource(builder.as_data_source(split=split), builder, split)
+
+
+# --------------------------------------------------------------------------
+# splits decoded into memory
+
+
+class InMemorySplit:
+  """A split decoded into host memory: ``arrays[feature]`` holds every
+  example's value of ``feature``, stacked in example order."""
+
+  def __init__(self, arrays: Mapping[str, np.ndarray]):
+    self.arrays = dict(arrays)
+    sizes = {len(a) for a in self.arrays.values()}
+    if len(sizes) != 1:
+      raise ValueError(f"features of different lengths: {sorted(sizes)}")
+    self._len = sizes.pop()
+
+  def __len__(self) -> int:
+    return self._len
+
+  @property
+  def nbytes(self) -> int:
+    return sum(a.nbytes for a in self.arrays.values())
+
+  def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """``{feature: values of examples indices}`` (copies)."""
+    indices = np.asarray(indices, np.int64)
+    return {k: a[indices] for k, a in self.arrays.items()}
+
+
+def decode_split(source, max_bytes: int) -> InMemorySplit | None:
+  """The numeric features of ``source``'s examples (text ones, such as an
+  example id, are left out) decoded into an :class:`InMemorySplit`, or None
+  where they would take more than ``max_bytes`` (estimated from the first
+  example) or cannot be stacked (nested features, or shapes that vary
+  between examples)."""
+  n = len(source)
+  if n == 0 or max_bytes <= 0:
+    return None
+  first = source[0]
+  if any(isinstance(v, Mapping) for v in first.values()):
+    return None
+  keys = [k for k, v in first.items() if np.asarray(v).dtype.kind in "biuf"]
+  if sum(np.asarray(first[k]).nbytes for k in keys) * n > max_bytes:
+    return None
+  chunks: dict[str, list] = {k: [] for k in keys}
+  for start in range(0, n, 256):
+    records = source.__getitems__(list(range(start, min(n, start + 256))))
+    for key, out in chunks.items():
+      try:
+        out.append(np.stack([np.asarray(r[key]) for r in records]))
+      except ValueError:  # shapes differ between examples
+        return None
+  try:
+    arrays = {k: np.concatenate(v) for k, v in chunks.items()}
+  except ValueError:
+    return None
+  return InMemorySplit(arrays)
+
+
+# Splits decoded by this process, by (dataset version dir, split, the
+# files' sizes and times: a rebuilt dataset is decoded again).
+_IN_MEMORY: dict = {}
+
+
+def _cache_bytes(data_config: Any) -> int:
+  mib = _setting(data_config, "cache_mib")
+  mib = DEFAULT_CACHE_MIB if mib is None else float(mib)
+  return int(mib * 2**20)
+
+
+def split_in_memory(builder, split: str, source, max_bytes: int
+                    ) -> InMemorySplit | None:
+  """``split`` of ``builder`` decoded into memory once per process (the
+  same object for every later call), or None where it does not fit in
+  ``max_bytes`` (then read ``source``, the split's data source)."""
+  if max_bytes <= 0:
+    return None
+  files = tuple((os.fspath(f), os.stat(f).st_size, os.stat(f).st_mtime_ns)
+                for f in builder.info.splits[split].filepaths)
+  key = (os.fspath(builder.data_dir), split, files)
+  entry = _IN_MEMORY.get(key)  # (the budget it was tried with, the split)
+  if entry is None or (entry[1] is None and max_bytes > entry[0]):
+    entry = _IN_MEMORY[key] = (max_bytes, decode_split(source, max_bytes))
+    if entry[1] is not None:
+      logging.info("Split %r of %s decoded into memory: %d examples, %.1f MiB "
+                   "(config.data.cache_mib=0 reads it from the files).",
+                   split, builder.name, len(entry[1]), entry[1].nbytes / 2**20)
+  memory = entry[1]
+  if memory is not None and memory.nbytes > max_bytes:
+    return None  # decoded earlier under a larger budget
+  return memory
 
 
 # --------------------------------------------------------------------------
@@ -617,10 +720,17 @@ class PoolStream:
 
 def read_batch(source, indices: np.ndarray, has_landmarks: np.ndarray,
                mask: np.ndarray, names: Sequence[str]) -> dict:
-  """Reads examples ``indices`` of a TFDS data source into one batch dict."""
-  records = source.__getitems__([int(i) for i in indices])
-  def stack(key, dtype):
-    return np.stack([np.asarray(r[key]) for r in records]).astype(dtype)
+  """Reads examples ``indices`` of a TFDS data source (or of an
+  :class:`InMemorySplit`, the same values) into one batch dict."""
+  if isinstance(source, InMemorySplit):
+    values = source.gather(indices)
+    stack = lambda key, dtype: values[key].astype(dtype)
+    has = lambda key: key in values
+  else:
+    records = source.__getitems__([int(i) for i in indices])
+    stack = lambda key, dtype: np.stack(
+        [np.asarray(r[key]) for r in records]).astype(dtype)
+    has = lambda key: key in records[0]
   batch = {
       "image": stack("image", np.float32) / np.float32(255.0),
       "landmarks": stack("landmarks", np.float32),
@@ -631,7 +741,7 @@ def read_batch(source, indices: np.ndarray, has_landmarks: np.ndarray,
       "mask": np.asarray(mask, np.float32),
       "index": np.asarray(indices, np.int32),
   }
-  if "shape_size" in records[0]:
+  if has("shape_size"):
     # Shapes: the extent (circumradius) of the object each landmark marks,
     # for evaluation.hit_rates ("does the landmark land on its shape").
     batch["landmark_radius"] = stack("shape_size", np.float32)
@@ -678,6 +788,8 @@ class TrainLoader:
     global_batch_size: rows of the global batch (``batch_size``, or ``n_lab``
       rounded up to ``row_multiple`` with ``labeled_only``).
     local_batch_size: rows of this process's batches.
+    in_memory: whether the train split is read from memory
+      (``split_in_memory``) rather than from its files.
   """
 
   def __init__(self, data_config: Any, seed: int,
@@ -697,6 +809,10 @@ class TrainLoader:
     split = _setting(data_config, "train_split", "train")
     self._source = _source(builder, split, "train_split")
     n = len(self._source)
+    memory = split_in_memory(builder, split, self._source,
+                             _cache_bytes(data_config))
+    self.in_memory = memory is not None
+    self._reader = self._source if memory is None else memory
 
     labeled = np.unique(np.asarray(labeled_indices, np.int64))
     if labeled.size == 0 or labeled[0] < 0 or labeled[-1] >= n:
@@ -767,7 +883,7 @@ class TrainLoader:
     return out
 
   def _read(self, indices: np.ndarray) -> dict:
-    return read_batch(self._source, indices, self._has, self._mask,
+    return read_batch(self._reader, indices, self._has, self._mask,
                       self._names)
 
   def get_batch(self, step: int) -> dict:
@@ -812,6 +928,8 @@ def eval_batches(data_config: Any, split: str,
   source = _source(builder, split, "eval_split / test_splits")
   n = len(source)
   num_batches = math.ceil(n / size)
+  memory = split_in_memory(builder, split, source, _cache_bytes(data_config))
+  source = source if memory is None else memory
 
   def read(b: int) -> dict:
     pos = b * size + process_index * local + np.arange(local)

@@ -126,6 +126,9 @@ def config_errors(config) -> list[str]:
        "must be an integer >= 1")
   need("data.eval_batch_size", lambda v: int(v) == v and v >= 1,
        "must be an integer >= 1")
+  need("data.cache_mib", lambda v: v is None or (float(v) >= 0 and
+                                                  math.isfinite(v)),
+       "must be a number of MiB >= 0 (0 = read batches from the files)")
   need("data.labeled_fraction", lambda v: 0 < float(v) <= 1,
        "must be in (0, 1]")
   need("data.test_splits", lambda v: isinstance(v, (tuple, list)) and all(

@@ -386,3 +386,117 @@ def test_subset_digest_is_of_the_sorted_indices():
   assert ip.subset_digest(indices) == expected.hexdigest()
   assert ip.subset_digest(indices[::-1].astype(np.int32)) == expected.hexdigest()
   assert ip.subset_digest(indices[1:]) != expected.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# splits in memory
+
+
+def _leaves_equal(a, b):
+  """Same nested keys, and every array equal in value, dtype and shape."""
+  assert sorted(a) == sorted(b)
+  for key in a:
+    if isinstance(a[key], dict):
+      _leaves_equal(a[key], b[key])
+    else:
+      assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("labeled_only", [False, True])
+def test_batches_from_memory_are_those_from_the_files(data_dir, labeled_only):
+  rng = np.random.default_rng()
+  seed = int(rng.integers(10_000))
+  fraction = float(rng.choice([0.05, 0.2, 0.5]))
+  cfg = _config(data_dir, labeled_fraction=fraction)
+  files = _config(data_dir, labeled_fraction=fraction, cache_mib=0)
+  labeled = ip.select_labeled(cfg, seed)
+  memory = ip.TrainLoader(cfg, seed, labeled, 0, 1, labeled_only=labeled_only)
+  disk = ip.TrainLoader(files, seed, labeled, 0, 1, labeled_only=labeled_only)
+  assert memory.in_memory and not disk.in_memory
+  for step in rng.integers(0, 10_000, size=5):
+    _leaves_equal(memory.get_batch(int(step)), disk.get_batch(int(step)))
+  start = int(rng.integers(100))
+  it = memory.iterate(start)
+  for i in range(3):
+    _leaves_equal(next(it), disk.get_batch(start + i))
+  it.close()
+  for split in ("validation", "test"):
+    for m, d in zip(ip.eval_batches(cfg, split), ip.eval_batches(files, split),
+                    strict=True):
+      _leaves_equal(m, d)
+
+
+def test_a_split_over_the_budget_is_read_from_the_files(data_dir, source):
+  one_example = sum(np.asarray(v).nbytes for v in source["train"][0].values()
+                    if not isinstance(v, (str, bytes)))
+  # Room for half of the split: not decoded; the batches are the same.
+  cfg = _config(data_dir, cache_mib=one_example * N / 2 / 2**20)
+  labeled = ip.select_labeled(cfg, 3)
+  small = ip.TrainLoader(cfg, 3, labeled, 0, 1)
+  assert not small.in_memory
+  _leaves_equal(small.get_batch(5),
+                ip.TrainLoader(_config(data_dir), 3, labeled, 0, 1).get_batch(5))
+
+
+class _ListSource:
+  """A data source over a list of example dicts."""
+
+  def __init__(self, examples):
+    self.examples = examples
+
+  def __len__(self):
+    return len(self.examples)
+
+  def __getitem__(self, i):
+    return self.examples[i]
+
+  def __getitems__(self, indices):
+    return [self.examples[i] for i in indices]
+
+
+def test_decode_split_stacks_the_numeric_features():
+  rng = np.random.default_rng()
+  n = int(rng.integers(300, 700))  # more than one 256-example chunk
+  examples = [{"image": rng.integers(0, 256, (4, 3, 1), dtype=np.uint8),
+               "landmarks": rng.normal(size=(2, 2)).astype(np.float32),
+               "label": int(rng.integers(5)), "normalizer": float(rng.random()),
+               "id": f"example {i}".encode()} for i in range(n)]
+  split = ip.decode_split(_ListSource(examples), 2**20)
+  assert len(split) == n and sorted(split.arrays) == [
+      "image", "label", "landmarks", "normalizer"]  # text left out
+  indices = rng.integers(0, n, size=17)
+  got = split.gather(indices)
+  for key in split.arrays:
+    want = np.stack([np.asarray(examples[i][key]) for i in indices])
+    assert got[key].dtype == want.dtype
+    np.testing.assert_array_equal(got[key], want)
+  per_example = 12 + 16 + 8 + 8
+  assert split.nbytes == n * per_example
+  # Over the budget, shapes that vary, nested features: not decoded.
+  assert ip.decode_split(_ListSource(examples), n * per_example - 1) is None
+  ragged = examples[:300] + [dict(examples[0], landmarks=np.zeros((3, 2)))]
+  assert ip.decode_split(_ListSource(ragged), 2**20) is None
+  nested = [dict(e, extra={"a": 1}) for e in examples[:3]]
+  assert ip.decode_split(_ListSource(nested), 2**20) is None
+
+
+def test_a_split_is_decoded_once_until_its_files_change(data_dir, tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  ip.get_dataset_info(_config(data_dir))  # builds it if no test did yet
+  shutil.copytree(data_dir, tmp_path / "tfds")
+  builder = build_data.make_builder("blocks/small", str(tmp_path / "tfds"))
+  source = builder.as_data_source(split="train")
+  first = ip.split_in_memory(builder, "train", source, 2**30)
+  assert first is not None
+  assert ip.split_in_memory(builder, "train", source, 2**30) is first
+  assert ip.split_in_memory(builder, "train", source, 0) is None
+  assert ip.split_in_memory(builder, "train", source, 1000) is None  # too small
+  for path in builder.info.splits["train"].filepaths:  # "rebuilt"
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+  again = ip.split_in_memory(builder, "train", source, 2**30)
+  assert again is not None and again is not first
+  for key in first.arrays:
+    np.testing.assert_array_equal(again.arrays[key], first.arrays[key])

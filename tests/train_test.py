@@ -683,6 +683,7 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
   config.optim.learning_rate = -0.01
   config.train.max_epochs = 0.0
   config.seed = -1
+  config.data.cache_mib = -1
   config.data.data_dir = str(data_file)
   with pytest.raises(ValueError) as info:
     train.train_and_evaluate(config, tmp_path / "a")
@@ -695,6 +696,8 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
       "config.train.max_epochs=0.0 must be > 0 (fractions allowed); set "
       "--config.train.max_epochs=...",
       "config.seed=-1 must be an integer >= 0",
+      "config.data.cache_mib=-1 must be a number of MiB >= 0 (0 = read "
+      "batches from the files); set --config.data.cache_mib=...",
       f"config.data.data_dir={str(data_file)!r} is a file, not a directory"):
     assert line in message, line
   assert not (tmp_path / "a").exists()
