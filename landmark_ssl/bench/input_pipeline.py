@@ -2,10 +2,12 @@ r"""Throughput of the training input: TrainLoader.iterate + jitted augment.
 
   python -m landmark_ssl.bench.input_pipeline [--data_dir=DIR] [--steps=60]
 
-Prints images/s for two pipelines, each measured three ways (the
-augmentation alone on one batch, the loader alone, and both, as a train
-loop sees them: the next batch is prefetched by grain threads while the augmentation
-of the current one runs on the CPU device):
+Prints images/s for two pipelines, each with its train split decoded in
+memory (``config.data.cache_mib``, the default) and read from its files
+(``cache_mib = 0``), each measured three ways (the augmentation alone on
+one batch, the loader alone, and both, as a train loop sees them: the next
+batch is prefetched by grain threads while the augmentation of the current
+one runs on the CPU device):
 
 * ``blocks``: the full Blocks dataset (built into ``--data_dir`` if missing;
   default: a temporary dir, about 15 s), 5% labels, labeled share 0.25,
@@ -85,29 +87,34 @@ def _data_config(**kw) -> ml_collections.ConfigDict:
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  results = {}
   with tempfile.TemporaryDirectory() as tmp:
     data_dir = _DATA_DIR.value or tmp
-    cfg = _data_config(name="blocks", data_dir=data_dir, labeled_fraction=0.05,
-                       batch_size=_BATCH.value, read_threads=_THREADS.value)
-    labeled = input_pipeline.select_labeled(cfg, 0)
-    blocks = input_pipeline.TrainLoader(cfg, 0, labeled, 0, 1)
-    results = {"blocks": measure(
-        blocks, dict(rotation=20.0, scale=0.1, translation=0.1), _STEPS.value)}
-
     builder = Bench300w(data_dir=tmp, file_format="array_record")
     builder.download_and_prepare()
-    cfg = _data_config(name="300w-sized", data_dir=tmp, labeled_fraction=1.0,
-                       batch_size=_BATCH.value, read_threads=_THREADS.value)
-    faces = input_pipeline.TrainLoader(
-        cfg, 0, np.arange(Bench300w.NUM_TRAIN), 0, 1, dataset=builder)
-    results["300w-sized"] = measure(
-        faces, dict(rotation=30.0, scale=0.1, translation=0.1,
-                    black_rectangles=3, rectangle_size=0.3), _STEPS.value)
+    for where, mib in (("memory", input_pipeline.DEFAULT_CACHE_MIB),
+                       ("files", 0)):
+      cfg = _data_config(name="blocks", data_dir=data_dir,
+                         labeled_fraction=0.05, batch_size=_BATCH.value,
+                         read_threads=_THREADS.value, cache_mib=mib)
+      labeled = input_pipeline.select_labeled(cfg, 0)
+      blocks = input_pipeline.TrainLoader(cfg, 0, labeled, 0, 1)
+      results[f"blocks, {where}"] = measure(
+          blocks, dict(rotation=20.0, scale=0.1, translation=0.1),
+          _STEPS.value)
+      cfg = _data_config(name="300w-sized", data_dir=tmp, labeled_fraction=1.0,
+                         batch_size=_BATCH.value, read_threads=_THREADS.value,
+                         cache_mib=mib)
+      faces = input_pipeline.TrainLoader(
+          cfg, 0, np.arange(Bench300w.NUM_TRAIN), 0, 1, dataset=builder)
+      results[f"300w-sized, {where}"] = measure(
+          faces, dict(rotation=30.0, scale=0.1, translation=0.1,
+                      black_rectangles=3, rectangle_size=0.3), _STEPS.value)
 
   print(f"batch {_BATCH.value}, {_STEPS.value} steps, read_threads "
         f"{_THREADS.value}, {jax.device_count('cpu')} CPU device(s):")
   for name, res in results.items():
-    print(f"  {name:11s} " + "  ".join(f"{k} {v:7.0f} images/s"
+    print(f"  {name:19s} " + "  ".join(f"{k} {v:7.0f} images/s"
                                         for k, v in res.items()))
 
 
