@@ -320,9 +320,13 @@ def split_in_memory(builder, split: str, source, max_bytes: int
   ``max_bytes`` (then read ``source``, the split's data source)."""
   if max_bytes <= 0:
     return None
-  files = tuple((os.fspath(f), os.stat(f).st_size, os.stat(f).st_mtime_ns)
-                for f in builder.info.splits[split].filepaths)
-  key = (os.fspath(builder.data_dir), split, files)
+  try:  # epath: local files and cloud buckets alike
+    stats = [(str(f), epath.Path(f).stat())
+             for f in builder.info.splits[split].filepaths]
+  except (OSError, NotImplementedError):
+    return None  # a file system that cannot say when the files changed
+  files = tuple((f, st.length, st.mtime) for f, st in stats)
+  key = (str(builder.data_dir), split, files)
   entry = _IN_MEMORY.get(key)  # (the budget it was tried with, the split)
   if entry is None or (entry[1] is None and max_bytes > entry[0]):
     entry = _IN_MEMORY[key] = (max_bytes, decode_split(source, max_bytes))
