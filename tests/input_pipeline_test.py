@@ -479,6 +479,8 @@ def test_decode_split_stacks_the_numeric_features():
   assert ip.decode_split(_ListSource(ragged), 2**20) is None
   nested = [dict(e, extra={"a": 1}) for e in examples[:3]]
   assert ip.decode_split(_ListSource(nested), 2**20) is None
+  text_only = [{"id": e["id"]} for e in examples[:3]]
+  assert ip.decode_split(_ListSource(text_only), 2**20) is None
 
 
 def test_a_split_is_decoded_once_until_its_files_change(data_dir, tmp_path):

@@ -24,8 +24,8 @@ _SKIP_METRICS = ("num_images",)
 _NORMALISED_ONLY = ("failure_rate@", "auc@")
 # Config keys that may differ between the seeds of one cell without changing
 # what is measured (paths, logging, batch size of evaluation, the split
-# memory budget, and the
-# convolution formulation, exact to float tolerance).
+# memory budget, and the convolution formulation, exact to float
+# tolerance).
 _INCIDENTAL_KEYS = ("seed", "data.data_dir", "data.manual_dir",
                     "data.eval_batch_size", "data.cache_mib",
                     "train.checkpoint_every_steps",
