@@ -2,7 +2,8 @@
 
 ``metrics.jsonl`` (in the workdir) has one JSON object per event::
 
-  {"event": "start", "step": 0, "code": {"commit": ..., "dirty": false}}
+  {"event": "start", "step": 0, "code": {"commit": ..., "dirty": false},
+   "device_kind": "cpu", "wall_time_s": 0.0}
   {"event": "train", "step": 200, "epoch": 4.0, "loss": ..., "landmark": ...,
    "images_per_s": ..., "wall_time_s": ...}
   {"event": "eval", "split": "validation", "step": 200, "epoch": 4.0,
@@ -23,7 +24,9 @@ When a run resumes from the checkpoint of step ``s``, the events logged
 after ``s`` by the interrupted run are dropped (from ``metrics.jsonl`` and,
 through ``purge_step``, from TensorBoard), so the files read as one
 uninterrupted run, but for one ``start`` event per (re)start, at the step
-it started from, with the code that ran from there (``provenance.code``).
+it started from, with the code that ran from there (``provenance.code``),
+the kind of device it ran on and the training wall time before it
+(``START_KEYS``; older runs' starts hold only the first two).
 Only process 0 writes (``enabled``).
 """
 
@@ -109,6 +112,9 @@ def format_train_line(step: int, total_steps: int, epoch: float, values: dict,
 _TAG_PREFIX = {"test": "final"}
 # Fields of an event beside its values that are plotted too.
 _EXTRA_SCALARS = ("learning_rate", "images_per_s")
+
+# What a "start" event holds beside its event name.
+START_KEYS = ("step", "code", "device_kind", "wall_time_s")
 # The sub-folder of tensorboard/ holding the HParams entry.
 HPARAMS_RUN = rundir.TENSORBOARD_HPARAMS
 

@@ -52,31 +52,71 @@ def read_wall_seconds(run_dir: str) -> tuple | None:
   return None if results is None else wall_seconds(results)
 
 
-def epoch_seconds(results: Mapping) -> tuple | None:
-  """``(device kind, (row model, costs), wall seconds per epoch trained)``
-  of a finished run's ``results.json`` object, or ``None``."""
-  found = wall_seconds(results)
+def device_segments(results: Mapping) -> List[Tuple[str, float, float]]:
+  """``[(device kind, wall seconds, epochs), ...]`` of a finished run's
+  ``results.json`` object: what it trained on each kind of device.
+
+  A run resumed on another machine has one start per (re)start under
+  ``stack.starts``, each with its device kind and the wall time before it
+  (``metrics_log.START_KEYS``); each start's share runs to the next start
+  or the end. A start that does not record its device or wall time (from
+  older code) is left out if any start records one; if none does, the
+  whole run counts on the run's own ``device_kind`` (older runs, which
+  cannot tell). ``[]`` for anything but a finished run.
+  """
   try:
+    if results.get("status") != "finished":
+      return []
+    wall = float(results["wall_time_s"])
     epochs = float(results["epochs"])
-    kind = str(results.get("device_kind") or "unknown")
-  except (KeyError, TypeError, ValueError):
-    return None
-  if found is None or epochs <= 0:
-    return None
-  return kind, found[0], found[1] / epochs
+    steps = int(results["steps"]) if "steps" in results else None
+    starts = list((results.get("stack") or {}).get("starts") or [])
+  except (KeyError, TypeError, ValueError, AttributeError):
+    return []
+  if epochs <= 0:
+    return []
+  if steps is None or not any("device_kind" in s for s in starts):
+    return [(str(results.get("device_kind") or "unknown"), wall, epochs)]
+  out = []
+  ends = [(s.get("step"), s.get("wall_time_s")) for s in starts[1:]]
+  for start, (end_step, end_wall) in zip(starts, ends + [(steps, wall)]):
+    try:
+      kind = start["device_kind"]
+      seconds = float(end_wall) - float(start["wall_time_s"])
+      seg_epochs = epochs * (int(end_step) - int(start["step"])) / steps
+    except (KeyError, TypeError, ValueError):
+      continue
+    if seg_epochs > 0 and seconds > 0:
+      out.append((str(kind), seconds, seg_epochs))
+  return out
+
+
+def epoch_seconds(results: Mapping) -> List[Tuple[str, tuple, float]]:
+  """``[(device kind, (row model, costs), wall seconds per epoch), ...]``
+  of a finished run's ``results.json`` object, one per kind of device it
+  trained on (:func:`device_segments`); ``[]`` for any other object."""
+  found = wall_seconds(results)
+  if found is None:
+    return []
+  per_kind: Dict[str, List[float]] = collections.defaultdict(lambda: [0., 0.])
+  for kind, seconds, epochs in device_segments(results):
+    per_kind[kind][0] += seconds
+    per_kind[kind][1] += epochs
+  return [(kind, found[0], seconds / epochs)
+          for kind, (seconds, epochs) in per_kind.items()]
 
 
 def read_epoch_timings(workdir: str
                        ) -> Dict[str, Dict[tuple, List[float]]]:
   """``{device kind: {(row model, costs): [seconds per epoch, ...]}}`` of
-  the finished runs under ``workdir``: a run's time per epoch on the
+  the finished runs under ``workdir``: a run's time per epoch on each
   device it ran on (a GPU's runs say nothing of a CPU's)."""
   out: Dict[str, Dict[tuple, List[float]]] = collections.defaultdict(
       lambda: collections.defaultdict(list))
   for _, results, _ in rundir.find_results(workdir):
-    found = None if results is None else epoch_seconds(results)
-    if found:
-      out[found[0]][found[1]].append(found[2])
+    for kind, key, seconds in ([] if results is None
+                               else epoch_seconds(results)):
+      out[kind][key].append(seconds)
   return {kind: dict(t) for kind, t in out.items()}
 
 

@@ -414,15 +414,16 @@ def _results(run: _Run, sched: cadence.Schedule, metrics: dict,
              wall_s: float, data_digest: dict) -> dict:
   """The ``results.json`` of a finished run (``stack``: the versions, CPU,
   accelerator, threads and code commit that produced it, see
-  ``provenance``, and under ``starts`` the step and code of each
-  (re)start; ``data`` and ``label_subset.sha256``: digests of what it read,
+  ``provenance``, and under ``starts`` the step, code, device kind and
+  wall time so far of each (re)start, so that a run resumed on another
+  machine says which steps ran where; ``data`` and ``label_subset.sha256``: digests of what it read,
   see ``input_pipeline.content_digest``)."""
   config = run.config
   device_kind = jax.devices()[0].device_kind
   stack = provenance.stack(device_kind)
   metrics_file = rundir.RunDir(run.workdir).metrics_file
   if metrics_file.exists():  # process 0's; a resumed run's code per start
-    stack["starts"] = [{"step": e["step"], "code": e.get("code")}
+    stack["starts"] = [{k: e[k] for k in metrics_log.START_KEYS if k in e}
                        for e in rundir.read_events(metrics_file)
                        if e.get("event") == "start"]
   return {
@@ -536,7 +537,9 @@ class _Training:
                     for m in run.progress.get("log_window", [])]
       run.log = metrics_log.MetricsLog(run.workdir, run.step, self.is_main,
                                        config=run.config_dict)
-      run.log.write("start", run.step, {}, code=provenance.code())
+      run.log.write("start", run.step, {}, code=provenance.code(),
+                    device_kind=jax.devices()[0].device_kind,
+                    wall_time_s=run.wall_before)
       states.append(state)
     self.program = program_lib.Program(mesh, [run.train_key for run in runs])
     self.state = self.program.stack(states)

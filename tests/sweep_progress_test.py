@@ -86,3 +86,39 @@ def test_progress_scales_by_each_runs_epochs():
   progress.started("long")
   now[0] += 50 * per_epoch
   assert progress.eta() == pytest.approx(expected - 50 * per_epoch)
+
+
+def test_a_run_resumed_on_another_device_counts_each_share_there():
+  """A run's time per epoch is split at its (re)starts, each share going to
+  the device it ran on; a start from older code (no device, no wall time)
+  is left out once any start records one; a run none of whose starts
+  records one counts whole on its own device_kind."""
+  rng = np.random.default_rng()
+  steps, epochs = 10000, 200.0
+  cut1, cut2 = sorted(rng.choice(np.arange(1, steps), 2, replace=False))
+  gpu_s, cpu_a, cpu_b = rng.uniform(100, 1000, 3)
+  config = {"model": {"name": "seq_mt"}, "costs": "L+T+C"}
+  results = {
+      "status": "finished", "steps": steps, "epochs": epochs,
+      "wall_time_s": gpu_s + cpu_a + cpu_b, "device_kind": "cpu",
+      "config": config,
+      "stack": {"starts": [
+          {"step": 0, "device_kind": "NVIDIA H200", "wall_time_s": 0.0},
+          {"step": int(cut1), "device_kind": "cpu", "wall_time_s": gpu_s},
+          {"step": int(cut2), "device_kind": "cpu",
+           "wall_time_s": gpu_s + cpu_a}]}}
+  per_epoch = dict((k, v) for k, _, v in sweep_progress.epoch_seconds(results))
+  gpu_epochs = epochs * cut1 / steps
+  assert per_epoch == {
+      "NVIDIA H200": pytest.approx(gpu_s / gpu_epochs),
+      "cpu": pytest.approx((cpu_a + cpu_b) / (epochs - gpu_epochs))}
+  # Its first start from older code: that share is unknown, left out.
+  del results["stack"]["starts"][0]["device_kind"]
+  assert dict((k, v) for k, _, v in sweep_progress.epoch_seconds(results)) == {
+      "cpu": pytest.approx((cpu_a + cpu_b) / (epochs - gpu_epochs))}
+  # No start says where it ran: the whole run on its device_kind.
+  for start in results["stack"]["starts"]:
+    start.pop("device_kind", None)
+  assert sweep_progress.epoch_seconds(results) == [
+      ("cpu", ("seq_mt", "L+T+C"), pytest.approx(results["wall_time_s"] / epochs))]
+  assert sweep_progress.epoch_seconds({**results, "status": "preempted"}) == []

@@ -321,9 +321,17 @@ def test_sigkill_and_resume_is_bit_identical(reference, tmp_path):
   assert _starts(_events(ref_dir)) == [0] and starts[0] == 0
   assert len(starts) == 2 and 0 < starts[1] <= 16, starts
   code = provenance.code()
-  assert results["stack"]["starts"] == [{"step": s, "code": code}
-                                        for s in starts]
-  assert ref_results["stack"]["starts"] == [{"step": 0, "code": code}]
+  kind = jax.devices()[0].device_kind
+  recorded = results["stack"]["starts"]
+  assert [{k: v for k, v in s.items() if k != "wall_time_s"}
+          for s in recorded] == [{"step": s, "code": code, "device_kind": kind}
+                                 for s in starts]
+  # The wall time before each start: none before the first, and before
+  # the resumed one, what the checkpoint of its step had accumulated.
+  assert recorded[0]["wall_time_s"] == 0.0
+  assert 0 < recorded[1]["wall_time_s"] < results["wall_time_s"]
+  assert ref_results["stack"]["starts"] == [
+      {"step": 0, "code": code, "device_kind": kind, "wall_time_s": 0.0}]
 
 
 def test_sigterm_checkpoints_exits_75_and_resumes(reference, tmp_path):
