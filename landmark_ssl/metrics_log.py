@@ -115,6 +115,7 @@ _EXTRA_SCALARS = ("learning_rate", "images_per_s")
 
 # What a "start" event holds beside its event name.
 START_KEYS = ("step", "code", "device_kind", "wall_time_s")
+
 # The sub-folder of tensorboard/ holding the HParams entry.
 HPARAMS_RUN = rundir.TENSORBOARD_HPARAMS
 

@@ -416,8 +416,9 @@ def _results(run: _Run, sched: cadence.Schedule, metrics: dict,
   accelerator, threads and code commit that produced it, see
   ``provenance``, and under ``starts`` the step, code, device kind and
   wall time so far of each (re)start, so that a run resumed on another
-  machine says which steps ran where; ``data`` and ``label_subset.sha256``: digests of what it read,
-  see ``input_pipeline.content_digest``)."""
+  machine says which steps ran where; ``data`` and
+  ``label_subset.sha256``: digests of what it read, see
+  ``input_pipeline.content_digest``)."""
   config = run.config
   device_kind = jax.devices()[0].device_kind
   stack = provenance.stack(device_kind)
