@@ -80,8 +80,7 @@ batches are then gathered by index instead of decoding each record
 (``python -m landmark_ssl.bench.input_pipeline`` prints the loader's
 images/s both ways: on this project's CPU about 170,000 against 4,000 for
 Blocks). The values are those of the records, so the batches are the
-same either way. ``cache_mib = 0`` reads
-every batch from the files.
+same either way. ``cache_mib = 0`` reads every batch from the files.
 
 Batches are numpy dicts: ``image`` ``(B, H, W, C) float32`` in [0, 1],
 ``landmarks`` ``(B, K, 2)``, ``visible`` ``(B, K)``, ``has_landmarks``,
