@@ -831,14 +831,16 @@ def test_tiny_blocks_run_learns(tmp_path_factory):
 def test_costs_l_reads_only_labelled_rows_with_the_same_result(
     tmp_path_factory, monkeypatch):
   """Costs L train on the labelled rows of each batch (padded to the 8
-  devices) and end where whole batches end, to float32 rounding."""
+  devices): each step's loss is the whole batch's, to float32 rounding, and
+  the run ends where whole batches end."""
   from landmark_ssl import input_pipeline  # pylint: disable=g-import-not-at-top
   config = tiny_config.get_config("blocks")
   config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
   config.costs = "L"
   config.seed = int(np.random.default_rng().integers(1000))
   config.augment.update(dict(rotation=0.0, scale=0.0, translation=0.0))
-  config.train.update(dict(max_epochs=4.0, eval_every_epochs=2.0))
+  config.train.update(dict(max_epochs=1.0, eval_every_epochs=1.0,
+                           log_every_steps=1))
   made = []
   real_loader = input_pipeline.TrainLoader
 
@@ -848,23 +850,30 @@ def test_costs_l_reads_only_labelled_rows_with_the_same_result(
     made.append(real_loader(*args, **kwargs))
     return made[-1]
 
+  def step_losses(workdir):
+    events = rundir.read_events(workdir / rundir.METRICS)
+    return [e["loss"] for e in events if e["event"] == "train"]
+
   monkeypatch.setattr(input_pipeline, "TrainLoader", loader)
-  fast = train.train_and_evaluate(config, tmp_path_factory.mktemp("fast"))
+  fast_dir = tmp_path_factory.mktemp("fast")
+  fast = train.train_and_evaluate(config, fast_dir)
   assert made[-1].labeled_per_batch == 12  # labeled_share 0.5 of 24 rows
   assert made[-1].global_batch_size == 16  # 12 labelled + 4 masked pads
   monkeypatch.setattr(input_pipeline, "TrainLoader",
                       functools.partial(loader, force_full=True))
-  full = train.train_and_evaluate(config, tmp_path_factory.mktemp("full"))
+  full_dir = tmp_path_factory.mktemp("full")
+  full = train.train_and_evaluate(config, full_dir)
   assert made[-1].global_batch_size == 24
-  assert fast["steps"] == full["steps"] > 0
-  # Rounding differences grow over the 100 Adam steps: measured relative
-  # gaps 2e-8 to 1.1e-4 over six seeds, so 1e-3 leaves a 10x margin while a
-  # real difference in what is trained on (errors differ by whole percents
-  # between seeds) still fails.
-  for split in ("validation", "test"):
-    np.testing.assert_allclose(fast["metrics"][split]["landmark_error"],
-                               full["metrics"][split]["landmark_error"],
-                               rtol=1e-3)
+  assert fast["steps"] == full["steps"] > 5
+  # The first steps' losses: the same rows, masks and updates give the same
+  # loss to rounding (measured relative gaps <= 4e-7 over steps 1-5 on eight
+  # seeds), while the next seed's rows and weights give a step-1 loss 0.4%
+  # to 10% away. Later steps are not compared: Adam turns the rounding in
+  # near-zero gradients into whole-size updates, and after 28 steps the test
+  # errors of the two runs were 2e-3 apart on one seed of eight (an earlier
+  # end-to-end check at rtol 1e-3 failed in CI on such a seed).
+  np.testing.assert_allclose(step_losses(fast_dir)[:5],
+                             step_losses(full_dir)[:5], rtol=1e-4)
 
 
 # --------------------------------------------------------------------------
