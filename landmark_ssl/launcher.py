@@ -60,7 +60,7 @@ class Event:
       and it is started again), or one of ``sweep_progress.DONE_KINDS``.
     text: what to log after the run's name.
     level: its absl logging level.
-    timing: ``sweep_progress.wall_seconds`` of a finished run.
+    timing: ``sweep_progress.run_timing`` of a finished run.
   """
   run: str
   kind: str
@@ -136,7 +136,7 @@ def triage(job: sweep_plan.Job, rerun_changed: bool = False) -> Triage:
       overwrite = True
     elif run_status(run.run_dir) == "finished":
       events.append(Event(run.name, "skipped", "finished before, skipped",
-                          timing=sweep_progress.read_wall_seconds(run.run_dir)))
+                          timing=sweep_progress.read_timing(run.run_dir)))
       continue
     runs.append(run)
   return Triage(tuple(runs), overwrite, tuple(events))
@@ -257,7 +257,7 @@ def outcome(runs: Sequence[sweep_plan.RunSpec], returncode: int,
     ok = returncode == 0 or len(runs) > 1
     if ok and run_status(run.run_dir) == "finished":
       events.append(Event(run.name, "finished", f"finished in {seconds:.0f} s",
-                          timing=sweep_progress.read_wall_seconds(run.run_dir)))
+                          timing=sweep_progress.read_timing(run.run_dir)))
       continue
     why = (describe_exit(returncode) if returncode else
            f"exit status 0 but no finished {rundir.RESULTS}")

@@ -9,7 +9,9 @@ launcher) and gives the line logged at each such event::
 The ETA counts, for each run left, the mean wall time per epoch of the
 finished runs of its model and costs (or of all finished runs:
 :func:`estimate_seconds`) times its epochs, for each running run what
-remains of that, and divides by the most runs seen running at once.
+remains of that, and divides by the most runs seen running at once; the
+times are those of the kind of device this sweep's runs finish on
+(:class:`Progress`).
 ``sweep --dry_run`` estimates the compute left the same way, per device
 kind (:func:`read_epoch_timings`).
 """
@@ -40,16 +42,6 @@ def wall_seconds(results: Mapping) -> tuple | None:
     return key, float(results["wall_time_s"])
   except (KeyError, TypeError, ValueError, AttributeError):
     return None
-
-
-def read_wall_seconds(run_dir: str) -> tuple | None:
-  """:func:`wall_seconds` of ``run_dir/results.json``; ``None`` if it is
-  missing, unreadable or not finished."""
-  try:
-    results = rundir.RunDir(run_dir).read_results()
-  except (OSError, rundir.CorruptFileError):
-    return None
-  return None if results is None else wall_seconds(results)
 
 
 def device_segments(results: Mapping) -> List[Tuple[str, float, float]]:
@@ -91,19 +83,46 @@ def device_segments(results: Mapping) -> List[Tuple[str, float, float]]:
   return out
 
 
+def run_timing(results: Mapping) -> tuple | None:
+  """``((row model, costs), [(device kind, wall seconds, epochs), ...])``
+  of a finished run's ``results.json`` object (:func:`device_segments`),
+  or ``None`` for any other object."""
+  found = wall_seconds(results)
+  segments = device_segments(results) if found else []
+  return (found[0], segments) if segments else None
+
+
+def read_timing(run_dir: str) -> tuple | None:
+  """:func:`run_timing` of ``run_dir/results.json``; ``None`` if it is
+  missing, unreadable or not finished."""
+  try:
+    results = rundir.RunDir(run_dir).read_results()
+  except (OSError, rundir.CorruptFileError):
+    return None
+  return None if results is None else run_timing(results)
+
+
+def per_kind(segments: Sequence[Tuple[str, float, float]]
+             ) -> Dict[str, Tuple[float, float]]:
+  """``{device kind: (wall seconds, epochs)}``: :func:`device_segments`
+  summed per kind."""
+  out: Dict[str, List[float]] = collections.defaultdict(lambda: [0., 0.])
+  for kind, seconds, epochs in segments:
+    out[kind][0] += seconds
+    out[kind][1] += epochs
+  return {kind: (seconds, epochs) for kind, (seconds, epochs) in out.items()}
+
+
 def epoch_seconds(results: Mapping) -> List[Tuple[str, tuple, float]]:
   """``[(device kind, (row model, costs), wall seconds per epoch), ...]``
   of a finished run's ``results.json`` object, one per kind of device it
   trained on (:func:`device_segments`); ``[]`` for any other object."""
-  found = wall_seconds(results)
-  if found is None:
+  timing = run_timing(results)
+  if timing is None:
     return []
-  per_kind: Dict[str, List[float]] = collections.defaultdict(lambda: [0., 0.])
-  for kind, seconds, epochs in device_segments(results):
-    per_kind[kind][0] += seconds
-    per_kind[kind][1] += epochs
-  return [(kind, found[0], seconds / epochs)
-          for kind, (seconds, epochs) in per_kind.items()]
+  key, segments = timing
+  return [(kind, key, seconds / epochs)
+          for kind, (seconds, epochs) in per_kind(segments).items()]
 
 
 def read_epoch_timings(workdir: str
@@ -176,6 +195,12 @@ def format_eta(seconds: float) -> str:
 class Progress:
   """Counts a sweep's runs as they start and end, and says where it stands.
 
+  The ETA counts the pace of one kind of device: that of the run that last
+  finished in this sweep (the sweep's workers), from every finished run's
+  share on that kind (:func:`device_segments`), so the runs a GPU finished
+  before do not speed up the ETA of a CPU sweep resuming them. Until a run
+  finishes in this sweep, it pools every kind.
+
   Args:
     runs: ``{run name: (model, costs)}`` of every run of the sweep.
     clock: seconds, monotonic.
@@ -192,7 +217,10 @@ class Progress:
     self._clock = clock
     self._running: Dict[str, float] = {}  # name -> start time
     self._done: Dict[str, str] = {}  # name -> kind
-    self._timings: Dict[tuple, List[float]] = collections.defaultdict(list)
+    # {device kind: {(model, costs): [seconds per epoch (or per run)]}}
+    self._timings: Dict[str, Dict[tuple, List[float]]] = (
+        collections.defaultdict(lambda: collections.defaultdict(list)))
+    self._device: str | None = None  # where this sweep's runs finish
     self._peak = 0
 
   @property
@@ -220,17 +248,37 @@ class Progress:
 
   def done(self, name: str, kind: str, timing: tuple | None = None) -> None:
     """Notes that run ``name`` ended as ``kind``; ``timing`` is its
-    :func:`wall_seconds` if it is finished."""
+    :func:`run_timing` if it is finished."""
     if kind not in DONE_KINDS:
       raise ValueError(f"Unknown end of a run: {kind!r}.")
     self._running.pop(name, None)
     self._done[name] = kind
-    if timing:
-      self._timings[timing[0]].append(timing[1] / self._length(name))
+    if not timing:
+      return
+    key, segments = timing
+    run_epochs = sum(epochs for _, _, epochs in segments)
+    for device, (seconds, epochs) in per_kind(segments).items():
+      # Per epoch; a run whose length the sweep does not know counts whole
+      # (at this device's pace), as the runs left of unknown length do.
+      scale = 1.0 if self._length(name, None) else run_epochs
+      self._timings[device][key].append(seconds / epochs * scale)
+    if kind == "finished":
+      self._device = segments[-1][0]
 
-  def _length(self, name: str) -> float:
+  def _length(self, name: str, default: float | None = 1.0) -> float | None:
     length = self._epochs.get(name)
-    return float(length) if length and math.isfinite(length) else 1.0
+    return float(length) if length and math.isfinite(length) else default
+
+  def timings(self) -> Dict[tuple, List[float]]:
+    """``{(model, costs): [seconds per epoch, ...]}`` the ETA counts: the
+    runs' shares on this sweep's device, else on every device."""
+    if self._device in self._timings:
+      return dict(self._timings[self._device])
+    pooled: Dict[tuple, List[float]] = collections.defaultdict(list)
+    for by_key in self._timings.values():
+      for key, values in by_key.items():
+        pooled[key].extend(values)
+    return dict(pooled)
 
   def eta(self) -> float:
     now = self._clock()
@@ -239,7 +287,7 @@ class Progress:
     return eta_seconds(
         [self._keys[n] for n in left],
         [(self._keys.get(n), now - start) for n, start in self._running.items()],
-        self._timings, self._peak,
+        self.timings(), self._peak,
         left_lengths=[self._length(n) for n in left],
         running_lengths=[self._length(n) for n in self._running])
 

@@ -26,6 +26,33 @@ def test_eta_by_hand():
   assert sweep_progress.format_eta(math.nan) == "ETA when a run has finished"
 
 
+def test_eta_counts_the_pace_of_the_device_the_sweep_runs_on():
+  """Runs a GPU finished before (skipped) do not speed up the ETA of a CPU
+  sweep once one of its runs has finished: only each run's CPU share
+  counts, including that of a run the GPU began. Before, every kind
+  pools."""
+  rng = np.random.default_rng()
+  gpu, cpu = sorted(rng.uniform(0.5, 30.0, 2))  # seconds per epoch
+  now = [0.0]
+  names = ["g1", "g2", "mixed", "c1", "left"]
+  progress = sweep_progress.Progress(dict.fromkeys(names, A),
+                                     clock=lambda: now[0],
+                                     epochs=dict.fromkeys(names, 40.0))
+  progress.done("g1", "skipped", (A, [("gpu", 40 * gpu, 40.0)]))
+  progress.done("g2", "skipped", (A, [("gpu", 40 * gpu, 40.0)]))
+  # Before a run finishes here: all three runs left at the pooled mean.
+  assert progress.eta() == pytest.approx(3 * 40 * gpu)
+  progress.started("mixed")
+  progress.started("c1")
+  now[0] = 10.0 * cpu
+  # 'mixed' ran 15 epochs on the GPU, then 25 here.
+  progress.done("mixed", "finished",
+                (A, [("gpu", 15 * gpu, 15.0), ("cpu", 25 * cpu, 25.0)]))
+  assert progress.timings() == {A: [pytest.approx(cpu)]}
+  # 'left' at the CPU pace; 'c1' has run 10 of its 40 epochs; 2 at a time.
+  assert progress.eta() == pytest.approx((40 * cpu + 30 * cpu) / 2)
+
+
 def test_wall_seconds_of_results():
   results = {"status": "finished", "wall_time_s": 12.5,
              "config": {"model": {"name": "rcn", "soft_argmax": True},
@@ -45,12 +72,12 @@ def test_progress_lines_of_a_sweep():
       "[0/4 done, 2 running, 2 left; ETA when a run has finished] r2: "
       "started")
   now[0] = 100.0
-  progress.done("r1", "finished", (A, 90.0))
+  progress.done("r1", "finished", (A, [("cpu", 90.0, 40.0)]))
   # Left: r3 (B: no own run, the mean of all, 90 s) and r4 (A, 90 s);
   # r2 has run 100 s of its 90: none left; 2 at a time.
   assert progress.line("r1", "finished") == (
       "[1/4 done, 1 running, 2 left; ETA 0:01:30] r1: finished")
-  progress.done("r3", "skipped", (B, 30.0))
+  progress.done("r3", "skipped", (B, [("cpu", 30.0, 5.0)]))
   progress.stopped("r2")  # preempted: it starts again
   assert progress.line("r3", "x").startswith(
       "[2/4 done, 0 running, 2 left; ETA 0:01:30]")  # (90 + 90) / 2
@@ -79,7 +106,7 @@ def test_progress_scales_by_each_runs_epochs():
               "unknown": None})
   progress.started("short")
   now[0] = 40 * per_epoch
-  progress.done("short", "finished", (A, 40 * per_epoch))
+  progress.done("short", "finished", (A, [("cpu", 40 * per_epoch, 40.0)]))
   # long: 200 epochs; other (B: the mean of all): 40; unknown: one unit.
   expected = (200 + 40 + 1) * per_epoch
   assert progress.eta() == pytest.approx(expected)

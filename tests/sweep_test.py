@@ -61,6 +61,7 @@ FAKE_MAIN = textwrap.dedent(f"""\
       with open(os.path.join(wd, "results.json"), "w") as f:
         json.dump({{"status": "finished", "end": time.time(),
                     "wall_time_s": float(os.environ.get("FAKE_SLEEP", "0")),
+                    "epochs": 1.0, "device_kind": "cpu",
                     "config": {{"seed": int(seed), "model": {{"name": "m"}},
                                "costs": "L"}}}}, f)
     sys.exit(3 if failed else 0)
@@ -479,8 +480,8 @@ def test_execute_logs_a_progress_line_per_event(fake_main, tmp_path,
   jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1, 2, 3)))
   os.makedirs(jobs[0].run_dir)  # finished before, in 600 s
   with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
-    json.dump({"status": "finished", "wall_time_s": 600.0,
-               "config": {"model": {"name": "m"}, "costs": "L"}}, f)
+    json.dump({"status": "finished", "wall_time_s": 600.0, "epochs": 1.0,
+               "device_kind": "cpu", "config": {"model": {"name": "m"}, "costs": "L"}}, f)
   caplog.set_level("INFO")
   out = launcher.execute(jobs, fake_main, parallel=2, poll_s=0.05)
   assert sorted(out["finished"]) == ["run_s1", "run_s2", "run_s3"]
