@@ -41,8 +41,12 @@ def test_pyproject_keeps_ranges():
 
 
 def test_lock_pins_every_dependency_within_its_range():
+  """The dependencies and the extras the README installs with the lock
+  (`test`, `cluster`)."""
   pins = _lock()
-  for dep in _pyproject()["project"]["dependencies"]:
+  project = _pyproject()["project"]
+  extras = project["optional-dependencies"]
+  for dep in (project["dependencies"] + extras["test"] + extras["cluster"]):
     req = Requirement(dep)
     name = canonicalize_name(req.name)
     assert name in pins, f"requirements-lock.txt lacks {req.name}"
