@@ -61,12 +61,15 @@ class Event:
     text: what to log after the run's name.
     level: its absl logging level.
     timing: ``sweep_progress.run_timing`` of a finished run.
+    epochs_done: of a started run, the epochs it trained before
+      (``sweep_progress.read_epochs_done``): it resumes there.
   """
   run: str
   kind: str
   text: str
   level: int = logging.INFO
   timing: tuple | None = None
+  epochs_done: float = 0.0
 
 
 def run_status(run_dir: str) -> str:
@@ -293,8 +296,10 @@ class Tally:
 
   def note(self, event: Event) -> None:
     if event.kind == "started":
-      first = self.progress.started(event.run)
+      first = self.progress.started(event.run, event.epochs_done)
       text = event.text if first else f"{event.text} (again)"
+      if event.epochs_done:
+        text += f", resuming after epoch {event.epochs_done:g}"
     elif event.kind == "stopped":
       self.progress.stopped(event.run)
       text = event.text
@@ -378,10 +383,13 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, parallel: int = 1,
             tally.note(event)
           if not claimed.runs:
             continue
+          done_before = [sweep_progress.read_epochs_done(run.run_dir)
+                         for run in claimed.runs]  # before the run rewrites it
           proc, log = start(claimed, python, env)
           running[proc] = (claimed, log, time.monotonic())
-          for run in claimed.runs:
-            tally.note(Event(run.name, "started", f"started (pid {proc.pid})"))
+          for run, done in zip(claimed.runs, done_before):
+            tally.note(Event(run.name, "started", f"started (pid {proc.pid})",
+                             epochs_done=done))
         for proc in [p for p in running if p.poll() is not None]:
           claimed, log, began = running.pop(proc)
           log.close()

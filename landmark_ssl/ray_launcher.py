@@ -46,6 +46,7 @@ from absl import logging
 from landmark_ssl import launcher
 from landmark_ssl import rundir
 from landmark_ssl import sweep_plan
+from landmark_ssl import sweep_progress
 
 INSTALL = 'pip install -e ".[cluster]"'
 # Run in the task's child before the command: dies with the Ray worker that
@@ -205,6 +206,8 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
   if share_gpu:
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   wrapper = (sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()))
+  done_before = [sweep_progress.read_epochs_done(run.run_dir)
+                 for run in claimed.runs]  # before the run rewrites it
   try:
     proc, log = launcher.start(claimed, python, env, cwd=cwd, wrapper=wrapper)
   except OSError:
@@ -212,9 +215,11 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
     raise
   began = time.monotonic()
   try:  # from here a cancel stops the child as it should, wherever it lands
-    for run in claimed.runs:  # (posting to the driver's queue can take long)
-      _put(events, launcher.Event(run.name, "started",
-                                  f"started on {host} (pid {proc.pid})"))
+    # (posting to the driver's queue can take long)
+    for run, done in zip(claimed.runs, done_before):
+      _put(events, launcher.Event(
+          run.name, "started", f"started on {host} (pid {proc.pid})",
+          epochs_done=done))
     stopped = False
     while proc.poll() is None:  # not wait(): a cancel lands between polls
       if os.path.exists(stop_file(marker)):  # the driver was interrupted

@@ -9,7 +9,8 @@ launcher) and gives the line logged at each such event::
 The ETA counts, for each run left, the mean wall time per epoch of the
 finished runs of its model and costs (or of all finished runs:
 :func:`estimate_seconds`) times its epochs, for each running run what
-remains of that, and divides by the most runs seen running at once; the
+remains of that (times the epochs it had left when it resumed:
+:func:`read_epochs_done`), and divides by the most runs seen running at once; the
 times are those of the kind of device this sweep's runs finish on
 (:class:`Progress`).
 ``sweep --dry_run`` estimates the compute left the same way, per device
@@ -100,6 +101,23 @@ def read_timing(run_dir: str) -> tuple | None:
   except (OSError, rundir.CorruptFileError):
     return None
   return None if results is None else run_timing(results)
+
+
+def read_epochs_done(run_dir: str) -> float:
+  """The epochs a run trained before it (re)starts: those of the last
+  training or evaluation event of its ``metrics.jsonl`` (it resumes from its
+  latest checkpoint, at most a checkpoint interval before); 0 without any or
+  if unreadable."""
+  try:
+    events = rundir.RunDir(run_dir).read_events()
+  except (OSError, rundir.CorruptFileError):
+    return 0.0
+  epochs = [e.get("epoch") for e in events
+            if e.get("event") in ("train", "eval")]
+  try:
+    return max([float(x) for x in epochs if x is not None] + [0.0])
+  except (TypeError, ValueError):
+    return 0.0
 
 
 def per_kind(segments: Sequence[Tuple[str, float, float]]
@@ -216,6 +234,7 @@ class Progress:
     self._epochs = dict(epochs or {})
     self._clock = clock
     self._running: Dict[str, float] = {}  # name -> start time
+    self._resumed_at: Dict[str, float] = {}  # name -> epochs done before
     self._done: Dict[str, str] = {}  # name -> kind
     # {device kind: {(model, costs): [seconds per epoch (or per run)]}}
     self._timings: Dict[str, Dict[tuple, List[float]]] = (
@@ -234,11 +253,13 @@ class Progress:
       out[kind] += 1
     return out
 
-  def started(self, name: str) -> bool:
-    """Notes that run ``name`` started; ``False`` if it was already running
+  def started(self, name: str, epochs_done: float = 0.0) -> bool:
+    """Notes that run ``name`` started, resuming after ``epochs_done``
+    epochs (:func:`read_epochs_done`); ``False`` if it was already running
     (started again after its process or worker was lost)."""
     again = name in self._running
     self._running[name] = self._clock()
+    self._resumed_at[name] = float(epochs_done)
     self._peak = max(self._peak, len(self._running))
     return not again
 
@@ -269,6 +290,14 @@ class Progress:
     length = self._epochs.get(name)
     return float(length) if length and math.isfinite(length) else default
 
+  def _left(self, name: str) -> float:
+    """What a running run has left to train at its start: its epochs less
+    those done before it resumed (one unit if its length is unknown)."""
+    length = self._length(name, None)
+    if length is None:
+      return 1.0
+    return max(length - self._resumed_at.get(name, 0.0), 0.0)
+
   def timings(self) -> Dict[tuple, List[float]]:
     """``{(model, costs): [seconds per epoch, ...]}`` the ETA counts: the
     runs' shares on this sweep's device, else on every device."""
@@ -289,7 +318,7 @@ class Progress:
         [(self._keys.get(n), now - start) for n, start in self._running.items()],
         self.timings(), self._peak,
         left_lengths=[self._length(n) for n in left],
-        running_lengths=[self._length(n) for n in self._running])
+        running_lengths=[self._left(n) for n in self._running])
 
   def line(self, name: str, text: str) -> str:
     """The progress line of an event of run ``name``."""

@@ -1,11 +1,13 @@
 """A sweep's progress line: runs done / running / left and an ETA from the
 finished runs' wall times, computed by hand."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from landmark_ssl import rundir
 from landmark_ssl import sweep_progress
 
 A, B, C = ("seq_mt", "L"), ("seq_mt", "L+T"), ("comm_mt", "L")
@@ -51,6 +53,31 @@ def test_eta_counts_the_pace_of_the_device_the_sweep_runs_on():
   assert progress.timings() == {A: [pytest.approx(cpu)]}
   # 'left' at the CPU pace; 'c1' has run 10 of its 40 epochs; 2 at a time.
   assert progress.eta() == pytest.approx((40 * cpu + 30 * cpu) / 2)
+
+
+def test_a_resumed_run_counts_only_the_epochs_it_has_left(tmp_path):
+  """A run that resumes after e of its 40 epochs has 40 - e left, read from
+  the last training or evaluation event of its metrics.jsonl."""
+  rng = np.random.default_rng()
+  per_epoch = float(rng.uniform(1, 10))
+  done = float(rng.integers(1, 39))
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  events = [{"event": "start", "step": 0},
+            {"event": "train", "step": 10, "epoch": done - 0.5},
+            {"event": "eval", "split": "validation", "step": 20, "epoch": done},
+            {"event": "start", "step": 20}]
+  (run_dir / rundir.METRICS).write_text(
+      "".join(json.dumps(e) + "\n" for e in events) + '{"event": "tr')
+  assert sweep_progress.read_epochs_done(str(run_dir)) == done
+  assert sweep_progress.read_epochs_done(str(tmp_path / "new")) == 0.0
+  now = [0.0]
+  progress = sweep_progress.Progress({"old": A, "resumed": A}, lambda: now[0],
+                                     epochs={"old": 40.0, "resumed": 40.0})
+  progress.done("old", "finished", (A, [("cpu", 40 * per_epoch, 40.0)]))
+  progress.started("resumed", sweep_progress.read_epochs_done(str(run_dir)))
+  now[0] = per_epoch
+  assert progress.eta() == pytest.approx((40 - done - 1) * per_epoch)
 
 
 def test_wall_seconds_of_results():

@@ -505,6 +505,23 @@ def test_execute_logs_a_progress_line_per_event(fake_main, tmp_path,
   assert re.search(r"ETA 0:0[45]:\d\d", finished[0]), finished
 
 
+def test_a_resumed_run_says_where_it_resumes(fake_main, tmp_path, caplog):
+  """The start of a run that trained before names the epoch it resumes
+  after (from its metrics.jsonl); a new run's does not."""
+  jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1)))
+  os.makedirs(jobs[1].run_dir)
+  with open(os.path.join(jobs[1].run_dir, rundir.METRICS), "w") as f:
+    f.write(json.dumps({"event": "train", "step": 30, "epoch": 12.5}) + "\n")
+  caplog.set_level("INFO")
+  launcher.execute(jobs, fake_main, parallel=1, poll_s=0.05)
+  started = [r.getMessage() for r in caplog.records
+             if ": started (pid" in r.getMessage()]
+  assert len(started) == 2
+  assert re.search(r"run_s0: started \(pid \d+\)$", started[0]), started
+  assert re.search(r"run_s1: started \(pid \d+\), resuming after epoch "
+                   r"12\.5$", started[1]), started
+
+
 def _spans(job):
   start = float(open(os.path.join(job.run_dir, "pids")).read().split()[1])
   end = json.load(open(os.path.join(job.run_dir, "results.json")))["end"]
