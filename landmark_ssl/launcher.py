@@ -62,7 +62,8 @@ class Event:
     level: its absl logging level.
     timing: ``sweep_progress.run_timing`` of a finished run.
     epochs_done: of a started run, the epochs it trained before
-      (``sweep_progress.read_epochs_done``): it resumes there.
+      (``Claim.epochs_done``); it resumes from its latest checkpoint, at
+      most a checkpoint interval earlier.
   """
   run: str
   kind: str
@@ -115,14 +116,14 @@ def config_changes(spec: sweep_plan.RunSpec) -> List[str]:
 class Triage:
   """What of a job is left to train (:func:`triage`)."""
   runs: Tuple[sweep_plan.RunSpec, ...]  # to train
-  overwrite: bool  # some of them replace a run of another config
+  replaced: Tuple[str, ...]  # those that replace a run of another config
   events: Tuple[Event, ...]  # the others' ends
 
 
 def triage(job: sweep_plan.Job, rerun_changed: bool = False) -> Triage:
   """Skips the runs of ``job`` that finished before, and those whose
   directory holds a run of another config (unless ``rerun_changed``)."""
-  runs, events, overwrite = [], [], False
+  runs, events, replaced = [], [], []
   for run in job.runs:
     changes = config_changes(run)
     if changes and not rerun_changed:
@@ -136,13 +137,13 @@ def triage(job: sweep_plan.Job, rerun_changed: bool = False) -> Triage:
     if changes:
       logging.info("%s: config changed (%s); running it again with "
                    "--overwrite.", run.name, "; ".join(changes))
-      overwrite = True
+      replaced.append(run.name)
     elif run_status(run.run_dir) == "finished":
       events.append(Event(run.name, "skipped", "finished before, skipped",
                           timing=sweep_progress.read_timing(run.run_dir)))
       continue
     runs.append(run)
-  return Triage(tuple(runs), overwrite, tuple(events))
+  return Triage(tuple(runs), tuple(replaced), tuple(events))
 
 
 def try_lock(run_dir: str, wait_s: float = 0.0):
@@ -166,8 +167,20 @@ class Claim:
   """The runs of a job this process has locked, to train (:func:`claim`)."""
   runs: Tuple[sweep_plan.RunSpec, ...]
   fds: Tuple[int, ...]  # their locks, in order
-  overwrite: bool
+  replaced: Tuple[str, ...]  # runs that replace a run of another config
   events: Tuple[Event, ...]  # the other runs' ends
+
+  @property
+  def overwrite(self) -> bool:
+    """Whether the command needs ``--overwrite`` (some run is replaced)."""
+    return bool(self.replaced)
+
+  def epochs_done(self) -> List[float]:
+    """Per run, the epochs it trained before (it resumes there, from its
+    latest checkpoint): 0 for a run that replaces another config's.
+    Read before the command starts, as a run rewrites its files."""
+    return [0.0 if run.name in self.replaced else
+            sweep_progress.read_epochs_done(run.run_dir) for run in self.runs]
 
   def release(self) -> None:
     for fd in self.fds:
@@ -191,7 +204,9 @@ def claim(job: sweep_plan.Job, rerun_changed: bool = False,
       continue
     runs.append(run)
     fds.append(fd)
-  return Claim(tuple(runs), tuple(fds), found.overwrite, tuple(events))
+  return Claim(tuple(runs), tuple(fds),
+               tuple(r.name for r in runs if r.name in found.replaced),
+               tuple(events))
 
 
 def _log_header(log, text: str) -> None:
@@ -383,8 +398,7 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, parallel: int = 1,
             tally.note(event)
           if not claimed.runs:
             continue
-          done_before = [sweep_progress.read_epochs_done(run.run_dir)
-                         for run in claimed.runs]  # before the run rewrites it
+          done_before = claimed.epochs_done()
           proc, log = start(claimed, python, env)
           running[proc] = (claimed, log, time.monotonic())
           for run, done in zip(claimed.runs, done_before):

@@ -46,7 +46,6 @@ from absl import logging
 from landmark_ssl import launcher
 from landmark_ssl import rundir
 from landmark_ssl import sweep_plan
-from landmark_ssl import sweep_progress
 
 INSTALL = 'pip install -e ".[cluster]"'
 # Run in the task's child before the command: dies with the Ray worker that
@@ -206,9 +205,8 @@ def run_job(job: sweep_plan.Job, python: str, cwd: str, marker: str,
   if share_gpu:
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   wrapper = (sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()))
-  done_before = [sweep_progress.read_epochs_done(run.run_dir)
-                 for run in claimed.runs]  # before the run rewrites it
   try:
+    done_before = claimed.epochs_done()  # before the runs rewrite their files
     proc, log = launcher.start(claimed, python, env, cwd=cwd, wrapper=wrapper)
   except OSError:
     claimed.release()

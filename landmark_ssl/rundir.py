@@ -172,12 +172,13 @@ def _json_or_none(path):
     return None
 
 
-def read_events(path) -> list[dict]:
+def read_events(path, warn: bool = True) -> list[dict]:
   """The events of a ``metrics.jsonl``, in order.
 
   A line that is not a JSON object (the last one, cut short when a crash or
   a full disk stopped a write; any other only if the file was damaged) is
-  skipped with a warning naming the file and line; everything else is kept.
+  skipped with a warning naming the file and line (unless not ``warn``);
+  everything else is kept.
   """
   path = epath.Path(path)
   lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
@@ -191,6 +192,8 @@ def read_events(path) -> list[dict]:
       record = None
     if isinstance(record, dict):
       events.append(record)
+      continue
+    if not warn:
       continue
     logging.warning(
         "%s, line %d of %d: %s; skipped, every other line is kept: %.60r",
@@ -323,11 +326,11 @@ class RunDir:
       return None
     return read_json(self.results_file)
 
-  def read_events(self) -> list[dict]:
+  def read_events(self, warn: bool = True) -> list[dict]:
     """The events of ``metrics.jsonl`` (:func:`read_events`; empty if none)."""
     if not self.metrics_file.exists():
       return []
-    return read_events(self.metrics_file)
+    return read_events(self.metrics_file, warn)
 
   def read_ced(self, split: str) -> dict:
     return read_json(self.ced_file(split))

@@ -10,9 +10,9 @@ The ETA counts, for each run left, the mean wall time per epoch of the
 finished runs of its model and costs (or of all finished runs:
 :func:`estimate_seconds`) times its epochs, for each running run what
 remains of that (times the epochs it had left when it resumed:
-:func:`read_epochs_done`), and divides by the most runs seen running at once; the
-times are those of the kind of device this sweep's runs finish on
-(:class:`Progress`).
+:func:`read_epochs_done`), and divides by the most runs seen running at
+once; the times are those of the kind of device this sweep's runs finish
+on (:class:`Progress`).
 ``sweep --dry_run`` estimates the compute left the same way, per device
 kind (:func:`read_epoch_timings`).
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import datetime
 import math
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 from landmark_ssl import configs
 from landmark_ssl import rundir
@@ -84,16 +84,25 @@ def device_segments(results: Mapping) -> List[Tuple[str, float, float]]:
   return out
 
 
-def run_timing(results: Mapping) -> tuple | None:
-  """``((row model, costs), [(device kind, wall seconds, epochs), ...])``
-  of a finished run's ``results.json`` object (:func:`device_segments`),
-  or ``None`` for any other object."""
+class Timing(NamedTuple):
+  """How long a finished run trained, and where (:func:`run_timing`)."""
+  key: tuple  # (row model, costs)
+  segments: List[Tuple[str, float, float]]  # :func:`device_segments`
+  device: str  # the kind of device it finished on
+
+
+def run_timing(results: Mapping) -> Timing | None:
+  """The :class:`Timing` of a finished run's ``results.json`` object, or
+  ``None`` for any other object."""
   found = wall_seconds(results)
   segments = device_segments(results) if found else []
-  return (found[0], segments) if segments else None
+  if not segments:
+    return None
+  return Timing(found[0], segments,
+                str(results.get("device_kind") or segments[-1][0]))
 
 
-def read_timing(run_dir: str) -> tuple | None:
+def read_timing(run_dir: str) -> Timing | None:
   """:func:`run_timing` of ``run_dir/results.json``; ``None`` if it is
   missing, unreadable or not finished."""
   try:
@@ -106,18 +115,23 @@ def read_timing(run_dir: str) -> tuple | None:
 def read_epochs_done(run_dir: str) -> float:
   """The epochs a run trained before it (re)starts: those of the last
   training or evaluation event of its ``metrics.jsonl`` (it resumes from its
-  latest checkpoint, at most a checkpoint interval before); 0 without any or
-  if unreadable."""
+  latest checkpoint, at most a checkpoint interval before); 0 without any,
+  or if the file cannot be read (it only informs the progress line)."""
   try:
-    events = rundir.RunDir(run_dir).read_events()
-  except (OSError, rundir.CorruptFileError):
+    events = rundir.RunDir(run_dir).read_events(warn=False)
+  except Exception:  # pylint: disable=broad-except
     return 0.0
-  epochs = [e.get("epoch") for e in events
-            if e.get("event") in ("train", "eval")]
-  try:
-    return max([float(x) for x in epochs if x is not None] + [0.0])
-  except (TypeError, ValueError):
-    return 0.0
+  done = 0.0
+  for event in events:
+    if event.get("event") not in ("train", "eval"):
+      continue
+    try:
+      epoch = float(event.get("epoch"))
+    except (TypeError, ValueError):
+      continue
+    if math.isfinite(epoch):
+      done = max(done, epoch)
+  return done
 
 
 def per_kind(segments: Sequence[Tuple[str, float, float]]
@@ -131,16 +145,31 @@ def per_kind(segments: Sequence[Tuple[str, float, float]]
   return {kind: (seconds, epochs) for kind, (seconds, epochs) in out.items()}
 
 
+def planned_epochs(results: Mapping) -> float | None:
+  """The epochs a run was to train (its config's ``train.max_epochs``);
+  ``None`` if the object does not say."""
+  try:
+    planned = float(results["config"]["train"]["max_epochs"])
+  except (KeyError, TypeError, ValueError):
+    return None
+  return planned if math.isfinite(planned) and planned > 0 else None
+
+
 def epoch_seconds(results: Mapping) -> List[Tuple[str, tuple, float]]:
   """``[(device kind, (row model, costs), wall seconds per epoch), ...]``
   of a finished run's ``results.json`` object, one per kind of device it
-  trained on (:func:`device_segments`); ``[]`` for any other object."""
+  trained on (:func:`device_segments`): that device's pace over the whole
+  run, per epoch it was to train (:func:`planned_epochs`), so that a run
+  that stopped early, or a seed of a vectorised group (which counts the
+  group's wall time), spreads its time over all of them; ``[]`` for any
+  other object."""
   timing = run_timing(results)
   if timing is None:
     return []
-  key, segments = timing
-  return [(kind, key, seconds / epochs)
-          for kind, (seconds, epochs) in per_kind(segments).items()]
+  trained = sum(epochs for _, _, epochs in timing.segments)
+  planned = planned_epochs(results) or trained
+  return [(kind, timing.key, seconds / epochs * trained / planned)
+          for kind, (seconds, epochs) in per_kind(timing.segments).items()]
 
 
 def read_epoch_timings(workdir: str
@@ -236,9 +265,12 @@ class Progress:
     self._running: Dict[str, float] = {}  # name -> start time
     self._resumed_at: Dict[str, float] = {}  # name -> epochs done before
     self._done: Dict[str, str] = {}  # name -> kind
-    # {device kind: {(model, costs): [seconds per epoch (or per run)]}}
+    # {device kind: {(model, costs): [seconds per planned epoch, ...]}}, each
+    # run's share on that kind (per run where its length is unknown); and
+    # {(model, costs): [...]} of whole runs, wherever they ran
     self._timings: Dict[str, Dict[tuple, List[float]]] = (
         collections.defaultdict(lambda: collections.defaultdict(list)))
+    self._pooled: Dict[tuple, List[float]] = collections.defaultdict(list)
     self._device: str | None = None  # where this sweep's runs finish
     self._peak = 0
 
@@ -267,7 +299,7 @@ class Progress:
     """Notes that run ``name`` stopped without an end (it is started again)."""
     self._running.pop(name, None)
 
-  def done(self, name: str, kind: str, timing: tuple | None = None) -> None:
+  def done(self, name: str, kind: str, timing: Timing | None = None) -> None:
     """Notes that run ``name`` ended as ``kind``; ``timing`` is its
     :func:`run_timing` if it is finished."""
     if kind not in DONE_KINDS:
@@ -276,17 +308,23 @@ class Progress:
     self._done[name] = kind
     if not timing:
       return
-    key, segments = timing
-    run_epochs = sum(epochs for _, _, epochs in segments)
-    for device, (seconds, epochs) in per_kind(segments).items():
-      # Per epoch; a run whose length the sweep does not know counts whole
-      # (at this device's pace), as the runs left of unknown length do.
-      scale = 1.0 if self._length(name, None) else run_epochs
-      self._timings[device][key].append(seconds / epochs * scale)
+    # Per planned epoch, as a run left is counted: a run that stopped early
+    # (or a seed of a vectorised group, which counts the group's whole
+    # wall time) spreads its time over the epochs it was to train. A run
+    # whose length the sweep does not know counts whole.
+    length = self._length(name)
+    trained = sum(epochs for _, _, epochs in timing.segments)
+    for device, (seconds, epochs) in per_kind(timing.segments).items():
+      # this device's pace over the whole run
+      self._timings[device][timing.key].append(
+          seconds / epochs * trained / length)
+    self._pooled[timing.key].append(
+        sum(seconds for _, seconds, _ in timing.segments) / length)
     if kind == "finished":
-      self._device = segments[-1][0]
+      self._device = timing.device
 
   def _length(self, name: str, default: float | None = 1.0) -> float | None:
+    """The epochs run ``name`` trains; ``default`` if unknown."""
     length = self._epochs.get(name)
     return float(length) if length and math.isfinite(length) else default
 
@@ -299,15 +337,12 @@ class Progress:
     return max(length - self._resumed_at.get(name, 0.0), 0.0)
 
   def timings(self) -> Dict[tuple, List[float]]:
-    """``{(model, costs): [seconds per epoch, ...]}`` the ETA counts: the
-    runs' shares on this sweep's device, else on every device."""
+    """``{(model, costs): [seconds per planned epoch (per run where its
+    length is unknown), ...]}`` the ETA counts: at the pace of this sweep's
+    device, else of whole runs wherever they ran."""
     if self._device in self._timings:
       return dict(self._timings[self._device])
-    pooled: Dict[tuple, List[float]] = collections.defaultdict(list)
-    for by_key in self._timings.values():
-      for key, values in by_key.items():
-        pooled[key].extend(values)
-    return dict(pooled)
+    return dict(self._pooled)
 
   def eta(self) -> float:
     now = self._clock()

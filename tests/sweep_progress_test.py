@@ -28,6 +28,11 @@ def test_eta_by_hand():
   assert sweep_progress.format_eta(math.nan) == "ETA when a run has finished"
 
 
+def _on_cpu(key, seconds, epochs):
+  """The timing of a run trained whole on a CPU."""
+  return sweep_progress.Timing(key, [("cpu", seconds, epochs)], "cpu")
+
+
 def test_eta_counts_the_pace_of_the_device_the_sweep_runs_on():
   """Runs a GPU finished before (skipped) do not speed up the ETA of a CPU
   sweep once one of its runs has finished: only each run's CPU share
@@ -40,19 +45,62 @@ def test_eta_counts_the_pace_of_the_device_the_sweep_runs_on():
   progress = sweep_progress.Progress(dict.fromkeys(names, A),
                                      clock=lambda: now[0],
                                      epochs=dict.fromkeys(names, 40.0))
-  progress.done("g1", "skipped", (A, [("gpu", 40 * gpu, 40.0)]))
-  progress.done("g2", "skipped", (A, [("gpu", 40 * gpu, 40.0)]))
-  # Before a run finishes here: all three runs left at the pooled mean.
-  assert progress.eta() == pytest.approx(3 * 40 * gpu)
+  on_gpu = sweep_progress.Timing(A, [("gpu", 40 * gpu, 40.0)], "gpu")
+  progress.done("g1", "skipped", on_gpu)
+  # Before a run finishes here, whole runs wherever they ran: a run that
+  # the GPU began and the CPU finished counts once, at its mean pace.
+  mixed = sweep_progress.Timing(
+      A, [("gpu", 15 * gpu, 15.0), ("cpu", 25 * cpu, 25.0)], "cpu")
+  progress.done("g2", "skipped", mixed)
+  assert progress.timings() == {
+      A: [pytest.approx(gpu), pytest.approx((15 * gpu + 25 * cpu) / 40)]}
   progress.started("mixed")
   progress.started("c1")
   now[0] = 10.0 * cpu
-  # 'mixed' ran 15 epochs on the GPU, then 25 here.
-  progress.done("mixed", "finished",
-                (A, [("gpu", 15 * gpu, 15.0), ("cpu", 25 * cpu, 25.0)]))
-  assert progress.timings() == {A: [pytest.approx(cpu)]}
+  # 'mixed' finishes here: from now on only CPU shares count, g2's too.
+  progress.done("mixed", "finished", mixed)
+  assert progress.timings() == {A: [pytest.approx(cpu)] * 2}
   # 'left' at the CPU pace; 'c1' has run 10 of its 40 epochs; 2 at a time.
   assert progress.eta() == pytest.approx((40 * cpu + 30 * cpu) / 2)
+
+
+def test_the_sweeps_device_is_where_a_run_finished():
+  """A run preempted after its last step and finished (its evaluation)
+  elsewhere trained no step there: its device is still where it finished,
+  so the ETA counts that device's pace (none yet: every run's)."""
+  now = [0.0]
+  progress = sweep_progress.Progress({"a": A, "b": A}, clock=lambda: now[0],
+                                     epochs={"a": 40.0, "b": 40.0})
+  progress.done("a", "finished",
+                sweep_progress.Timing(A, [("gpu", 80.0, 40.0)], "cpu"))
+  assert progress.timings() == {A: [2.0]}  # no CPU share: pooled
+  assert progress.eta() == pytest.approx(80.0)
+  results = {"status": "finished", "steps": 100, "epochs": 40.0,
+             "wall_time_s": 80.0, "device_kind": "cpu",
+             "config": {"model": {"name": "seq_mt"}, "costs": "L"},
+             "stack": {"starts": [
+                 {"step": 0, "device_kind": "gpu", "wall_time_s": 0.0},
+                 {"step": 100, "device_kind": "cpu", "wall_time_s": 80.0}]}}
+  assert sweep_progress.run_timing(results) == sweep_progress.Timing(
+      A, [("gpu", 80.0, 40.0)], "cpu")
+
+
+def test_a_run_that_stopped_early_counts_per_planned_epoch():
+  """A run planned for 40 epochs that stopped after e counts its wall time
+  over 40 (the runs left are counted at their planned length), as does a
+  seed of a vectorised group, whose wall time is the group's."""
+  rng = np.random.default_rng()
+  wall, stopped = float(rng.uniform(10, 1000)), float(rng.integers(1, 40))
+  progress = sweep_progress.Progress({"early": A, "left": A}, clock=lambda: 0.0,
+                                     epochs={"early": 40.0, "left": 40.0})
+  progress.done("early", "finished", _on_cpu(A, wall, stopped))
+  assert progress.eta() == pytest.approx(wall)
+  results = {"status": "finished", "steps": 10, "epochs": stopped,
+             "wall_time_s": wall, "device_kind": "cpu",
+             "config": {"model": {"name": "seq_mt"}, "costs": "L",
+                        "train": {"max_epochs": 40.0}}}
+  assert sweep_progress.epoch_seconds(results) == [
+      ("cpu", A, pytest.approx(wall / 40))]
 
 
 def test_a_resumed_run_counts_only_the_epochs_it_has_left(tmp_path):
@@ -74,7 +122,7 @@ def test_a_resumed_run_counts_only_the_epochs_it_has_left(tmp_path):
   now = [0.0]
   progress = sweep_progress.Progress({"old": A, "resumed": A}, lambda: now[0],
                                      epochs={"old": 40.0, "resumed": 40.0})
-  progress.done("old", "finished", (A, [("cpu", 40 * per_epoch, 40.0)]))
+  progress.done("old", "finished", _on_cpu(A, 40 * per_epoch, 40.0))
   progress.started("resumed", sweep_progress.read_epochs_done(str(run_dir)))
   now[0] = per_epoch
   assert progress.eta() == pytest.approx((40 - done - 1) * per_epoch)
@@ -99,12 +147,12 @@ def test_progress_lines_of_a_sweep():
       "[0/4 done, 2 running, 2 left; ETA when a run has finished] r2: "
       "started")
   now[0] = 100.0
-  progress.done("r1", "finished", (A, [("cpu", 90.0, 40.0)]))
+  progress.done("r1", "finished", _on_cpu(A, 90.0, 40.0))
   # Left: r3 (B: no own run, the mean of all, 90 s) and r4 (A, 90 s);
   # r2 has run 100 s of its 90: none left; 2 at a time.
   assert progress.line("r1", "finished") == (
       "[1/4 done, 1 running, 2 left; ETA 0:01:30] r1: finished")
-  progress.done("r3", "skipped", (B, [("cpu", 30.0, 5.0)]))
+  progress.done("r3", "skipped", _on_cpu(B, 30.0, 5.0))
   progress.stopped("r2")  # preempted: it starts again
   assert progress.line("r3", "x").startswith(
       "[2/4 done, 0 running, 2 left; ETA 0:01:30]")  # (90 + 90) / 2
@@ -133,7 +181,7 @@ def test_progress_scales_by_each_runs_epochs():
               "unknown": None})
   progress.started("short")
   now[0] = 40 * per_epoch
-  progress.done("short", "finished", (A, [("cpu", 40 * per_epoch, 40.0)]))
+  progress.done("short", "finished", _on_cpu(A, 40 * per_epoch, 40.0))
   # long: 200 epochs; other (B: the mean of all): 40; unknown: one unit.
   expected = (200 + 40 + 1) * per_epoch
   assert progress.eta() == pytest.approx(expected)

@@ -637,9 +637,14 @@ def test_a_finished_run_of_another_config_is_reported_not_skipped(tmp_path):
   # The same command as the first: finished before, skipped.
   same = run("--override=train.max_epochs=2")
   assert same.returncode == 0 and "finished before: 2" in same.stderr
-  # --rerun_changed: both run again, replaced (main --overwrite).
+  # --rerun_changed: both run again, replaced (main --overwrite), from the
+  # start: the replaced run's epochs are not where the new one resumes.
+  (workdir / "run_s0" / "metrics.jsonl").write_text(
+      json.dumps({"event": "train", "step": 4, "epoch": 1.5}) + "\n")
   rerun = run("--override=train.max_epochs=3", "--rerun_changed")
   assert rerun.returncode == 0, rerun.stderr
+  assert "run_s0: started (pid" in rerun.stderr
+  assert "resuming after epoch" not in rerun.stderr
   for s in (0, 1):
     run_dir = workdir / f"run_s{s}"
     last = (run_dir / "commands").read_text().splitlines()[-1].split()
