@@ -246,6 +246,12 @@ def main(argv: Sequence[str]) -> None:
   f = flags.FLAGS
   from data_builders.manual_data import ManualDataError  # pylint: disable=g-import-not-at-top
   try:
+    if (split_name(f.dataset)[0] == USER
+        and f.dataset.partition("/")[0] != USER):  # a bare name: a typo?
+      raise _unknown(f.dataset, (
+          f" To build a dataset of your own named {f.dataset!r}: "
+          f"--dataset={USER} --name={f.dataset} --manual_dir=<its images> "
+          "--annotations=<its COCO keypoints file>."))
     if split_name(f.dataset)[0] == USER:
       if f.name is None and split_name(f.dataset)[1] is None:
         raise ValueError(f"--dataset={USER} needs --name=<your dataset's "

@@ -36,6 +36,7 @@ import enum
 import fcntl
 import json
 import os
+import pathlib
 import socket
 from typing import Iterator
 
@@ -97,6 +98,10 @@ class ConfigMismatchError(ValueError):
 class ForeignFilesError(ValueError):
   """The workdir holds files under a run's names that no run of this program
   can be shown to have written (another program's, or a user's)."""
+
+
+class NotADirectoryWorkdirError(ValueError):
+  """The workdir's path is a file, or lies under one."""
 
 
 class WorkdirBusyError(RuntimeError):
@@ -539,12 +544,20 @@ def workdir_lock(workdir):
   Raises:
     WorkdirBusyError: another process holds it (the message names its pid
       and host).
+    NotADirectoryWorkdirError: the path is a file, or lies under one.
   """
   run = RunDir(workdir)
   if "://" in os.fspath(run.path):  # object stores have no file locks
     yield
     return
-  run.path.mkdir(parents=True, exist_ok=True)
+  try:
+    run.path.mkdir(parents=True, exist_ok=True)
+  except (FileExistsError, NotADirectoryError):
+    path = pathlib.Path(os.fspath(run.path))
+    file = next(p for p in [path, *path.parents] if p.exists())
+    raise NotADirectoryWorkdirError(
+        f"The workdir {path} cannot be a directory: {file} is a file. Give "
+        "--workdir the path of a directory (it is made if missing).") from None
   path = run.lock_file
   fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o644)
   try:

@@ -158,15 +158,18 @@ def parse_grid(items: Sequence[str]) -> List[tuple]:
   return out
 
 
-def check_grid_keys(grid: Sequence[tuple], config) -> None:
-  """Raises ``ValueError`` naming a grid key that ``config`` (an experiment's
-  ``ConfigDict``) does not have, with the nearest keys it has."""
+def check_keys(keys: Sequence[str], config, flag: str = "--grid") -> None:
+  """Raises ``ValueError`` naming a key of ``flag`` (``--grid``,
+  ``--override``) that ``config`` (an experiment's ``ConfigDict``) does not
+  have, with the nearest keys it has."""
+  if not keys:
+    return
   known = [k for k, _ in configs.flat_items(config.to_dict())]
-  for key, _ in grid:
+  for key in keys:
     if key not in known:
       near = difflib.get_close_matches(key, known, n=3) or [
           "model.beta", "loss.alpha", "loss.gamma"]
-      raise ValueError(f"--grid key {key!r} is not a setting of the "
+      raise ValueError(f"{flag} key {key!r} is not a setting of the "
                        f"experiment's config; did you mean {' or '.join(near)}? "
                        f"(a run's {rundir.CONFIG} lists every key)")
 
@@ -203,7 +206,12 @@ def select_runs(runs: Sequence[Mapping], only: str | None = None,
   if len(set(names)) != len(names):
     dup = sorted({n for n in names if names.count(n) > 1})
     raise ValueError(f"The sweep lists run names twice: {dup}.")
-  pattern = re.compile(only) if only else None
+  try:
+    pattern = re.compile(only) if only else None
+  except re.error as e:
+    raise ValueError(
+        f"--only={only!r} is not a regular expression ({e}); it is searched "
+        r"in the run names, e.g. --only='^seq_mt_L_f0\.05_s[0-2]$'.") from None
   out = []
   for r in runs:
     if pattern and not pattern.search(r["name"]):
@@ -441,20 +449,24 @@ def main(argv):
       raise ValueError(f"No run of {FLAGS.config} matches --only="
                        f"{FLAGS.only!r} / --seeds={FLAGS.seeds!r}.")
     grid = parse_grid(FLAGS.grid)
-    if grid:
-      for arg in sorted({r["config_arg"] for r in runs}):  # e.g. per model
+    overrides = parse_overrides(FLAGS.override)
+    for arg in sorted({r["config_arg"] for r in runs}):  # e.g. per model
+      config = experiment.get_config(arg) if grid or overrides else None
+      for keys, flag in (([k for k, _ in grid], "--grid"),
+                         (list(overrides), "--override")):
         try:
-          check_grid_keys(grid, experiment.get_config(arg))
+          check_keys(keys, config, flag)
         except ValueError as e:
           raise ValueError(f"{e} [--config={FLAGS.config}:{arg}; narrow "
                            "--only to the runs that have it]") from None
+    if grid:
       runs = expand_grid(runs, grid)
     if FLAGS.vectorize_seeds and FLAGS.order != "table":
       raise ValueError("--vectorize_seeds trains each cell's seeds together; "
                        "it needs --order=table (the default).")
     runs = order_runs(runs, FLAGS.order)
     specs = sweep_plan.make_specs(
-        runs, FLAGS.config, FLAGS.workdir, parse_overrides(FLAGS.override),
+        runs, FLAGS.config, FLAGS.workdir, overrides,
         fixed={"data.labeled_fraction", sweep_plan.SEED_KEY} |
         {k for k, _ in grid})
     specs = [dataclasses.replace(s, epochs=_epochs(s)) for s in specs]

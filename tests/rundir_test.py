@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from landmark_ssl import rundir
@@ -188,3 +189,17 @@ def test_damaged_run_files_name_the_fix_that_rewrites_them(tmp_path, caplog):
         {"event": "train", "step": 5, "loss": 1.0}]
   assert "an incomplete last line" in caplog.text
 
+
+
+@pytest.mark.parametrize("under", ["", "sub/run"])
+def test_a_workdir_that_is_or_lies_under_a_file_is_named(tmp_path, under):
+  """Not a traceback from mkdir: the file is named, and left as it was."""
+  afile = tmp_path / "notes.txt"
+  text = f"mine {np.random.default_rng().integers(1 << 30)}"
+  afile.write_text(text)
+  with pytest.raises(rundir.NotADirectoryWorkdirError,
+                     match=f"{afile} is a file. Give --workdir the path of a "
+                     "directory"):
+    with rundir.workdir_lock(afile / under if under else afile):
+      pass
+  assert afile.read_text() == text

@@ -278,7 +278,7 @@ def test_grid_multiplies_runs_into_parseable_commands(tmp_path):
   runs = sweep.select_runs(exp.sweep(seeds=(4, 2)), only=r"^seq_mt_L_f0\.05_")
   grid = sweep.parse_grid(["config.model.beta=3,0.1", "loss.alpha=0.5"])
   assert grid == [("model.beta", ("3", "0.1")), ("loss.alpha", ("0.5",))]
-  sweep.check_grid_keys(grid, exp.get_config(runs[0]["config_arg"]))
+  sweep.check_keys([k for k, _ in grid], exp.get_config(runs[0]["config_arg"]))
   grown = sweep.expand_grid(runs, grid)
   assert [r["name"] for r in grown] == [
       f"seq_mt_L_f0.05_s{s}_model.beta={b}_loss.alpha=0.5"
@@ -309,10 +309,32 @@ def test_grid_multiplies_runs_into_parseable_commands(tmp_path):
     with pytest.raises(ValueError, match=match):
       sweep.parse_grid(bad)
   with pytest.raises(ValueError, match="did you mean model.beta"):
-    sweep.check_grid_keys([("model.betta", ("1",))], exp.get_config())
+    sweep.check_keys(["model.betta"], exp.get_config())
   with pytest.raises(ValueError, match="--grid sets .'seed'."):
     sweep.expand_grid(runs, [("seed", ("1",))])
   assert sweep.expand_grid(runs, []) == runs
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--override=trian.max_epochs=3", "--override key 'trian.max_epochs' is "
+     "not a setting of the experiment's config; did you mean train.max_epochs"),
+    ("--override=config.data.data_dir=/d", None),  # a placeholder: a key
+    ("--only=(", "--only='(' is not a regular expression (missing ), "
+     "unterminated subpattern at position 0); it is searched in the run "
+     "names")])
+def test_a_mistyped_override_or_only_is_a_usage_error(tmp_path, flag, message):
+  """Before any run starts, not in each of them."""
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.sweep",
+       "--config=experiments/blocks.py", f"--workdir={tmp_path}", "--dry_run",
+       r"--seeds=0", flag], cwd=ROOT, env=ENV, capture_output=True, text=True,
+      timeout=120)
+  if message is None:
+    assert out.returncode == 0, out.stderr[-2000:]
+    return
+  assert out.returncode != 0 and not out.stdout
+  assert message in out.stderr, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
 
 
 def test_dry_run_with_a_grid(tmp_path):

@@ -8,6 +8,8 @@ import json
 import math
 import pathlib
 import shutil
+import subprocess
+import sys
 import warnings
 
 import ml_collections
@@ -579,3 +581,18 @@ def test_the_pipeline_labels_only_flagged_examples(built):
   with pytest.raises(ValueError, match="without landmark labels"):
     ip.TrainLoader(_data_config(data_dir), seed,
                    np.flatnonzero(~flags)[:1], 0, 1)
+
+
+def test_build_data_takes_a_bare_unknown_name_as_a_typo(tmp_path):
+  """`build_data --dataset=hgr2` names the known datasets and how to build
+  one of your own, instead of asking for coco_keypoints' files."""
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.build_data", "--dataset=hgr2",
+       f"--data_dir={tmp_path}"], capture_output=True, text=True, timeout=300,
+      cwd=pathlib.Path(__file__).resolve().parents[2])
+  assert out.returncode != 0
+  assert "Unknown dataset 'hgr2'" in out.stderr and "'hgr1'" in out.stderr
+  assert ("--dataset=coco_keypoints --name=hgr2 --manual_dir=<its images>"
+          in out.stderr)
+  assert "Traceback" not in out.stderr
+  assert not list(tmp_path.iterdir())
