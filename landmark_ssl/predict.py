@@ -55,6 +55,10 @@ Outputs in ``--out``:
   image ids and file names of the run's dataset and a score per keypoint,
   to load into an annotation tool (``coco_export``).
 
+An ``--out`` that already holds any of these files (an earlier prediction's,
+or yours) is refused before anything runs, naming them, unless
+``--overwrite``; other files there are left alone.
+
 An image that cannot be read (missing, not an image, corrupt, or over
 ``--max_pixels`` pixels: a decompression bomb is refused before it is
 decoded) or whose box is invalid or lies entirely outside it is reported
@@ -62,7 +66,8 @@ decoded) or whose box is invalid or lies entirely outside it is reported
 that reaches outside its image is warned about (the crop is padded with
 black there). Grey images of 16 bits (PNG, TIFF) are scaled to 8 bits
 (65535 -> 255), not clipped. Exit status: 0 all images done, 1 some failed, 2 nothing
-could run (no checkpoint in ``--workdir``, bad flags or boxes file).
+could run (no checkpoint in ``--workdir``, bad flags or boxes file, files
+in ``--out`` without ``--overwrite``).
 
 The run's dataset must be available at its ``config.data.data_dir`` (or
 ``--data_dir``): its metadata gives the input size, the crop enlargement
@@ -76,7 +81,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Mapping, Sequence
+from typing import List, Mapping, Sequence
 
 from absl import app
 from absl import flags
@@ -517,18 +522,49 @@ def write_outputs(result: dict, out_dir: str) -> None:
         writer.writerow([record["file"], k, name, f"{x:.3f}", f"{y:.3f}"])
 
 
+def output_paths(paths: Sequence[str], overlays: bool,
+                 output_format: str) -> List[str]:
+  """The files a prediction of ``paths`` writes, relative to ``--out``."""
+  from landmark_ssl import coco_export  # pylint: disable=g-import-not-at-top
+  out = [JSON_FILE, CSV_FILE]
+  if output_format == "coco":
+    out.append(coco_export.COCO_FILE)
+  if overlays:
+    out += [os.path.join(OVERLAY_DIR, n) for n in overlay_names(paths)]
+  return out
+
+
+def check_out_dir(out_dir: str, names: Sequence[str], overwrite: bool) -> None:
+  """Refuses an ``out_dir`` that is a file, or that holds any of ``names``
+  unless ``overwrite``: nothing there is replaced without being asked."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f"--out={out_dir} is a file; give a directory (it is "
+                     "made if missing).")
+  there = [n for n in names if os.path.exists(os.path.join(out_dir, n))]
+  if there and not overwrite:
+    shown = ", ".join(there[:3]) + (f" and {len(there) - 3} more"
+                                    if len(there) > 3 else "")
+    raise FileExistsError(
+        f"--out={out_dir} already holds {shown}. Pass --overwrite to replace "
+        "them, or give another --out.")
+
+
 def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
                 box: str | None = None, boxes_file: str | None = None,
                 batch_size: int = 32, step: int | None = None,
                 data_dir: str | None = None, overlays: bool = True,
                 output_format: str = "json",
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+                max_pixels: int = DEFAULT_MAX_PIXELS,
+                overwrite: bool = False) -> dict:
   """The CLI's work: checks the arguments, restores the run, predicts and
   writes everything (``output_format='coco'``: also ``coco_keypoints.json``,
   see ``coco_export``). Returns the ``landmarks.json`` content.
 
   Raises:
-    ValueError: bad box or boxes file, both given, or no image.
+    ValueError: bad box or boxes file, both given, or no image; ``out_dir``
+      is a file.
+    FileExistsError: ``out_dir`` holds files of these names (an earlier
+      prediction's, or yours) and not ``overwrite``.
     evaluator.NoCheckpointError: ``workdir`` has no config or checkpoint.
   """
   if box is not None and boxes_file is not None:
@@ -540,6 +576,8 @@ def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
   if not paths:
     raise ValueError("No image given: pass --images=a.jpg,b.png (or a "
                      "folder), or image paths after the flags.")
+  check_out_dir(out_dir, output_paths(paths, overlays, output_format),
+                overwrite)
   predictor = Predictor.load(workdir, step, data_dir, batch_size)
   result = predict_files(predictor, paths, out_dir, boxes, default_box,
                          overlays, max_pixels)
@@ -577,6 +615,9 @@ def define_flags(flag_values=flags.FLAGS):
                     "coco_keypoints.json (COCO keypoints with per-keypoint "
                     "scores, for annotation tools; see coco_export).",
                     flag_values=flag_values)
+  flags.DEFINE_bool("overwrite", False, "Replace the files of an earlier "
+                    "prediction in --out (refused without it).",
+                    flag_values=flag_values)
   flags.DEFINE_bool("overlays", True, "Write overlay PNGs.",
                     flag_values=flag_values)
   flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Images with more "
@@ -598,7 +639,7 @@ def main(argv):
     result = run_predict(FLAGS.workdir, list(FLAGS.images) + list(argv[1:]),
                          FLAGS.out, FLAGS.box, FLAGS.boxes, FLAGS.batch_size,
                          FLAGS.step, FLAGS.data_dir, FLAGS.overlays,
-                         FLAGS.format, FLAGS.max_pixels)
+                         FLAGS.format, FLAGS.max_pixels, FLAGS.overwrite)
   except (OSError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(EXIT_USAGE)

@@ -313,3 +313,39 @@ def test_cli_without_checkpoint(tiny_blocks_run, tmp_path):
        f"--out={tmp_path / 'out'}"],
       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2 and "no config.json" in proc.stderr
+
+
+def test_out_with_earlier_outputs_is_refused_unless_overwrite(tmp_path):
+  """Files of the names predict writes are not replaced without
+  --overwrite, and the refusal comes before the run is loaded; other files
+  in --out do not matter."""
+  out = tmp_path / "out"
+  (out / predict.OVERLAY_DIR).mkdir(parents=True)
+  mine = f"mine {np.random.default_rng().integers(1 << 30)}"
+  (out / "notes.txt").write_text(mine)
+  paths = ["a/x.jpg", "b/x.png"]
+  # Nothing of predict's there: allowed (the run 'w' does not exist).
+  with pytest.raises(Exception) as e:
+    predict.run_predict("w", paths, str(out))
+  assert not isinstance(e.value, FileExistsError)
+  (out / predict.OVERLAY_DIR / "x_2.png").write_text(mine)
+  for overlays, refused in ((True, True), (False, False)):
+    names = predict.output_paths(paths, overlays, "json")
+    if refused:
+      with pytest.raises(FileExistsError,
+                         match=r"already holds overlays/x_2.png\. Pass "
+                         "--overwrite to replace them, or give another --out"):
+        predict.check_out_dir(str(out), names, overwrite=False)
+    else:
+      predict.check_out_dir(str(out), names, overwrite=False)
+  with pytest.raises(FileExistsError, match="overlays/x_2.png"):
+    predict.run_predict("w", paths, str(out))
+  (out / predict.JSON_FILE).write_text(mine)
+  with pytest.raises(FileExistsError, match=f"{predict.JSON_FILE}, overlays"):
+    predict.check_out_dir(str(out), predict.output_paths(paths, True, "coco"),
+                          overwrite=False)
+  predict.check_out_dir(str(out), predict.output_paths(paths, True, "coco"),
+                        overwrite=True)
+  assert (out / "notes.txt").read_text() == mine
+  with pytest.raises(ValueError, match="--out=.*notes.txt is a file"):
+    predict.check_out_dir(str(out / "notes.txt"), ["landmarks.json"], False)
