@@ -153,9 +153,20 @@ def parse_flags(argv: list[str]) -> list[str]:
     print(f"FATAL Flags parsing error: {message}", file=sys.stderr)
     sys.exit(EXIT_USAGE)
   except flags.Error as e:
-    print(f"FATAL Flags parsing error: {e}\nPass --helpfull to see help on "
-          "flags.", file=sys.stderr)
+    print(f"FATAL Flags parsing error: {without_traceback(str(e))}\nPass "
+          "--helpfull to see help on flags.", file=sys.stderr)
     sys.exit(EXIT_USAGE)
+
+
+def without_traceback(message: str) -> str:
+  """A flag error without the traceback ml_collections puts in it when the
+  config file's ``get_config`` raises (e.g. a config argument it does not
+  offer): the error's head and the exception's own line."""
+  head, sep, tail = message.partition("\n\nTraceback (most recent call last):")
+  if not sep:
+    return message
+  last = [l for l in tail.strip().splitlines() if l and not l.startswith(" ")]
+  return f"{head.rstrip()} {last[-1]}" if last else head.rstrip()
 
 
 def seed_workdirs(seeds: list[str] | None, workdir: str | None,

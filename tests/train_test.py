@@ -774,6 +774,22 @@ def test_a_config_file_with_a_syntax_error_is_named(tmp_path):
     configs.load_experiment(str(bad))
 
 
+def test_a_config_argument_the_experiment_does_not_offer_is_named(tmp_path):
+  """The experiment's own message (the choices), no traceback; nothing
+  made."""
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.main",
+       f"--config={REPO / 'experiments' / 'blocks.py'}:model=nope",
+       f"--workdir={tmp_path / 'run'}"], capture_output=True, text=True,
+      timeout=240, cwd=REPO)
+  assert out.returncode == 2, out.stderr[-3000:]
+  assert ("model='nope' is not available for experiments/blocks.py; choose "
+          "one of ['seq_mt', 'comm_mt', 'heatmap_mt']") in out.stderr, (
+              out.stderr[-3000:])
+  assert "Traceback" not in out.stderr
+  assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_reproduces_results(fake, reference, tmp_path):
   workdir, results, _ = reference
   out = evaluator.evaluate_run(workdir, write=False)
