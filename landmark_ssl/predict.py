@@ -525,9 +525,9 @@ def write_outputs(result: dict, out_dir: str) -> None:
 def output_paths(paths: Sequence[str], overlays: bool,
                  output_format: str) -> List[str]:
   """The files a prediction of ``paths`` writes, relative to ``--out``."""
-  from landmark_ssl import coco_export  # pylint: disable=g-import-not-at-top
   out = [JSON_FILE, CSV_FILE]
   if output_format == "coco":
+    from landmark_ssl import coco_export  # pylint: disable=g-import-not-at-top
     out.append(coco_export.COCO_FILE)
   if overlays:
     out += [os.path.join(OVERLAY_DIR, n) for n in overlay_names(paths)]

@@ -450,8 +450,9 @@ def main(argv):
                        f"{FLAGS.only!r} / --seeds={FLAGS.seeds!r}.")
     grid = parse_grid(FLAGS.grid)
     overrides = parse_overrides(FLAGS.override)
-    for arg in sorted({r["config_arg"] for r in runs}):  # e.g. per model
-      config = experiment.get_config(arg) if grid or overrides else None
+    for arg in sorted({r["config_arg"] for r in runs} if grid or overrides
+                      else ()):  # e.g. per model
+      config = experiment.get_config(arg)
       for keys, flag in (([k for k, _ in grid], "--grid"),
                          (list(overrides), "--override")):
         try:

@@ -134,15 +134,19 @@ def read_epochs_done(run_dir: str) -> float:
   return done
 
 
-def per_kind(segments: Sequence[Tuple[str, float, float]]
-             ) -> Dict[str, Tuple[float, float]]:
-  """``{device kind: (wall seconds, epochs)}``: :func:`device_segments`
-  summed per kind."""
-  out: Dict[str, List[float]] = collections.defaultdict(lambda: [0., 0.])
-  for kind, seconds, epochs in segments:
-    out[kind][0] += seconds
-    out[kind][1] += epochs
-  return {kind: (seconds, epochs) for kind, (seconds, epochs) in out.items()}
+def pace(timing: Timing, planned: float) -> Dict[str, float]:
+  """``{device kind: wall seconds per planned epoch}`` of a finished run:
+  each device's pace over the whole run, spread over the ``planned`` epochs
+  it was to train, so that a run that stopped early, or a seed of a
+  vectorised group (which counts the group's wall time), is counted as the
+  runs left are, at their planned length."""
+  per_kind: Dict[str, List[float]] = collections.defaultdict(lambda: [0., 0.])
+  for kind, seconds, epochs in timing.segments:
+    per_kind[kind][0] += seconds
+    per_kind[kind][1] += epochs
+  trained = sum(epochs for _, _, epochs in timing.segments)
+  return {kind: seconds / epochs * trained / planned
+          for kind, (seconds, epochs) in per_kind.items()}
 
 
 def planned_epochs(results: Mapping) -> float | None:
@@ -158,18 +162,15 @@ def planned_epochs(results: Mapping) -> float | None:
 def epoch_seconds(results: Mapping) -> List[Tuple[str, tuple, float]]:
   """``[(device kind, (row model, costs), wall seconds per epoch), ...]``
   of a finished run's ``results.json`` object, one per kind of device it
-  trained on (:func:`device_segments`): that device's pace over the whole
-  run, per epoch it was to train (:func:`planned_epochs`), so that a run
-  that stopped early, or a seed of a vectorised group (which counts the
-  group's wall time), spreads its time over all of them; ``[]`` for any
-  other object."""
+  trained on: :func:`pace`, per epoch of :func:`planned_epochs` (or of
+  those it trained, if its config does not say); ``[]`` for any other
+  object."""
   timing = run_timing(results)
   if timing is None:
     return []
-  trained = sum(epochs for _, _, epochs in timing.segments)
-  planned = planned_epochs(results) or trained
-  return [(kind, timing.key, seconds / epochs * trained / planned)
-          for kind, (seconds, epochs) in per_kind(timing.segments).items()]
+  planned = planned_epochs(results) or sum(e for _, _, e in timing.segments)
+  return [(kind, timing.key, seconds)
+          for kind, seconds in pace(timing, planned).items()]
 
 
 def read_epoch_timings(workdir: str
@@ -308,16 +309,11 @@ class Progress:
     self._done[name] = kind
     if not timing:
       return
-    # Per planned epoch, as a run left is counted: a run that stopped early
-    # (or a seed of a vectorised group, which counts the group's whole
-    # wall time) spreads its time over the epochs it was to train. A run
-    # whose length the sweep does not know counts whole.
+    # Per planned epoch (:func:`pace`); a run whose length the sweep does
+    # not know counts whole, as the runs left of unknown length do.
     length = self._length(name)
-    trained = sum(epochs for _, _, epochs in timing.segments)
-    for device, (seconds, epochs) in per_kind(timing.segments).items():
-      # this device's pace over the whole run
-      self._timings[device][timing.key].append(
-          seconds / epochs * trained / length)
+    for device, seconds in pace(timing, length).items():
+      self._timings[device][timing.key].append(seconds)
     self._pooled[timing.key].append(
         sum(seconds for _, seconds, _ in timing.segments) / length)
     if kind == "finished":
