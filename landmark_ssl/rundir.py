@@ -535,11 +535,23 @@ def _lock_holder(path: epath.Path) -> str:
     return "a process that has not yet written its pid and host"
 
 
+def _remove_if_only(directory: epath.Path, lock: epath.Path) -> None:
+  """Removes ``directory`` if ``lock`` (held by the caller) is all it holds."""
+  try:
+    if [p.name for p in directory.iterdir()] == [lock.name]:
+      lock.unlink()
+      directory.rmdir()
+  except OSError as e:  # something appeared meanwhile: keep it all
+    logging.debug("Kept %s: %s", directory, e)
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir):
   """Holds ``<workdir>/run.lock`` (``flock``, exclusive) while in the block:
   one process at a time trains the run of a workdir. The lock goes with the
-  process (a killed holder releases it); the file stays.
+  process (a killed holder releases it); the file stays, unless this call
+  made the workdir and the block left nothing else in it (a run that
+  failed its checks before writing anything leaves no directory behind).
 
   Raises:
     WorkdirBusyError: another process holds it (the message names its pid
@@ -550,6 +562,7 @@ def workdir_lock(workdir):
   if "://" in os.fspath(run.path):  # object stores have no file locks
     yield
     return
+  made = not run.path.exists()
   try:
     run.path.mkdir(parents=True, exist_ok=True)
   except (FileExistsError, NotADirectoryError):
@@ -560,9 +573,11 @@ def workdir_lock(workdir):
         "--workdir the path of a directory (it is made if missing).") from None
   path = run.lock_file
   fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o644)
+  locked = False
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      locked = True
     except OSError:
       raise WorkdirBusyError(
           f"{run.path} is in use: {_lock_holder(path)} holds {path} and is "
@@ -574,5 +589,7 @@ def workdir_lock(workdir):
     os.write(fd, (json.dumps(holder) + "\n").encode())
     yield
   finally:
+    if locked and made:
+      _remove_if_only(run.path, path)
     os.close(fd)  # releases the lock
 

@@ -98,6 +98,25 @@ def test_status_follows_the_files(tmp_path):
   assert run.status() == rundir.Status.FINISHED
 
 
+def test_a_workdir_the_lock_made_goes_when_nothing_was_written(tmp_path):
+  """A run that fails before writing leaves no directory behind, but a
+  workdir that existed, or that got a file, is kept with its lock file."""
+  made = tmp_path / "a" / "new"
+  with pytest.raises(KeyError):
+    with rundir.workdir_lock(made):
+      assert sorted(p.name for p in made.iterdir()) == [rundir.LOCK]
+      raise KeyError("failed its checks")
+  assert not made.exists() and (tmp_path / "a").is_dir()
+  with rundir.workdir_lock(made):
+    (made / rundir.CONFIG).write_text("{}")
+  assert sorted(p.name for p in made.iterdir()) == [rundir.CONFIG, rundir.LOCK]
+  existing = tmp_path / "existing"
+  existing.mkdir()
+  with rundir.workdir_lock(existing):
+    pass
+  assert sorted(p.name for p in existing.iterdir()) == [rundir.LOCK]
+
+
 def _hold(path, ready, release):
   with rundir.workdir_lock(path):
     ready.set()

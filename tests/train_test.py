@@ -677,6 +677,7 @@ def test_one_process_at_a_time_per_workdir(fake, tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match="no data in this test"):
     train.train_and_evaluate(tiny_config.get_config(), workdir)
   assert held == [True]
+  assert not workdir.exists()  # it made the workdir and wrote nothing
   with rundir.workdir_lock(workdir):
     pass
 
@@ -718,7 +719,7 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
   assert ("config.data.test_splits names the split 'nope', which dataset "
           "'fake' does not have; its splits are ['test', 'train', "
           "'validation']") in str(info.value)
-  assert [p.name for p in (tmp_path / "b").iterdir()] == [rundir.LOCK]
+  assert not (tmp_path / "b").exists()  # made for the run, left empty
   # So the fixed command finds a new workdir, not another config's run.
   assert rundir.inspect_workdir(train.config_to_dict(tiny_config.get_config()),
                                tmp_path / "b", overwrite=False) == []
