@@ -245,6 +245,13 @@ def evaluate_run(workdir, splits=None, step: int | None = None,
   """
   run = restore_run(workdir, step)
   config, heads, step = run.config, run.heads, run.step
+  unknown = [s for s in splits or () if s not in run.info.split_sizes]
+  if unknown:
+    raise ValueError(
+        f"Dataset {run.info.name!r} has no split {', '.join(map(repr, unknown))}"
+        f"; its splits are {sorted(run.info.split_sizes)}. Name those in "
+        "--splits, or leave it out for the run's own validation and test "
+        f"splits ({', '.join(final_splits(config))}).")
   steps.check_batch_size(config.data.eval_batch_size, run.mesh,
                          "config.data.eval_batch_size")
   program = program_lib.Program.for_evaluation(run.mesh)

@@ -797,6 +797,12 @@ def test_evaluate_reproduces_results(fake, reference, tmp_path):
   assert out["step"] == results["best_step"]
   assert out["metrics"]["test"] == results["metrics"]["test"]
   assert out["metrics"]["validation"] == results["metrics"]["validation"]
+  with pytest.raises(ValueError) as info:  # a typo in --splits
+    evaluator.evaluate_run(workdir, ["test", "tset"], write=False)
+  assert str(info.value) == (
+      "Dataset 'fake' has no split 'tset'; its splits are ['test', 'train', "
+      "'validation']. Name those in --splits, or leave it out for the run's "
+      "own validation and test splits (validation, test).")
   with pytest.raises(evaluator.NoCheckpointError, match="no config.json"):
     evaluator.evaluate_run(tmp_path)
   (tmp_path / "config.json").write_text((workdir / "config.json").read_text())
