@@ -136,6 +136,32 @@ def spread(pairs: Sequence, count: int) -> list:
   return [pairs[i] for i in picks]
 
 
+# The parts of results.json a comparison reads: each an object (of objects).
+_RESULTS_SHAPE = {"metrics": "objects", "data": "object", "stack": "object",
+                  "label_subset": "object", "selection": "object"}
+
+
+def _check_shape(path, value: dict | None, fields: Mapping[str, str]
+                 ) -> None:
+  """That the ``fields`` of ``value`` (the object ``rundir.read_json`` read
+  from ``path``; ``None``: absent) have the shape they name."""
+  def refuse(what: str, found) -> None:
+    raise rundir.CorruptFileError(
+        f"{path}: {what} should be a JSON object, not {json.dumps(found)[:60]}"
+        "; the file was edited or written by another program. Restore the "
+        "run's own file, or compare another run.")
+  for key, shape in fields.items():
+    field = (value or {}).get(key)
+    if field is None:
+      continue
+    if not isinstance(field, dict):
+      refuse(f"{key!r}", field)
+    if shape == "objects":
+      for name, item in field.items():
+        if not isinstance(item, dict):
+          refuse(f"{key}[{name!r}]", item)
+
+
 @dataclasses.dataclass
 class RunFiles:
   """What a comparison reads of one run."""
@@ -146,9 +172,11 @@ class RunFiles:
 
   @classmethod
   def read(cls, path) -> "RunFiles":
+    """Raises ``rundir.CorruptFileError`` for a file of the wrong shape."""
     run = rundir.RunDir(path)
-    return cls(str(path), run.read_config(), run.read_results(),
-               run.read_events())
+    results = run.read_results()
+    _check_shape(run.results_file, results, _RESULTS_SHAPE)
+    return cls(str(path), run.read_config(), results, run.read_events())
 
   def recorded(self, key: str):
     """``results.json``'s ``key`` (``None``: unfinished, or not recorded)."""

@@ -155,3 +155,27 @@ def test_cli(tmp_path):
       capture_output=True, text=True, cwd=ROOT, check=False)
   assert proc.returncode == 2
   assert f"{missing} has no config.json" in proc.stderr
+
+
+@pytest.mark.parametrize("edit, what", [
+    (lambda r: r.update(metrics=5), "'metrics' should be a JSON object, not 5"),
+    (lambda r: r["metrics"].update(test=[1.5]),
+     "metrics['test'] should be a JSON object, not [1.5]"),
+    (lambda r: r.update(stack="cpu"), "'stack' should be a JSON object"),
+])
+def test_a_hand_edited_results_file_is_named_not_a_traceback(tmp_path, edit,
+                                                             what):
+  b_dir = _copy_run(tmp_path, "edited")
+  _edit_json(b_dir / "results.json", edit)
+  with pytest.raises(ValueError) as info:
+    compare_runs.RunFiles.read(b_dir)
+  assert str(info.value).startswith(f"{b_dir / 'results.json'}: {what}")
+  proc = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.compare_runs",
+       f"--workdirs={COMMITTED},{b_dir}"],
+      capture_output=True, text=True, cwd=ROOT, check=False)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert what in proc.stderr
+  (b_dir / "results.json").write_text("[1, 2]")
+  with pytest.raises(ValueError, match="holds a JSON list, not the object"):
+    compare_runs.RunFiles.read(b_dir)
