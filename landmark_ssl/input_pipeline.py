@@ -650,9 +650,12 @@ def load_labeled(workdir: str | epath.PathLike) -> np.ndarray | None:
     payload = json.loads(path.read_text())
     return np.asarray(payload["indices"], np.int64)
   except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path} is not a label subset file written by "
-                     f"save_labeled ({e}); delete it to draw a new subset."
-                     ) from e
+    raise rundir.CorruptFileError(
+        f"{path} is not a label subset file written by save_labeled ({e}). "
+        "It records which training images keep their landmarks: restore it "
+        "from a copy; or, for a run that drew its own subset (not a suggest "
+        "--next_workdir round) and has not finished, delete it: training "
+        "draws the same subset again from the config's seed.") from e
 
 
 def labeled_subset(data_config: Any, seed: int,

@@ -97,6 +97,15 @@ def test_save_load_and_mismatch(data_dir, tmp_path):
     ip.labeled_subset(cfg, 4, tmp_path)
   with pytest.raises(ValueError, match="labeled_fraction"):
     ip.labeled_subset(_config(data_dir, labeled_fraction=0.5), 3, tmp_path)
+  # Cut short: named, with both fixes; deleting it draws the same subset.
+  path = tmp_path / rundir.LABEL_SUBSET
+  path.write_text(path.read_text()[:20])
+  with pytest.raises(rundir.CorruptFileError) as info:
+    ip.labeled_subset(cfg, 3, tmp_path)
+  assert str(info.value).startswith(f"{path} is not a label subset file")
+  assert "restore it from a copy" in str(info.value)
+  path.unlink()
+  np.testing.assert_array_equal(ip.labeled_subset(cfg, 3, tmp_path), first)
 
 
 @pytest.mark.parametrize("batch,fraction,share,expected", [
