@@ -491,6 +491,12 @@ def write_report(workdir: str, experiment_files: Sequence[str] = (),
   keys that split rows (and give the selection on validation)."""
   everything, unfinished = load_runs(workdir, by,
                                      list(experiment_files) or None)
+  if not (everything or unfinished or experiment_files or
+          rundir.holds_runs(workdir)):
+    raise ValueError(
+        f"--workdir={workdir} holds no runs (no directory under it has a "
+        f"{rundir.CONFIG}); pass the --workdir the sweep or main wrote to, "
+        "or add --config=<experiment file> to list the runs it still lacks.")
   runs, outside = split_by_protocol(everything)
   stats = aggregate(runs)
   outside_stats = {k: aggregate(v) for k, v in outside.items()}

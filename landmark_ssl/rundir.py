@@ -414,6 +414,12 @@ def find_results(root) -> Iterator[tuple[str, dict | None, str | None]]:
       yield dirpath, None, str(e)
 
 
+def holds_runs(root) -> bool:
+  """Whether any directory under ``root`` (or ``root``) holds a run's
+  ``config.json``: started, finished or not."""
+  return any(CONFIG in files for _, _, files in os.walk(os.fspath(root)))
+
+
 # --------------------------------------------------------------------------
 # may a run use this workdir?
 

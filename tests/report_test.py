@@ -16,6 +16,7 @@ import scipy.stats
 
 from landmark_ssl import configs
 from landmark_ssl import report
+from landmark_ssl import rundir
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module")
 
@@ -246,6 +247,25 @@ def test_unfinished_runs_are_listed_not_counted(tmp_path):
   assert "- blocks, Seq-MT (L), 1%: seq_mt_L_f0.01_s0 (started, not finished), " \
       "seq_mt_L_f0.01_s1 (not started)" in text
   assert "status running" in text
+
+
+def test_a_directory_without_runs_is_refused_unless_runs_are_expected(
+    tmp_path):
+  """A --workdir with no run in it is a wrong path (exit 2, nothing written);
+  one with a run in progress, or with --config, is a report."""
+  (tmp_path / "notes").mkdir()
+  with pytest.raises(ValueError, match=r"holds no runs \(no directory under "
+                     "it has a config.json\); pass the --workdir"):
+    report.write_report(str(tmp_path))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.report", f"--workdir={tmp_path}"],
+      capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+  assert out.returncode != 0 and "holds no runs" in out.stderr
+  text = report.write_report(str(tmp_path), [f"{ROOT}/experiments/blocks.py"])
+  assert "No finished runs yet." in text and "## Missing runs (" in text
+  (tmp_path / "notes" / rundir.CONFIG).write_text("{}")  # started, no results
+  assert "No finished runs yet." in report.write_report(str(tmp_path))
 
 
 def test_a_column_setting_is_part_of_the_protocol(tmp_path):
