@@ -54,10 +54,12 @@ import dataclasses
 import io
 import math
 import os
+import sys
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from landmark_ssl import configs
 from landmark_ssl import paper_results
@@ -555,8 +557,9 @@ def main(argv):
     text = write_report(FLAGS.workdir, FLAGS.config,
                         sweep_lib.parse_seeds(FLAGS.seeds), FLAGS.quick,
                         FLAGS.figures, by=FLAGS.by)
-  except (ValueError, FileNotFoundError) as e:
-    raise app.UsageError(str(e)) from None
+  except (ValueError, FileNotFoundError) as e:  # a wrong path or file: named
+    logging.error("%s", e)
+    sys.exit(2)
   print(text)
   print(f"Wrote {os.path.join(FLAGS.workdir, REPORT_MD)} and "
         f"{os.path.join(FLAGS.workdir, REPORT_CSV)}.")

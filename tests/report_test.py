@@ -261,7 +261,8 @@ def test_a_directory_without_runs_is_refused_unless_runs_are_expected(
   out = subprocess.run(
       [sys.executable, "-m", "landmark_ssl.report", f"--workdir={tmp_path}"],
       capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
-  assert out.returncode != 0 and "holds no runs" in out.stderr
+  assert out.returncode == 2 and "holds no runs" in out.stderr
+  assert "Aggregates a sweep" not in out.stderr  # the message, not the help
   text = report.write_report(str(tmp_path), [f"{ROOT}/experiments/blocks.py"])
   assert "No finished runs yet." in text and "## Missing runs (" in text
   (tmp_path / "notes" / rundir.CONFIG).write_text("{}")  # started, no results
