@@ -463,7 +463,8 @@ def inspect_workdir(config_dict: dict, workdir, overwrite: bool
     unless ``overwrite``.
   * A ``config.json`` of another config from a run that never reached its
     first checkpoint (e.g. stopped by a mistyped dataset name): taken over
-    if every run file there is one such a run writes, else
+    if every run file there is one such a run writes (keeping the
+    ``label_subset.json`` of a round that ``suggest`` prepared), else
     :class:`ForeignFilesError` naming the others, unless ``overwrite``.
   * Run files without a ``config.json`` (a run writes it first, so they are
     not a run's of this program, or their config was deleted):
@@ -528,7 +529,22 @@ def inspect_workdir(config_dict: dict, workdir, overwrite: bool
         f"({names}).")
   logging.warning("No checkpoint yet: replacing the config in %s (%s).",
                   workdir, "; ".join(diffs))
+  subset = run.label_subset_file
+  if subset in present and is_prepared_subset(subset):
+    logging.warning(
+        "Keeping %s: a round prepared by suggest --next_workdir (its "
+        "labelled images are not the config's draw). To train the round as "
+        "prepared, give the command of the run it came from.", subset)
+    present = [p for p in present if p != subset]
   return present
+
+
+def is_prepared_subset(path) -> bool:
+  """Whether the ``label_subset.json`` at ``path`` was written for a next
+  round by ``suggest`` (it lists the ``suggested`` images): a choice of
+  images, not a draw that the config repeats."""
+  subset = _json_or_none(path)
+  return isinstance(subset, dict) and "suggested" in subset
 
 
 def _lock_holder(path: epath.Path) -> str:

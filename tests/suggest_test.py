@@ -137,8 +137,16 @@ def test_random_baseline_and_the_next_round_on_blocks(tiny_blocks_run,
   subset = input_pipeline.labeled_subset(config.data, config.seed, nxt)
   np.testing.assert_array_equal(subset, np.union1d(labeled, chosen))
   # main with the run's own command takes the folder as that run, fresh.
-  assert rundir.inspect_workdir(
-      json.loads((nxt / "config.json").read_text()), nxt, False) == []
+  round0 = json.loads((nxt / "config.json").read_text())
+  assert rundir.inspect_workdir(round0, nxt, False) == []
+  # Another command (a forgotten override) replaces the config but keeps
+  # the prepared subset: the round still trains on the suggested images.
+  other = json.loads(json.dumps(round0))
+  other["train"]["max_epochs"] = round0["train"]["max_epochs"] + 1
+  assert rundir.inspect_workdir(other, nxt, False) == [nxt / "config.json"]
+  assert rundir.is_prepared_subset(nxt / rundir.LABEL_SUBSET)
+  assert not rundir.is_prepared_subset(
+      os.path.join(workdir, rundir.LABEL_SUBSET))
   again = suggest.run_suggest(workdir, 7, str(tmp_path / "out2"),
                               rank_by="random", seed=seed, batch_size=8)
   assert again["indices"] == result["indices"]
