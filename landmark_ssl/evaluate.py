@@ -8,7 +8,7 @@ Reads the run's ``config.json``, restores the best checkpoint (or
 ``test_splits``), prints the metrics and writes ``evaluation.json``
 (``{"step": s, "metrics": {split: {...}}}``) plus ``ced_<split>.json`` and
 ``predictions_<split>.npz`` in the workdir. Exit code 2 (with a message) for
-a workdir without a config or checkpoint. The work is ``evaluator.evaluate_run``.
+a workdir without a config or checkpoint, 4 for a run still training. The work is ``evaluator.evaluate_run``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from absl import logging
 
 from landmark_ssl import evaluator
 from landmark_ssl import metrics_log
+from landmark_ssl import rundir
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -47,6 +48,9 @@ def main(argv):
   except (FileNotFoundError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(2)
+  except rundir.WorkdirBusyError as e:
+    logging.error("%s", e)
+    sys.exit(4)
 
 
 if __name__ == "__main__":

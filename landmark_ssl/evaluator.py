@@ -242,7 +242,15 @@ def evaluate_run(workdir, splits=None, step: int | None = None,
 
   Returns:
     ``{"step": s, "normalizer": ..., "metrics": {split: metrics}}``.
+
+  Raises:
+    rundir.WorkdirBusyError: with ``write``, a process is training the run.
   """
+  if write:
+    rundir.RunDir(workdir).refuse_if_training(
+        "Evaluate it when that run has ended: its checkpoints and which of "
+        "them is best are still changing, so the files written now would "
+        "not be the finished run's.")
   run = restore_run(workdir, step)
   config, heads, step = run.config, run.heads, run.step
   unknown = [s for s in splits or () if s not in run.info.split_sizes]

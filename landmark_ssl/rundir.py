@@ -374,6 +374,14 @@ class RunDir:
       os.close(fd)
     return False
 
+  def refuse_if_training(self, fix: str) -> None:
+    """Raises ``WorkdirBusyError`` (naming the holder, then ``fix``) if a
+    process is training the run."""
+    if self.is_locked():
+      raise WorkdirBusyError(
+          f"{self.path} is being trained: {_lock_holder(self.lock_file)} "
+          f"holds {self.lock_file}. {fix}")
+
   def status(self) -> Status:
     if self.is_finished():
       return Status.FINISHED

@@ -797,6 +797,12 @@ def test_evaluate_reproduces_results(fake, reference, tmp_path):
   assert out["step"] == results["best_step"]
   assert out["metrics"]["test"] == results["metrics"]["test"]
   assert out["metrics"]["validation"] == results["metrics"]["validation"]
+  with rundir.workdir_lock(workdir):  # a process is training it
+    with pytest.raises(rundir.WorkdirBusyError,
+                       match=f"pid {os.getpid()} on host .* Evaluate it when"):
+      evaluator.evaluate_run(workdir)
+    assert not (workdir / rundir.EVALUATION).exists()
+    assert evaluator.evaluate_run(workdir, write=False) == out  # reads only
   with pytest.raises(ValueError) as info:  # a typo in --splits
     evaluator.evaluate_run(workdir, ["test", "tset"], write=False)
   assert str(info.value) == (
