@@ -3,7 +3,7 @@ trained run is least consistent.
 
   python -m landmark_ssl.suggest --workdir=RUN --n=50 [--out=DIR] \
       [--transforms=8] [--seed=0] [--rank=elt|random] [--next_workdir=DIR] \
-      [--sheet=24] [--batch_size=64] [--step=N] [--data_dir=DIR]
+      [--sheet=24] [--batch_size=64] [--step=N] [--data_dir=DIR] [--overwrite]
 
 **Candidates**: the run's training images outside its labelled subset
 (``label_subset.json``); for a dataset of your own, also outside the
@@ -38,6 +38,9 @@ Outputs in ``--out`` (default ``<workdir>/suggest``):
   (orange) and, per transform, the landmarks of the transformed image
   mapped back (blue): a wide blue cloud is a point the model is unsure of.
 
+An ``--out`` that holds an earlier suggestion's files is refused before the
+run loads, unless ``--overwrite`` (which removes them first).
+
 ``--next_workdir=DIR`` prepares the next round of a simulated labelling
 (data whose hidden labels are known, as Blocks): ``DIR/config.json`` is the
 run's and ``DIR/label_subset.json`` its labelled subset plus the suggested
@@ -69,6 +72,7 @@ CSV_FILE = "suggestions.csv"
 JSON_FILE = "suggestions.json"
 IDS_FILE = "coco_image_ids.txt"
 SHEET_FILE = "overlay_sheet.png"
+OUTPUT_FILES = (CSV_FILE, JSON_FILE, IDS_FILE, SHEET_FILE)  # --out's, one run's
 RANKS = ("elt", "elt_in_frame", "random")
 
 
@@ -177,7 +181,13 @@ class Ranking:
 
 
 def _forward(predictor):
-  return lambda x: predictor.predict(np.asarray(x, np.float32))["landmarks"]
+  """Landmarks of any number of images, in batches of the predictor's size."""
+  def forward(x):
+    x = np.asarray(x, np.float32)
+    size = predictor.batch_size
+    return np.concatenate([predictor.predict(x[i:i + size])["landmarks"]
+                           for i in range(0, len(x), size)])
+  return forward
 
 
 def rank(predictor, source, pool: np.ndarray, n: int, rank_by: str,
@@ -227,6 +237,33 @@ def back_mapped(predictor, images: np.ndarray, transforms: np.ndarray
   return base, np.stack(back)
 
 
+def check_next_workdir(next_workdir: str) -> None:
+  """Raises ``ValueError`` unless ``next_workdir`` is new or empty."""
+  if os.path.exists(next_workdir) and not os.path.isdir(next_workdir):
+    raise ValueError(f"--next_workdir={next_workdir} is a file; give a new "
+                     "folder for the next round's run.")
+  if os.path.isdir(next_workdir) and os.listdir(next_workdir):
+    raise ValueError(f"--next_workdir={next_workdir} is not empty; give a "
+                     "new folder for the next round's run.")
+
+
+def check_out_dir(out_dir: str, overwrite: bool) -> None:
+  """Raises ``ValueError`` if ``out_dir`` is a file, or holds an earlier
+  suggestion's files and not ``overwrite``; with ``overwrite`` removes
+  those (so that no file of the earlier one stays beside the new)."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f"--out={out_dir} is a file; give a folder (made if "
+                     "missing).")
+  earlier = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(out_dir, f))]
+  if earlier and not overwrite:
+    raise ValueError(
+        f"{out_dir} already holds an earlier suggestion ({', '.join(earlier)})"
+        "; nothing was changed. Give another --out (e.g. one per --rank), or "
+        "pass --overwrite to replace it.")
+  for name in earlier:
+    os.remove(os.path.join(out_dir, name))
+
+
 def write_next_workdir(workdir: str, next_workdir: str,
                        indices: np.ndarray) -> str:
   """``next_workdir`` with the run's ``config.json`` and its labelled subset
@@ -236,9 +273,7 @@ def write_next_workdir(workdir: str, next_workdir: str,
     ValueError: ``next_workdir`` exists and is not empty.
   """
   from landmark_ssl import input_pipeline  # pylint: disable=g-import-not-at-top
-  if os.path.isdir(next_workdir) and os.listdir(next_workdir):
-    raise ValueError(f"--next_workdir={next_workdir} is not empty; give a "
-                     "new folder for the next round's run.")
+  check_next_workdir(next_workdir)
   run, next_run = rundir.RunDir(workdir), rundir.RunDir(next_workdir)
   stored = rundir.read_json(run.label_subset_file)
   config_text = run.config_file.read_text()
@@ -254,10 +289,10 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
                 num_transforms: int = 8, seed: int = 0,
                 rank_by: str = "elt", next_workdir: str | None = None,
                 sheet: int = 24, batch_size: int = 64,
-                step: int | None = None, data_dir: str | None = None
-                ) -> dict:
+                step: int | None = None, data_dir: str | None = None,
+                overwrite: bool = False) -> dict:
   """The CLI's work (module docstring); returns ``suggestions.json``'s
-  content.
+  content. Every argument and output path is checked before the run loads.
 
   Raises:
     ValueError: bad arguments, no label subset or no candidate.
@@ -273,6 +308,17 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
     raise ValueError(f"--rank={rank_by!r}: use one of {list(RANKS)}.")
   if int(num_transforms) < 1:
     raise ValueError(f"--transforms={num_transforms}: use at least 1.")
+  if int(batch_size) < 1:
+    raise ValueError(f"--batch_size={batch_size}: use at least 1.")
+  if int(seed) < 0:
+    raise ValueError(f"--seed={seed}: use an integer >= 0.")
+  if not os.path.isdir(workdir):
+    raise ValueError(f"--workdir={workdir} is not a directory; give the "
+                     "workdir of a trained run.")
+  out_dir = out_dir or os.path.join(workdir, "suggest")
+  check_out_dir(out_dir, overwrite)
+  if next_workdir:
+    check_next_workdir(next_workdir)
   labeled = input_pipeline.load_labeled(workdir)
   if labeled is None:
     raise ValueError(f"{workdir} has no {rundir.LABEL_SUBSET}: "
@@ -306,7 +352,6 @@ def run_suggest(workdir: str, n: int, out_dir: str | None = None,
   records = [source[int(i)] for i in ranking.indices]
   coco = "image_id" in builder.info.features
 
-  out_dir = out_dir or os.path.join(workdir, "suggest")
   os.makedirs(out_dir, exist_ok=True)
   rows = []
   for r, (i, rec) in enumerate(zip(ranking.indices, records)):
@@ -387,6 +432,8 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("data_dir", None, "TFDS data dir of the run's dataset "
                       "(default: its config.data.data_dir).",
                       flag_values=flag_values)
+  flags.DEFINE_bool("overwrite", False, "Replace an earlier suggestion's "
+                    "files in --out.", flag_values=flag_values)
   flags.mark_flags_as_required(["workdir"], flag_values=flag_values)
 
 
@@ -403,7 +450,7 @@ def main(argv):
     result = run_suggest(FLAGS.workdir, FLAGS.n, FLAGS.out, FLAGS.transforms,
                          FLAGS.seed, FLAGS.rank, FLAGS.next_workdir,
                          FLAGS.sheet, FLAGS.batch_size, FLAGS.step,
-                         FLAGS.data_dir)
+                         FLAGS.data_dir, FLAGS.overwrite)
   except (OSError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(EXIT_USAGE)

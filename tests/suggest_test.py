@@ -5,6 +5,7 @@ sheet, the random baseline and the next round's workdir."""
 import csv
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -162,3 +163,40 @@ def test_bad_arguments(tmp_path, tiny_blocks_run):
     suggest.run_suggest(str(tiny_blocks_run.workdir), 3, rank_by="best")
   with pytest.raises(ValueError, match="no label_subset.json"):
     suggest.run_suggest(str(tmp_path), 3)
+
+
+def test_outputs_and_flags_are_checked_before_the_run_loads(tmp_path,
+                                                            tiny_blocks_run):
+  workdir = str(tiny_blocks_run.workdir)
+  afile = tmp_path / "afile.txt"
+  afile.write_text("mine")
+  for kwargs, message in (
+      (dict(batch_size=0), "--batch_size=0: use at least 1"),
+      (dict(seed=-1), "--seed=-1: use an integer >= 0"),
+      (dict(out_dir=str(afile)), f"--out={afile} is a file"),
+      (dict(next_workdir=str(afile)), f"--next_workdir={afile} is a file")):
+    with pytest.raises(ValueError, match=re.escape(message)):
+      suggest.run_suggest(workdir, 3, **kwargs)
+  with pytest.raises(ValueError, match="is not a directory"):
+    suggest.run_suggest(str(tmp_path / "nothing"), 3)
+  assert afile.read_text() == "mine"
+  # An earlier suggestion in --out: refused, untouched; --overwrite
+  # replaces it and leaves none of its files (no sheet for --rank=random).
+  out = tmp_path / "out"
+  out.mkdir()
+  for name in (suggest.CSV_FILE, suggest.SHEET_FILE, "notes.txt"):
+    (out / name).write_text("earlier")
+  with pytest.raises(ValueError, match=re.escape(
+      f"{out} already holds an earlier suggestion (suggestions.csv, "
+      "overlay_sheet.png); nothing was changed")):
+    suggest.run_suggest(workdir, 3, str(out), rank_by="random")
+  assert (out / suggest.SHEET_FILE).read_text() == "earlier"
+  result = suggest.run_suggest(workdir, 3, str(out), rank_by="random",
+                               overwrite=True, batch_size=2)
+  assert sorted(p.name for p in out.iterdir()) == sorted(
+      ["notes.txt"] + result["files"])
+  assert not (out / suggest.SHEET_FILE).exists()
+  # A sheet larger than --batch_size is predicted in batches.
+  result = suggest.run_suggest(workdir, 5, str(tmp_path / "sheet"), sheet=5,
+                               batch_size=2, num_transforms=2)
+  assert suggest.SHEET_FILE in result["files"] and result["n"] == 5
