@@ -169,6 +169,38 @@ def read_boxes(path: str) -> dict[str, Box]:
   return out
 
 
+def check_images_exist(paths: Sequence[str]) -> None:
+  """Raises ``ValueError`` if none of ``paths`` is a file (a path mistyped,
+  or a pattern the shell did not expand because nothing matched it)."""
+  if not any(os.path.isfile(p) for p in paths):
+    shown = ", ".join(repr(p) for p in paths[:3]) + (
+        ", ..." if len(paths) > 3 else "")
+    raise ValueError(
+        f"No image file found: {shown} " + ("is" if len(paths) == 1 else
+                                             "are") +
+        " not a file (a pattern such as photos/*.jpg reaches predict "
+        "as it is when it matches nothing). Give existing files or "
+        "folders.")
+
+
+def check_boxes_match(boxes: Mapping[str, Box], paths: Sequence[str],
+                      boxes_file: str) -> None:
+  """Raises ``ValueError`` if ``boxes`` (read from ``boxes_file``) has the
+  box of none of ``paths``; warns when some images have none."""
+  missing = [p for p in paths if box_for(p, boxes) is None]
+  if boxes and len(missing) == len(paths):
+    raise ValueError(
+        f"--boxes={boxes_file} has a box for none of the {len(paths)} "
+        f"image(s): it names e.g. {next(iter(boxes))!r}, the first image "
+        f"given is {paths[0]!r} (matched by the path as given, else by its "
+        "file name). Give the boxes file of these images, or leave --boxes "
+        "out to use each whole image.")
+  if missing:
+    logging.warning("--boxes=%s has no box for %d of %d image(s) (e.g. %s): "
+                    "those are used whole.", boxes_file, len(missing),
+                    len(paths), missing[0])
+
+
 def box_for(path: str, boxes: Mapping[str, Box] | None) -> Box | None:
   """The box of ``path`` in ``boxes`` (by the path as given, else by its
   file name), or ``None``."""
@@ -561,8 +593,9 @@ def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
   see ``coco_export``). Returns the ``landmarks.json`` content.
 
   Raises:
-    ValueError: bad box or boxes file, both given, or no image; ``out_dir``
-      is a file.
+    ValueError: bad box or boxes file (or one with none of the images),
+      both given, no image file, or none readable (then nothing is
+      written); ``out_dir`` is a file.
     FileExistsError: ``out_dir`` holds files of these names (an earlier
       prediction's, or yours) and not ``overwrite``.
     evaluator.NoCheckpointError: ``workdir`` has no config or checkpoint.
@@ -578,9 +611,17 @@ def run_predict(workdir: str, paths: Sequence[str], out_dir: str,
                      "folder), or image paths after the flags.")
   check_out_dir(out_dir, output_paths(paths, overlays, output_format),
                 overwrite)
+  check_images_exist(paths)
+  if boxes is not None:
+    check_boxes_match(boxes, paths, boxes_file)
   predictor = Predictor.load(workdir, step, data_dir, batch_size)
   result = predict_files(predictor, paths, out_dir, boxes, default_box,
                          overlays, max_pixels)
+  if not result["images"]:
+    raise ValueError(
+        f"None of the {len(paths)} image(s) could be read, so nothing was "
+        "written: " + "; ".join(e["error"] for e in result["errors"][:3]) +
+        ("; ..." if len(result["errors"]) > 3 else "") + ".")
   result["workdir"] = os.fspath(workdir)
   write_outputs(result, out_dir)
   if output_format == "coco":

@@ -295,6 +295,24 @@ def test_cli_outputs_and_bad_image(tiny_blocks_run, tmp_path):
                              record["landmarks"], atol=1e-3)
   with Image.open(out / "overlays" / "good.png") as img:
     assert img.format == "PNG" and img.size[0] > 200
+  # Nothing readable, a pattern that matched nothing, a boxes file of other
+  # images: exit 2, named, and nothing written.
+  (tmp_path / "other.csv").write_text("file,x0,y0,x1,y1\nelse.png,1,1,9,9\n")
+  for args, message in (
+      ([str(tmp_path / "broken.jpg")], "None of the 1 image(s) could be read, "
+       "so nothing was written: " + str(tmp_path / "broken.jpg")),
+      ([str(tmp_path / "photos" / "*.jpg")], "No image file found: "
+       f"{str(tmp_path / 'photos' / '*.jpg')!r} is not a file (a pattern"),
+      ([f"--boxes={tmp_path / 'other.csv'}", str(tmp_path / "good.png")],
+       f"--boxes={tmp_path / 'other.csv'} has a box for none of the 1 "
+       "image(s): it names e.g. 'else.png'")):
+    proc = subprocess.run(
+        [sys.executable, "-m", "landmark_ssl.predict", f"--workdir={run}",
+         f"--out={tmp_path / 'none'}"] + args,
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert message in proc.stderr, proc.stderr[-3000:]
+    assert not list((tmp_path / "none").rglob("*.*"))
 
 
 def test_cli_without_checkpoint(tiny_blocks_run, tmp_path):
