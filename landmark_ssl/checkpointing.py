@@ -26,7 +26,10 @@ missing, an empty step folder) is skipped with a warning naming it: the run
 goes on from the newest one that restores (:func:`restore_latest`,
 :func:`restore_best`), and the damaged ones are deleted so that their steps
 can be saved again. Only if none restores is that an error
-(:class:`NoRestorableCheckpointError`, one line, with the fix).
+(:class:`NoRestorableCheckpointError`, one line, with the fix). A
+checkpoint whose arrays have other shapes than the model's is not damaged:
+the run's config or dataset changed since it was saved, so that is an error
+at once, and nothing is deleted (:func:`other_model_error`).
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ class NoRestorableCheckpointError(ValueError):
   """None of a run's checkpoints restores."""
 
 
-def _reason(error: Exception) -> str:
+def reason(error: Exception) -> str:
   """The first line of ``error``, shortened: why a checkpoint failed."""
   lines = str(error).strip().splitlines() or [""]
   text = f"{type(error).__name__}: {lines[0]}"
@@ -135,7 +138,8 @@ def _restore_first(mngr: ocp.CheckpointManager, candidate, state, what: str
   """Restores the first step ``candidate(failed)`` gives (``failed``: the
   steps tried so far; ``None``: no step left) that restores, then deletes the
   ones that did not (an older one restored, so they, not the code, are
-  broken; their steps can then be saved again)."""
+  broken; their steps can then be saved again). A checkpoint of arrays of
+  other shapes stops the search at once (:func:`other_model_error`)."""
   directory = epath.Path(mngr.directory)
   failed = {}
   while (step := candidate(set(failed))) is not None:
@@ -143,10 +147,14 @@ def _restore_first(mngr: ocp.CheckpointManager, candidate, state, what: str
       restored_state, progress = restore(mngr, step, state)
     except Exception as e:  # pylint: disable=broad-except
       # Whatever orbax or tensorstore raise (ValueError, FileNotFoundError,
-      # KeyError, ...), the step is unusable: say which and go on.
+      # KeyError, ...), the step is unusable: say which and go on; unless
+      # it holds another model, as all the others then do: keep them all.
+      other = other_model_error(directory, {step: reason(e)})
+      if other is not None:
+        raise other from None
       logging.warning("The checkpoint %s does not restore (%s); trying the "
-                      "%s.", directory / str(step), _reason(e), what)
-      failed[step] = _reason(e)
+                      "%s.", directory / str(step), reason(e), what)
+      failed[step] = reason(e)
       continue
     for bad in failed:
       if bad in mngr.all_steps():
@@ -155,10 +163,31 @@ def _restore_first(mngr: ocp.CheckpointManager, candidate, state, what: str
                       "goes on from the checkpoint of step %d.", bad, step)
     return step, restored_state, progress
   raise NoRestorableCheckpointError(
-      f"No checkpoint in {directory} restores (" +
-      "; ".join(f"step {s}: {r}" for s, r in failed.items()) + "). Delete "
+      f"No checkpoint in {directory} restores ({_reasons(failed)}). Delete "
       f"{directory} to train the run again from step 0 (its config stays), "
       "or pass --overwrite to replace the whole run.")
+
+
+def _reasons(failed: dict) -> str:
+  return "; ".join(f"step {s}: {r}" for s, r in failed.items())
+
+
+def other_model_error(directory, failed: dict
+                      ) -> NoRestorableCheckpointError | None:
+  """The error for checkpoints that are whole but of another model (every
+  reason in ``failed``, ``{step: reason}``, is a shape mismatch): the
+  config or the dataset changed since they were saved, not the files, so
+  the fix is to restore those, not to delete the weights. ``None`` if some
+  failure is of another kind."""
+  if not failed or not all("shape" in r.lower() for r in failed.values()):
+    return None
+  return NoRestorableCheckpointError(
+      f"The checkpoints in {directory} hold arrays of other shapes than the "
+      f"run's model ({_reasons(failed)}): the run's config.json was edited, "
+      "or its dataset was rebuilt with other classes or landmarks, since "
+      "they were saved. Restore the config.json the run wrote (a finished "
+      'run\'s results.json holds a copy under "config") or the dataset it '
+      f"trained on; only to train again from step 0, delete {directory}.")
 
 
 def restore_latest(mngr: ocp.CheckpointManager, state

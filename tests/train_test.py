@@ -430,6 +430,25 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(
   mngr.close()
 
 
+def test_checkpoints_of_another_model_are_kept_and_named(tmp_path):
+  """Checkpoints that are whole but hold other shapes than the model the
+  config now gives (config.json edited, dataset rebuilt): the error says
+  so and what to restore, and no checkpoint is deleted as damaged."""
+  mngr = _tiny_checkpoints(tmp_path, [2, 4, 6], best={2: 0.5, 4: 0.9})
+  rows = int(np.random.default_rng().integers(5, 9))
+  other = _TinyState(jax.numpy.zeros((rows, 3)), jax.numpy.asarray(0))
+  for restore in (checkpointing.restore_latest, checkpointing.restore_best):
+    with pytest.raises(checkpointing.NoRestorableCheckpointError) as info:
+      restore(mngr, other)
+    message = str(info.value)
+    assert message.startswith(f"The checkpoints in {tmp_path / 'checkpoints'}"
+                              " hold arrays of other shapes than the run's "
+                              "model (step ")
+    assert "Restore the config.json the run wrote" in message
+    assert mngr.all_steps() == [2, 4, 6]
+  mngr.close()
+
+
 def test_a_run_resumes_exactly_past_a_damaged_checkpoint(fake, reference,
                                                           tmp_path, caplog):
   """Issue 24 item 4 end to end: an interrupted run whose latest checkpoint
@@ -803,6 +822,14 @@ def test_evaluate_reproduces_results(fake, reference, tmp_path):
       evaluator.evaluate_run(workdir)
     assert not (workdir / rundir.EVALUATION).exists()
     assert evaluator.evaluate_run(workdir, write=False) == out  # reads only
+  edited = tmp_path / "edited"  # config.json edited by hand: other shapes
+  shutil.copytree(workdir, edited)
+  config = json.loads((edited / "config.json").read_text())
+  config["model"]["features"] += 1
+  (edited / "config.json").write_text(json.dumps(config))
+  with pytest.raises(checkpointing.NoRestorableCheckpointError,
+                     match="hold arrays of other shapes than the run's model"):
+    evaluator.evaluate_run(edited, write=False)
   with pytest.raises(ValueError) as info:  # a typo in --splits
     evaluator.evaluate_run(workdir, ["test", "tset"], write=False)
   assert str(info.value) == (
