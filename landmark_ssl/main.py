@@ -309,5 +309,16 @@ def main(argv):
     sys.exit(EXIT_NON_FINITE)
 
 
+def main_without_help(argv):
+  """``main``, with a usage error printed alone and exit status 2 (absl
+  would print the module's whole help page before it, and exit 1)."""
+  try:
+    return main(argv)
+  except app.UsageError as e:
+    print(f"FATAL usage error: {e}\nPass --helpshort to see the flags.",
+          file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main_without_help, flags_parser=parse_flags)

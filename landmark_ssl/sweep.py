@@ -515,6 +515,17 @@ def main(argv):
   return log_summary(out)
 
 
+def main_without_help(argv):
+  """``main``, with a usage error printed alone (absl would print the
+  module's whole help page before it); its exit status stays 1."""
+  try:
+    return main(argv)
+  except app.UsageError as e:
+    print(f"FATAL usage error: {e}\nPass --helpshort to see the flags.",
+          file=sys.stderr)
+    sys.exit(e.exitcode)
+
+
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main_without_help)

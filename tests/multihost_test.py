@@ -150,4 +150,6 @@ def test_incomplete_settings_name_the_missing_flags(tmp_path):
       cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   assert "--num_processes, --process_id missing" in proc.stderr
+  assert "FATAL usage error: " in proc.stderr
+  assert "Trains and evaluates one run" not in proc.stderr  # no help page
   assert not (tmp_path / "w").exists()

@@ -355,7 +355,9 @@ def test_dry_run_with_a_grid(tmp_path):
       (1, 0.1, "seq_mt_L_f0.05_s1_model.beta=0.1")]  # s1 beta 1 finished
   bad = subprocess.run(argv[:-1] + ["--grid=model.betta=1"], cwd=ROOT,
                        env=ENV, capture_output=True, text=True)
-  assert bad.returncode != 0 and "did you mean model.beta" in bad.stderr
+  assert bad.returncode == 1 and "did you mean model.beta" in bad.stderr
+  assert "FATAL usage error: --grid key 'model.betta'" in bad.stderr
+  assert "Runs the sweep of an experiment file" not in bad.stderr  # no help
   # Comm-MT has no beta: a grid over both models names the one lacking it.
   bad = subprocess.run(argv[:6] + [r"--only=^(seq|comm)_mt_L_f0\.05_",
                                    "--grid=model.beta=1"], cwd=ROOT, env=ENV,
