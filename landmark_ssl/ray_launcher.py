@@ -252,6 +252,19 @@ def stop_file(marker: str) -> str:
   return marker + ".stop"
 
 
+def _check_port(address: str | None, timeout_s: float = 5.0) -> None:
+  """Raises ``OSError`` if ``address`` names a ``host:port`` (optionally
+  ``ray://``) where nothing accepts a connection; other forms (``auto``,
+  ``None``) are left to Ray."""
+  host, sep, port = (address or "").removeprefix("ray://").rpartition(":")
+  if not sep or not host or not port.isdigit():
+    return
+  try:
+    socket.create_connection((host, int(port)), timeout=timeout_s).close()
+  except OSError as e:
+    raise OSError(f"nothing answers at {host}:{port} ({e})") from None
+
+
 def _connect(ray, address: str | None) -> bool:
   """Connects this process to the cluster at ``address`` (``None``:
   ``RAY_ADDRESS``, else a new cluster of this machine); ``True`` if it did
@@ -264,6 +277,7 @@ def _connect(ray, address: str | None) -> bool:
     # cluster that `ray start` left on record here (even a dead one).
     kwargs.update(address="local", include_dashboard=False)
   try:
+    _check_port(address)  # ray.init retries an unanswered address for minutes
     ray.init(**kwargs)
   except Exception as e:  # pylint: disable=broad-except
     raise ClusterError(

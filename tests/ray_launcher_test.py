@@ -621,6 +621,7 @@ def test_without_an_address_a_sweep_starts_a_cluster_of_its_own(
       calls.append(kwargs)
 
   monkeypatch.delenv("RAY_ADDRESS", raising=False)
+  monkeypatch.setattr(ray_launcher, "_check_port", lambda address: None)
   assert ray_launcher._connect(FakeRay, None)  # pylint: disable=protected-access
   assert calls[-1]["address"] == "local"
   ray_launcher._connect(FakeRay, "10.0.0.1:6379")  # pylint: disable=protected-access
@@ -628,6 +629,36 @@ def test_without_an_address_a_sweep_starts_a_cluster_of_its_own(
   monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
   ray_launcher._connect(FakeRay, None)  # pylint: disable=protected-access
   assert calls[-1]["address"] is None  # Ray reads RAY_ADDRESS
+
+
+def test_an_address_where_nothing_listens_fails_at_once():
+  """ray.init retries an unanswered host:port for minutes; the sweep says
+  at once that nothing answers there, and never calls it."""
+  class NoInit:
+
+    @staticmethod
+    def is_initialized():
+      return False
+
+    @staticmethod
+    def init(**kwargs):
+      raise AssertionError(f"ray.init called: {kwargs}")
+
+  with socket.socket() as listening:
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+  start = time.time()
+  for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+    with pytest.raises(ray_launcher.ClusterError, match=re.escape(
+        f"Cannot reach a Ray cluster at --ray_address={address}: nothing "
+        f"answers at 127.0.0.1:{port}")):
+      ray_launcher._connect(NoInit, address)  # pylint: disable=protected-access
+  assert time.time() - start < 20
+  with socket.socket() as listening:  # something answers: Ray's turn
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    ray_launcher._check_port(f"127.0.0.1:{listening.getsockname()[1]}")  # pylint: disable=protected-access
+  ray_launcher._check_port("auto")  # pylint: disable=protected-access
 
 
 def test_launcher_flags_and_workdir_checks():
