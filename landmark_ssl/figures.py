@@ -562,7 +562,7 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("workdir", None, "A run directory or a sweep directory.",
                       flag_values=flag_values)
   flags.DEFINE_integer("num_images", 8, "Test images per overlay figure.",
-                       flag_values=flag_values)
+                       lower_bound=1, flag_values=flag_values)
   flags.DEFINE_float("fraction", None, "Label fraction of the sweep's overlay "
                      "grid (default: see the module docstring).",
                      flag_values=flag_values)

@@ -88,9 +88,10 @@ _COORDINATOR = flags.DEFINE_string(
     "run (with --num_processes and --process_id; instead of --multihost "
     "where JAX cannot detect the cluster, e.g. CPU machines).")
 _NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", None, "Processes of a multi-process run.")
+    "num_processes", None, "Processes of a multi-process run.", lower_bound=1)
 _PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "This process's index, 0..num_processes-1.")
+    "process_id", None, "This process's index, 0..num_processes-1.",
+    lower_bound=0)
 _LOCAL_DEVICE_IDS = flags.DEFINE_list(
     "local_device_ids", None, "Devices this process uses (default: all it "
     "sees).")
@@ -98,7 +99,7 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
     "heartbeat_timeout_s", 100, "Multi-process runs: when a process has been "
     "silent this long (killed, its host lost), the others stop with an error "
     "instead of waiting for it; rerun every process to resume from the last "
-    "checkpoint.")
+    "checkpoint.", lower_bound=1)
 
 
 def _valid_keys(config, prefix: str = "config.") -> list[str]:
@@ -177,11 +178,14 @@ def seed_workdirs(seeds: list[str] | None, workdir: str | None,
   Raises:
     app.UsageError: a missing, clashing or malformed flag.
   """
+  given = ",".join(seeds)
   try:
     seeds = [int(s) for s in seeds]
   except ValueError:
-    raise app.UsageError(f"--seeds={','.join(seeds)}: give comma-separated "
-                         "integers, e.g. --seeds=0,1,2.", EXIT_USAGE) from None
+    seeds = [-1]
+  if any(s < 0 for s in seeds):
+    raise app.UsageError(f"--seeds={given}: give comma-separated integers "
+                         ">= 0, e.g. --seeds=0,1,2.", EXIT_USAGE)
   if not seeds:
     raise app.UsageError("--seeds is empty; give e.g. --seeds=0,1,2.",
                          EXIT_USAGE)
@@ -267,7 +271,7 @@ def main(argv):
   try:
     distributed.initialize(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-        [int(i) for i in _LOCAL_DEVICE_IDS.value or ()], _MULTIHOST.value,
+        local_device_ids(_LOCAL_DEVICE_IDS.value), _MULTIHOST.value,
         _HEARTBEAT_TIMEOUT.value)
   except (distributed.DistributedSettingsError, ValueError) as e:
     raise app.UsageError(str(e), EXIT_USAGE) from None
@@ -307,6 +311,15 @@ def main(argv):
     logging.error("Non-finite cost in %d of %d runs: %s", len(failed),
                   len(statuses), " ".join(failed))
     sys.exit(EXIT_NON_FINITE)
+
+
+def local_device_ids(values) -> list[int]:
+  """``--local_device_ids`` as integers (``ValueError`` naming the flag)."""
+  try:
+    return [int(i) for i in values or ()]
+  except ValueError:
+    raise ValueError(f"--local_device_ids={','.join(values)}: give device "
+                     "numbers, e.g. --local_device_ids=0,1.") from None
 
 
 def main_without_help(argv):

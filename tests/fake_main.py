@@ -17,4 +17,4 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from landmark_ssl import main  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
-  app.run(main.main, flags_parser=main.parse_flags)
+  app.run(main.main_without_help, flags_parser=main.parse_flags)

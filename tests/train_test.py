@@ -755,6 +755,24 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
   assert not (tmp_path / "c" / "config.json").exists()
 
 
+@pytest.mark.parametrize("flag, message", [
+    ("--seeds=-1,2", "FATAL usage error: --seeds=-1,2: give comma-separated "
+     "integers >= 0"),
+    ("--local_device_ids=gpu0", "FATAL usage error: --local_device_ids=gpu0: "
+     "give device numbers"),
+    ("--heartbeat_timeout_s=-5", "flag --heartbeat_timeout_s=-5: -5 is not a "
+     "positive integer"),
+])
+def test_bad_flag_values_are_named_before_anything_starts(tmp_path, flag,
+                                                          message):
+  out = _run(tmp_path / "w", flag)
+  assert out.returncode == 2, out.stderr[-3000:]
+  assert message in out.stderr
+  assert "Traceback" not in out.stderr and "Trains and evaluates" not in (
+      out.stderr)
+  assert not (tmp_path / "w").exists()
+
+
 def test_cli_errors_are_clear(tmp_path):
   typo = _run(tmp_path / "a", "--config.optim.learning_rat=0.1")
   assert typo.returncode == 2
