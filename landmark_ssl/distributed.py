@@ -72,6 +72,13 @@ def initialize(coordinator_address: str | None = None,
         local_device_ids=list(local_device_ids) if local_device_ids else None,
         heartbeat_timeout_seconds=int(heartbeat_timeout_s))
   else:
-    jax.distributed.initialize(
-        heartbeat_timeout_seconds=int(heartbeat_timeout_s))
+    try:
+      jax.distributed.initialize(
+          heartbeat_timeout_seconds=int(heartbeat_timeout_s))
+    except ValueError as e:  # JAX found no cluster it can read
+      raise DistributedSettingsError(
+          f"--multihost: JAX cannot tell this machine's cluster ({e}). "
+          "--multihost reads the settings of Cloud TPU, SLURM, Open MPI or "
+          "Kubernetes jobs; elsewhere give --coordinator_address=HOST:PORT, "
+          "--num_processes and --process_id instead.") from None
   return True

@@ -762,6 +762,7 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
      "give device numbers"),
     ("--heartbeat_timeout_s=-5", "flag --heartbeat_timeout_s=-5: -5 is not a "
      "positive integer"),
+    ("--multihost", "--multihost: JAX cannot tell this machine's cluster"),
 ])
 def test_bad_flag_values_are_named_before_anything_starts(tmp_path, flag,
                                                           message):
