@@ -34,6 +34,7 @@ to check first.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Callable, Mapping, Sequence
 
@@ -96,7 +97,11 @@ def boxes_of(coco: Mapping) -> dict[str, tuple[float, float, float, float]]:
   annotation's ``bbox`` ``[x, y, w, h]`` as the box ``(x, y, x + w, y + h)``
   the builder cropped around, keyed by the image's ``file_name`` and, when
   no other image has it, its base name. Images without a ``bbox`` get none
-  (predict then sees the whole image, as the builder did)."""
+  (predict then sees the whole image, as the builder did).
+
+  Raises:
+    ValueError: a ``bbox`` that is not four numbers with width, height > 0.
+  """
   names = {im.get("id"): im.get("file_name") for im in coco.get("images", [])
            if isinstance(im, Mapping)}
   out: dict = {}
@@ -106,7 +111,17 @@ def boxes_of(coco: Mapping) -> dict[str, tuple[float, float, float, float]]:
     name = names.get(ann.get("image_id"))
     if not isinstance(name, str) or name in out:
       continue
-    x, y, w, h = (float(v) for v in ann["bbox"])
+    bbox = ann["bbox"]
+    try:
+      x, y, w, h = (float(v) for v in bbox)
+      usable = w > 0 and h > 0 and math.isfinite(x + y + w + h)
+    except (TypeError, ValueError):
+      usable = False
+    if not usable:
+      raise ValueError(
+          f"annotation {ann.get('id')!r} of image {name!r} has the bbox "
+          f"{bbox!r}; a COCO bbox is [x, y, width, height] in pixels, with "
+          "width and height > 0.")
     out[name] = (x, y, x + w, y + h)
   bases: dict[str, list[str]] = {}
   for name in names.values():

@@ -150,7 +150,10 @@ def read_boxes(path: str) -> dict[str, Box]:
       raise ValueError(f"--boxes={path} is not valid JSON ({e}).") from None
     if isinstance(data, dict) and {"images", "annotations"} <= set(data):
       from landmark_ssl import coco_export  # pylint: disable=g-import-not-at-top
-      return coco_export.boxes_of(data)
+      try:
+        return coco_export.boxes_of(data)
+      except ValueError as e:
+        raise ValueError(f"--boxes={path}: {e}") from None
     if not isinstance(data, dict):
       raise ValueError(f"--boxes={path}: expected a JSON object "
                        '{"image.jpg": [x0, y0, x1, y1], ...}.')

@@ -236,3 +236,15 @@ def test_boxes_of_a_coco_file_for_predict(tmp_path):
   assert "s.png" not in boxes
   assert predict.box_for("/data/c/q.jpg", boxes) == pytest.approx(
       want["c/q.jpg"])
+  # A malformed bbox: the file, the annotation and COCO's form are named.
+  for bad in ([1, 2, 3], [1, 2, "sixteen", 4], [5, 5, -3, 4], [1, 2, 0, 3]):
+    annotations.append({"id": 123, "image_id": images[4]["id"],
+                        "category_id": 1, "bbox": bad})
+    path.write_text(json.dumps(coco))
+    with pytest.raises(ValueError) as info:
+      predict.read_boxes(str(path))
+    assert str(info.value) == (
+        f"--boxes={path}: annotation 123 of image 's.png' has the bbox "
+        f"{bad!r}; a COCO bbox is [x, y, width, height] in pixels, with "
+        "width and height > 0.")
+    annotations.pop()
