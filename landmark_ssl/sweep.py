@@ -91,6 +91,8 @@ from typing import Dict, List, Mapping, Sequence
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
+from ml_collections.config_flags import config_path
 
 from landmark_ssl import configs
 from landmark_ssl import launcher
@@ -172,6 +174,32 @@ def check_keys(keys: Sequence[str], config, flag: str = "--grid") -> None:
       raise ValueError(f"{flag} key {key!r} is not a setting of the "
                        f"experiment's config; did you mean {' or '.join(near)}? "
                        f"(a run's {rundir.CONFIG} lists every key)")
+
+
+def check_values(settings: Sequence[tuple], config, where: str) -> None:
+  """Raises ``ValueError`` naming a ``(key, value)`` setting whose value
+  text does not parse as the type of ``config``'s field ``key``, as
+  ``--config.key=value`` would be parsed in each run (ml_collections' field
+  parsers), so that a typo fails here, not in every run; ``where`` names
+  the config."""
+  # ml_collections keeps its parser per field type in a private table; if a
+  # version lacks it, the runs themselves still refuse the value.
+  parsers = getattr(config_flags.config_flags, "_FIELD_TYPE_TO_PARSER", {})
+  for key, value in settings:
+    try:
+      field_type = config_path.get_type(key, config)
+    except (KeyError, AttributeError, ValueError):
+      continue  # an unknown key: check_keys names it
+    parser = parsers.get(field_type)
+    if parser is None:
+      continue
+    try:
+      parser.parse(value)
+    except (ValueError, TypeError, SyntaxError, flags.Error) as e:
+      raise ValueError(
+          f"{key}={value!r} (--grid or --override) is not of type "
+          f"{field_type.__name__} ({e}); in {where} it is "
+          f"{config_path.get_value(key, config)!r}.") from None
 
 
 def expand_grid(runs: Sequence[Mapping], grid: Sequence[tuple]) -> List[Dict]:
@@ -460,6 +488,9 @@ def main(argv):
         except ValueError as e:
           raise ValueError(f"{e} [--config={FLAGS.config}:{arg}; narrow "
                            "--only to the runs that have it]") from None
+      check_values([(k, v) for k, values in grid for v in values] +
+                   list(overrides.items()), config,
+                   f"--config={FLAGS.config}:{arg}")
     if grid:
       runs = expand_grid(runs, grid)
     if FLAGS.vectorize_seeds and FLAGS.order != "table":

@@ -319,6 +319,13 @@ def test_grid_multiplies_runs_into_parseable_commands(tmp_path):
     ("--override=trian.max_epochs=3", "--override key 'trian.max_epochs' is "
      "not a setting of the experiment's config; did you mean train.max_epochs"),
     ("--override=config.data.data_dir=/d", None),  # a placeholder: a key
+    ("--override=train.max_epochs=abc", "train.max_epochs='abc' (--grid or "
+     "--override) is not of type float (could not convert string to float: "
+     "'abc'); in --config=experiments/blocks.py:model="),
+    ("--grid=optim.learning_rate=0.01,fast", "optim.learning_rate='fast'"),
+    ("--override=data.test_splits=test,validation", None),  # a tuple
+    ("--override=data.cache_mib=2.5", "data.cache_mib='2.5' (--grid or "
+     "--override) is not of type int"),
     ("--only=(", "--only='(' is not a regular expression (missing ), "
      "unterminated subpattern at position 0); it is searched in the run "
      "names")])
