@@ -367,9 +367,16 @@ def build(config: CocoKeypointsConfig, manual_dir: str,
   target = dataset_dir(data_dir, config.name)
   download = tfds.download.DownloadConfig(manual_dir=manual_dir)
   if not target.exists():
-    builder = CocoKeypoints(config=config, data_dir=data_dir)
-    builder.download_and_prepare(download_config=download,
-                                 file_format="array_record")
+    made = target.parent if not target.parent.exists() else target
+    try:
+      builder = CocoKeypoints(config=config, data_dir=data_dir)
+      builder.download_and_prepare(download_config=download,
+                                   file_format="array_record")
+    except BaseException:
+      # What this call made of the dataset's folders (the name's, empty
+      # version folders) would look like a dataset of this name.
+      shutil.rmtree(made, ignore_errors=True)
+      raise
     return builder
   if not overwrite:
     raise manual_data.ManualDataError(

@@ -279,6 +279,18 @@ def test_a_built_name_is_refused_unless_overwrite(built, tmp_path):
   assert lib.built_names(str(tmp_path)) == ["faces"]
 
 
+def test_a_failed_first_build_leaves_no_folder_of_its_name(tmp_path):
+  """A first build that fails (here: the images' folder is missing) leaves
+  nothing under the name, so the retry is a first build again."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with pytest.raises(manual_data.ManualDataError):
+      _build(tmp_path, manual_dir=tmp_path / "no_such_folder")
+    assert not lib.dataset_dir(str(tmp_path), "faces").parent.exists()
+    _build(tmp_path, image_size=16)
+  assert lib.built_names(str(tmp_path)) == ["faces"]
+
+
 @pytest.mark.parametrize("name,match", [
     ("Faces", "lower-case"), ("blocks", "built-in"), ("1x", "starting with"),
     ("coco_keypoints", "built-in")])
