@@ -183,11 +183,11 @@ def other_model_error(directory, failed: dict
     return None
   return NoRestorableCheckpointError(
       f"The checkpoints in {directory} hold arrays of other shapes than the "
-      f"run's model ({_reasons(failed)}): the run's config.json was edited, "
+      f"run's model ({_reasons(failed)}): the run's config was edited, "
       "or its dataset was rebuilt with other classes or landmarks, since "
-      "they were saved. Restore the config.json the run wrote (a finished "
-      'run\'s results.json holds a copy under "config") or the dataset it '
-      f"trained on; only to train again from step 0, delete {directory}.")
+      "they were saved. Restore the config the run wrote (a finished run's "
+      'results hold a copy under "config") or the dataset it trained on; '
+      f"only to train again from step 0, delete {directory}.")
 
 
 def restore_latest(mngr: ocp.CheckpointManager, state

@@ -444,7 +444,7 @@ def test_checkpoints_of_another_model_are_kept_and_named(tmp_path):
     assert message.startswith(f"The checkpoints in {tmp_path / 'checkpoints'}"
                               " hold arrays of other shapes than the run's "
                               "model (step ")
-    assert "Restore the config.json the run wrote" in message
+    assert "Restore the config the run wrote" in message
     assert mngr.all_steps() == [2, 4, 6]
   mngr.close()
 
