@@ -29,7 +29,7 @@ can be saved again. Only if none restores is that an error
 (:class:`NoRestorableCheckpointError`, one line, with the fix). A
 checkpoint whose arrays have other shapes than the model's is not damaged:
 the run's config or dataset changed since it was saved, so that is an error
-at once, and nothing is deleted (:func:`other_model_error`).
+at once, and nothing is deleted (:func:`restore_whole`).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class NoRestorableCheckpointError(ValueError):
   """None of a run's checkpoints restores."""
 
 
-def reason(error: Exception) -> str:
+def _reason(error: Exception) -> str:
   """The first line of ``error``, shortened: why a checkpoint failed."""
   lines = str(error).strip().splitlines() or [""]
   text = f"{type(error).__name__}: {lines[0]}"
@@ -139,22 +139,20 @@ def _restore_first(mngr: ocp.CheckpointManager, candidate, state, what: str
   steps tried so far; ``None``: no step left) that restores, then deletes the
   ones that did not (an older one restored, so they, not the code, are
   broken; their steps can then be saved again). A checkpoint of arrays of
-  other shapes stops the search at once (:func:`other_model_error`)."""
+  other shapes stops the search at once (:func:`restore_whole`)."""
   directory = epath.Path(mngr.directory)
   failed = {}
   while (step := candidate(set(failed))) is not None:
     try:
-      restored_state, progress = restore(mngr, step, state)
+      restored_state, progress = restore_whole(mngr, step, state)
+    except NoRestorableCheckpointError:
+      raise  # another model's: so are all the others; keep them all
     except Exception as e:  # pylint: disable=broad-except
       # Whatever orbax or tensorstore raise (ValueError, FileNotFoundError,
-      # KeyError, ...), the step is unusable: say which and go on; unless
-      # it holds another model, as all the others then do: keep them all.
-      other = other_model_error(directory, {step: reason(e)})
-      if other is not None:
-        raise other from None
+      # KeyError, ...), the step is unusable: say which and go on.
       logging.warning("The checkpoint %s does not restore (%s); trying the "
-                      "%s.", directory / str(step), reason(e), what)
-      failed[step] = reason(e)
+                      "%s.", directory / str(step), _reason(e), what)
+      failed[step] = _reason(e)
       continue
     for bad in failed:
       if bad in mngr.all_steps():
@@ -172,22 +170,27 @@ def _reasons(failed: dict) -> str:
   return "; ".join(f"step {s}: {r}" for s, r in failed.items())
 
 
-def other_model_error(directory, failed: dict
-                      ) -> NoRestorableCheckpointError | None:
-  """The error for checkpoints that are whole but of another model (every
-  reason in ``failed``, ``{step: reason}``, is a shape mismatch): the
-  config or the dataset changed since they were saved, not the files, so
-  the fix is to restore those, not to delete the weights. ``None`` if some
-  failure is of another kind."""
-  if not failed or not all("shape" in r.lower() for r in failed.values()):
-    return None
-  return NoRestorableCheckpointError(
-      f"The checkpoints in {directory} hold arrays of other shapes than the "
-      f"run's model ({_reasons(failed)}): the run's config was edited, "
-      "or its dataset was rebuilt with other classes or landmarks, since "
-      "they were saved. Restore the config the run wrote (a finished run's "
-      'results hold a copy under "config") or the dataset it trained on; '
-      f"only to train again from step 0, delete {directory}.")
+def restore_whole(mngr: ocp.CheckpointManager, step: int, state
+                  ) -> tuple[Any, dict]:
+  """:func:`restore`, except that a checkpoint whose arrays have other shapes
+  than ``state``'s is a :class:`NoRestorableCheckpointError` saying so: it
+  is whole, but of another model (the run's config was edited, or its
+  dataset rebuilt, since it was saved), so the fix is to restore those, not
+  to delete the weights. Other failures are raised as they are."""
+  try:
+    return restore(mngr, step, state)
+  except Exception as e:  # pylint: disable=broad-except
+    why = _reason(e)
+    if "shape" not in why.lower():
+      raise
+    directory = epath.Path(mngr.directory)
+    raise NoRestorableCheckpointError(
+        f"The checkpoints in {directory} hold arrays of other shapes than the "
+        f"run's model (step {step}: {why}): the run's config was edited, or "
+        "its dataset was rebuilt with other classes or landmarks, since they "
+        "were saved. Restore the config the run wrote (a finished run's "
+        'results hold a copy under "config") or the dataset it trained on; '
+        f"only to train again from step 0, delete {directory}.") from None
 
 
 def restore_latest(mngr: ocp.CheckpointManager, state

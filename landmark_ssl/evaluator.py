@@ -226,14 +226,7 @@ def restore_run(workdir, step: int | None = None,
     elif step not in mngr.all_steps():
       raise NoCheckpointError(f"No checkpoint of step {step} in {ckpt_dir}; it "
                               f"has {list(mngr.all_steps())}.")
-    try:
-      state, _ = checkpointing.restore(mngr, step, state)
-    except Exception as e:  # pylint: disable=broad-except
-      other = checkpointing.other_model_error(
-          ckpt_dir, {step: checkpointing.reason(e)})
-      if other is None:
-        raise
-      raise other from None
+    state, _ = checkpointing.restore_whole(mngr, step, state)
   finally:
     mngr.close()
   return RestoredRun(config=config, info=info, heads=heads, model=model,

@@ -60,6 +60,7 @@ from ml_collections import config_flags
 from landmark_ssl import configs
 from landmark_ssl import metrics_log
 from landmark_ssl import rundir
+from landmark_ssl import usage
 
 EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
@@ -178,14 +179,10 @@ def seed_workdirs(seeds: list[str] | None, workdir: str | None,
   Raises:
     app.UsageError: a missing, clashing or malformed flag.
   """
-  given = ",".join(seeds)
-  try:
-    seeds = [int(s) for s in seeds]
-  except ValueError:
-    seeds = [-1]
-  if any(s < 0 for s in seeds):
-    raise app.UsageError(f"--seeds={given}: give comma-separated integers "
-                         ">= 0, e.g. --seeds=0,1,2.", EXIT_USAGE)
+  if not all(s.strip().isdigit() for s in seeds):
+    raise app.UsageError(f"--seeds={','.join(seeds)}: give comma-separated "
+                         "integers >= 0, e.g. --seeds=0,1,2.", EXIT_USAGE)
+  seeds = [int(s) for s in seeds]
   if not seeds:
     raise app.UsageError("--seeds is empty; give e.g. --seeds=0,1,2.",
                          EXIT_USAGE)
@@ -322,15 +319,8 @@ def local_device_ids(values) -> list[int]:
                      "numbers, e.g. --local_device_ids=0,1.") from None
 
 
-def main_without_help(argv):
-  """``main``, with a usage error printed alone and exit status 2 (absl
-  would print the module's whole help page before it, and exit 1)."""
-  try:
-    return main(argv)
-  except app.UsageError as e:
-    print(f"FATAL usage error: {e}\nPass --helpshort to see the flags.",
-          file=sys.stderr)
-    sys.exit(EXIT_USAGE)
+# main, with a usage error printed alone (not after absl's help page), exit 2
+main_without_help = usage.message_alone(main, EXIT_USAGE)
 
 
 if __name__ == "__main__":

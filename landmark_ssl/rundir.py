@@ -541,8 +541,9 @@ def inspect_workdir(config_dict: dict, workdir, overwrite: bool
   if subset in present and is_prepared_subset(subset):
     logging.warning(
         "Keeping %s: a round prepared by suggest --next_workdir (its "
-        "labelled images are not the config's draw). To train the round as "
-        "prepared, give the command of the run it came from.", subset)
+        "labelled images are not the config's draw), so the run trains on "
+        "them with this command's settings; for the settings of the round "
+        "it came from, give that run's command instead.", subset)
     present = [p for p in present if p != subset]
   return present
 

@@ -99,6 +99,7 @@ from landmark_ssl import launcher
 from landmark_ssl import rundir
 from landmark_ssl import sweep_plan
 from landmark_ssl import sweep_progress
+from landmark_ssl import usage
 
 MAX_EXIT_STATUS = 125
 LAUNCHERS = ("local", "ray")
@@ -546,17 +547,6 @@ def main(argv):
   return log_summary(out)
 
 
-def main_without_help(argv):
-  """``main``, with a usage error printed alone (absl would print the
-  module's whole help page before it); its exit status stays 1."""
-  try:
-    return main(argv)
-  except app.UsageError as e:
-    print(f"FATAL usage error: {e}\nPass --helpshort to see the flags.",
-          file=sys.stderr)
-    sys.exit(e.exitcode)
-
-
 if __name__ == "__main__":
   define_flags()
-  app.run(main_without_help)
+  app.run(usage.message_alone(main))  # exit status 1, as absl's
