@@ -27,7 +27,8 @@ goes on from the newest one that restores (:func:`restore_latest`,
 :func:`restore_best`), and the damaged ones are deleted so that their steps
 can be saved again. Only if none restores is that an error
 (:class:`NoRestorableCheckpointError`, one line, with the fix). A
-checkpoint whose arrays have other shapes than the model's is not damaged:
+checkpoint whose arrays have other names or shapes than the model's (read
+from its metadata, before any array) is not damaged:
 the run's config or dataset changed since it was saved, so that is an error
 at once, and nothing is deleted (:func:`restore_whole`).
 """
@@ -177,20 +178,57 @@ def restore_whole(mngr: ocp.CheckpointManager, step: int, state
   is whole, but of another model (the run's config was edited, or its
   dataset rebuilt, since it was saved), so the fix is to restore those, not
   to delete the weights. Other failures are raised as they are."""
+  why = _other_model(mngr, step, state)  # from the metadata, before reading
+  if why is None:
+    try:
+      return restore(mngr, step, state)
+    except Exception as e:  # pylint: disable=broad-except
+      why = _reason(e)
+      if "shape" not in why.lower():
+        raise
+  directory = epath.Path(mngr.directory)
+  raise NoRestorableCheckpointError(
+      f"The checkpoints in {directory} are of another model than the run's "
+      f"(step {step}: {why}): the run's config was edited, or "
+      "its dataset was rebuilt with other classes or landmarks, since they "
+      "were saved. Restore the config the run wrote (a finished run's "
+      'results hold a copy under "config") or the dataset it trained on; '
+      f"only to train again from step 0, delete {directory}.") from None
+
+
+def _dotted(path) -> str:
+  """A pytree key path as orbax names the array: ``opt_state.1.0.count``."""
+  return ".".join(str(getattr(k, "name", getattr(k, "key", getattr(
+      k, "idx", k)))) for k in path)
+
+
+def _other_model(mngr: ocp.CheckpointManager, step: int, state) -> str | None:
+  """Why checkpoint ``step`` holds another model than ``state`` (an array
+  missing, extra or of another shape, from the checkpoint's metadata), or
+  ``None``: same arrays, or metadata that does not read (a damaged
+  checkpoint, which the restore itself then reports). Checked before the
+  restore, which would read the arrays that do match and leave tensorstore's
+  pending reads printing tracebacks at exit."""
   try:
-    return restore(mngr, step, state)
-  except Exception as e:  # pylint: disable=broad-except
-    why = _reason(e)
-    if "shape" not in why.lower():
-      raise
-    directory = epath.Path(mngr.directory)
-    raise NoRestorableCheckpointError(
-        f"The checkpoints in {directory} hold arrays of other shapes than the "
-        f"run's model (step {step}: {why}): the run's config was edited, or "
-        "its dataset was rebuilt with other classes or landmarks, since they "
-        "were saved. Restore the config the run wrote (a finished run's "
-        'results hold a copy under "config") or the dataset it trained on; '
-        f"only to train again from step 0, delete {directory}.") from None
+    stored = {_dotted(p): tuple(m.shape) for p, m in
+              jax.tree_util.tree_leaves_with_path(
+                  mngr.item_metadata(step)["state"])}
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if not stored:  # no metadata (orbax gives None without _METADATA)
+    return None
+  wanted = {_dotted(p): tuple(x.shape)
+            for p, x in jax.tree_util.tree_leaves_with_path(state)}
+  by_depth = lambda names: sorted(names, key=lambda n: (n.count("."), n))
+  for name in by_depth(wanted.keys() & stored.keys()):
+    if wanted[name] != stored[name]:
+      return (f"{name} is {stored[name]} in the checkpoint, {wanted[name]} "
+              "in the model")
+  for name in by_depth(wanted.keys() - stored.keys()):
+    return f"the model's {name} {wanted[name]} is not in the checkpoint"
+  for name in by_depth(stored.keys() - wanted.keys()):
+    return f"the checkpoint's {name} {stored[name]} is not in the model"
+  return None
 
 
 def restore_latest(mngr: ocp.CheckpointManager, state

@@ -73,7 +73,10 @@ full runs.
 
 Exit status: the number of failed runs plus those left alone because their
 config changed (at most 125); 128 + signal number if the sweep was
-interrupted (its runs are stopped and resume next time).
+interrupted (its runs are stopped and resume next time); 255 if it did not
+start (a usage error: a flag, a key or value of ``--override``/``--grid``,
+no matching run, an unreachable cluster), so that 1 always means one run,
+as in GNU parallel.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ from landmark_ssl import sweep_progress
 from landmark_ssl import usage
 
 MAX_EXIT_STATUS = 125
+EXIT_USAGE = 255  # above any count of runs and any 128 + signal
 LAUNCHERS = ("local", "ray")
 
 
@@ -549,4 +553,5 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(usage.message_alone(main))  # exit status 1, as absl's
+  app.run(usage.message_alone(main, EXIT_USAGE),
+          flags_parser=usage.flags_parser(EXIT_USAGE))

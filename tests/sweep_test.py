@@ -339,7 +339,7 @@ def test_a_mistyped_override_or_only_is_a_usage_error(tmp_path, flag, message):
   if message is None:
     assert out.returncode == 0, out.stderr[-2000:]
     return
-  assert out.returncode != 0 and not out.stdout
+  assert out.returncode == sweep.EXIT_USAGE and not out.stdout
   assert message in out.stderr, out.stderr[-2000:]
   assert "Traceback" not in out.stderr
 
@@ -362,7 +362,8 @@ def test_dry_run_with_a_grid(tmp_path):
       (1, 0.1, "seq_mt_L_f0.05_s1_model.beta=0.1")]  # s1 beta 1 finished
   bad = subprocess.run(argv[:-1] + ["--grid=model.betta=1"], cwd=ROOT,
                        env=ENV, capture_output=True, text=True)
-  assert bad.returncode == 1 and "did you mean model.beta" in bad.stderr
+  assert bad.returncode == sweep.EXIT_USAGE
+  assert "did you mean model.beta" in bad.stderr
   assert "FATAL usage error: --grid key 'model.betta'" in bad.stderr
   assert "Runs the sweep of an experiment file" not in bad.stderr  # no help
   # Comm-MT has no beta: a grid over both models names the one lacking it.
@@ -477,7 +478,7 @@ def test_dry_run_rejects_bad_flags(tmp_path):
        "--config=experiments/blocks.py", f"--workdir={tmp_path}", "--dry_run",
        "--only=nothing_matches"], cwd=ROOT, env=ENV, capture_output=True,
       text=True)
-  assert out.returncode != 0 and "No run of" in out.stderr
+  assert out.returncode == sweep.EXIT_USAGE and "No run of" in out.stderr
 
 
 def test_execute_skips_finished_counts_failures_and_logs(fake_main, tmp_path,
@@ -630,7 +631,8 @@ def test_parallel_below_one_is_refused_naming_the_flag(tmp_path):
        "--config=experiments/blocks.py", f"--workdir={tmp_path / 's'}",
        "--parallel=0"], cwd=ROOT, env=ENV, capture_output=True, text=True,
       timeout=120)
-  assert out.returncode != 0
+  # 255, not 1: 1 would read as one failed run.
+  assert out.returncode == sweep.EXIT_USAGE == 255
   assert "flag --parallel=0: 0 is not a positive integer" in out.stderr
   assert not (tmp_path / "s").exists()
 
