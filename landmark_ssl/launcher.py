@@ -146,6 +146,22 @@ def triage(job: sweep_plan.Job, rerun_changed: bool = False) -> Triage:
   return Triage(tuple(runs), tuple(replaced), tuple(events))
 
 
+def remaining(jobs: Sequence[sweep_plan.Job], tally: "Tally",
+              rerun_changed: bool = False) -> List[sweep_plan.Job]:
+  """The jobs with the runs :func:`triage` leaves to train, the others'
+  ends noted in ``tally`` first: the whole sweep is scanned before its
+  first start, so that the first progress line counts only what is left
+  (a run found finished later, by another sweep, is noted then)."""
+  left = []
+  for job in jobs:
+    found = triage(job, rerun_changed)
+    for event in found.events:
+      tally.note(event)
+    if found.runs:
+      left.append(sweep_plan.Job(found.runs))
+  return left
+
+
 def try_lock(run_dir: str, wait_s: float = 0.0):
   """An open, exclusively ``flock``-ed ``run_dir/sweep.lock``, or ``None``
   if another process still holds it after ``wait_s`` seconds."""
@@ -386,7 +402,7 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, parallel: int = 1,
     # Several JAX processes on one accelerator must not each grab most of it.
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   tally = Tally(jobs)
-  pending = list(jobs)
+  pending = remaining(jobs, tally, rerun_changed)
   running = {}  # Popen -> (claim, log file, start time)
   with catch_signals() as signals:
     try:

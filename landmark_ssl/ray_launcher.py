@@ -366,14 +366,9 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, workdir: str,
     share_gpu = 0 < options.get("num_gpus", 0) < 1
     with launcher.catch_signals() as signals:
       refs = {}
-      for job in jobs:
-        found = launcher.triage(job, rerun_changed)
-        for event in found.events:
-          tally.note(event)
-        if found.runs:
-          todo = sweep_plan.Job(found.runs)
-          refs[task.remote(todo, python, os.getcwd(), marker, rerun_changed,
-                           events, share_gpu, lock_wait_s, grace_s)] = todo
+      for todo in launcher.remaining(jobs, tally, rerun_changed):
+        refs[task.remote(todo, python, os.getcwd(), marker, rerun_changed,
+                         events, share_gpu, lock_wait_s, grace_s)] = todo
       pending = list(refs)
       try:
         while pending:

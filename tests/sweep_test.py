@@ -507,27 +507,28 @@ def test_execute_skips_finished_counts_failures_and_logs(fake_main, tmp_path,
 def test_execute_logs_a_progress_line_per_event(fake_main, tmp_path,
                                                  monkeypatch, caplog):
   """Issue 25 item 7: each start and end says runs done / running / left
-  and an ETA from the finished runs' wall times."""
+  and an ETA from the finished runs' wall times. Runs that finished before
+  are counted before the first start, wherever they are in the sweep."""
   monkeypatch.setenv("FAKE_SLEEP", "0.5")
   jobs = sweep_plan.single_jobs(_fake_specs(tmp_path, (0, 1, 2, 3)))
-  os.makedirs(jobs[0].run_dir)  # finished before, in 600 s
-  with open(os.path.join(jobs[0].run_dir, "results.json"), "w") as f:
+  os.makedirs(jobs[2].run_dir)  # finished before, in 600 s
+  with open(os.path.join(jobs[2].run_dir, "results.json"), "w") as f:
     json.dump({"status": "finished", "wall_time_s": 600.0, "epochs": 1.0,
                "device_kind": "cpu", "config": {"model": {"name": "m"}, "costs": "L"}}, f)
   caplog.set_level("INFO")
   out = launcher.execute(jobs, fake_main, parallel=2, poll_s=0.05)
-  assert sorted(out["finished"]) == ["run_s1", "run_s2", "run_s3"]
+  assert sorted(out["finished"]) == ["run_s0", "run_s1", "run_s3"]
   lines = [r.getMessage() for r in caplog.records
            if r.getMessage().startswith("[")]
   assert lines[:3] == [
-      "[1/4 done, 0 running, 3 left; ETA 0:30:00] run_s0: finished before, "
+      "[1/4 done, 0 running, 3 left; ETA 0:30:00] run_s2: finished before, "
       "skipped",  # 3 x 600 s, one at a time so far
       lines[1], lines[2]]
   assert re.fullmatch(r"\[1/4 done, 1 running, 2 left; ETA 0:(29|30):\d\d\] "
-                      r"run_s1: started \(pid \d+\)", lines[1])
-  # Two at a time: (600 + 600 + what is left of run_s1's 600) / 2.
+                      r"run_s0: started \(pid \d+\)", lines[1])
+  # Two at a time: (600 + 600 + what is left of run_s0's 600) / 2.
   assert re.fullmatch(r"\[1/4 done, 2 running, 1 left; ETA 0:(14|15):\d\d\] "
-                      r"run_s2: started \(pid \d+\)", lines[2])
+                      r"run_s1: started \(pid \d+\)", lines[2])
   assert len(lines) == 1 + 2 * 3
   assert re.fullmatch(r"\[4/4 done, 0 running, 0 left; ETA 0:00:00\] run_s\d: "
                       r"finished in \d+ s", lines[-1])
