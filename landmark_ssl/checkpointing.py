@@ -173,19 +173,15 @@ def _reasons(failed: dict) -> str:
 
 def restore_whole(mngr: ocp.CheckpointManager, step: int, state
                   ) -> tuple[Any, dict]:
-  """:func:`restore`, except that a checkpoint whose arrays have other shapes
-  than ``state``'s is a :class:`NoRestorableCheckpointError` saying so: it
+  """:func:`restore`, except that a checkpoint whose arrays have other names
+  or shapes than ``state``'s (read from its metadata) is a
+  :class:`NoRestorableCheckpointError` saying so: it
   is whole, but of another model (the run's config was edited, or its
   dataset rebuilt, since it was saved), so the fix is to restore those, not
   to delete the weights. Other failures are raised as they are."""
   why = _other_model(mngr, step, state)  # from the metadata, before reading
   if why is None:
-    try:
-      return restore(mngr, step, state)
-    except Exception as e:  # pylint: disable=broad-except
-      why = _reason(e)
-      if "shape" not in why.lower():
-        raise
+    return restore(mngr, step, state)
   directory = epath.Path(mngr.directory)
   raise NoRestorableCheckpointError(
       f"The checkpoints in {directory} are of another model than the run's "

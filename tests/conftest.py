@@ -1,12 +1,23 @@
-"""Session fixtures shared by test files: a tiny trained run on real data."""
+"""Fixtures shared by test files: a fresh random seed per test, and a tiny
+trained run on real data (per session)."""
 
 import dataclasses
 import pathlib
+import secrets
 import time
 
 import pytest
 
 import tiny_config
+
+
+@pytest.fixture
+def fresh_seed() -> int:
+  """A new seed each time the test runs, so that its random inputs are new
+  on every run; printed, so a failure shows it (captured output)."""
+  seed = secrets.randbelow(2**31)
+  print(f"fresh_seed = {seed}")
+  return seed
 
 
 @dataclasses.dataclass(frozen=True)

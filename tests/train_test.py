@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -151,9 +152,33 @@ def test_optimizer_clipping_and_schedule():
   c.schedule = "constant"
   tx = program_lib.make_optimizer(c, 10)
   updates, _ = tx.update(grads, tx.init(params), params)
-  # Adam's first step is -lr * sign(g) whatever the scale: clipping then
-  # shows only through the moments; check the chain ran and is finite.
-  assert np.all(np.isfinite(updates["w"]))
+  # Adam's first step is -lr * sign(g) whatever the scale: clipping shows
+  # only through the moments, so compare several steps of gradients of
+  # random norms, some above the clip, with Adam written out by hand.
+  np.testing.assert_allclose(updates["w"], -np.ones(3), rtol=1e-4)
+  rng = np.random.default_rng()
+  clip = float(rng.uniform(0.5, 2.0))
+  gs = [rng.normal(size=3).astype(np.float32) * float(rng.uniform(0.1, 10))
+        for _ in range(6)]
+  gs[1] *= 3 * clip / np.linalg.norm(gs[1])  # one clipped for sure
+  m = v = np.zeros(3)
+  expected = []
+  for t, g in enumerate(gs, 1):
+    g = g * min(1.0, clip / np.linalg.norm(g))
+    m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+    expected.append(-(m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t))
+                                           + 1e-8))
+  for clip_norm, clipped in ((clip, True), (0.0, False)):
+    c.grad_clip_norm = clip_norm
+    tx = program_lib.make_optimizer(c, 10)
+    state = tx.init(params)
+    got = []
+    for g in gs:
+      updates, state = tx.update({"w": g}, state, params)
+      got.append(np.asarray(updates["w"]))
+    same = np.allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert same == clipped, (clip_norm, got, expected)
+  c.grad_clip_norm = 1.0
   c.schedule = "cosine"
   tx = program_lib.make_optimizer(c, 4)
   state = tx.init(params)
@@ -457,6 +482,17 @@ def test_checkpoints_of_another_model_are_kept_and_named(tmp_path,
           f"model than the run's (step {step}: {why}): ")
       assert "Restore the config the run wrote" in message
       assert mngr.all_steps() == [2, 4, 6]
+  mngr.close()
+  # A checkpoint with an array the model lacks (e.g. a class head removed).
+  mngr = checkpointing.manager(tmp_path / "grown", "min")
+  checkpointing.save(mngr, 3, grown, {"step": 3})
+  mngr.wait_until_finished()
+  with pytest.raises(checkpointing.NoRestorableCheckpointError,
+                     match=re.escape(f"(step 3: the checkpoint's head ({rows},)"
+                                     " is not in the model): ")):
+    checkpointing.restore_latest(
+        mngr, _TinyState(jax.numpy.zeros((4, 3)), jax.numpy.asarray(0)))
+  assert mngr.all_steps() == [3]
   mngr.close()
 
 
