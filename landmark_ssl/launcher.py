@@ -315,15 +315,22 @@ class Tally:
 
   Args:
     jobs: every job of the sweep.
+    clock: seconds, monotonic.
+    parallel: how many jobs run at once, if the launcher knows; the ETA
+      shares the work among them from the first line.
   """
 
-  def __init__(self, jobs: Sequence[sweep_plan.Job], clock=time.monotonic):
+  def __init__(self, jobs: Sequence[sweep_plan.Job], clock=time.monotonic,
+               parallel: int | None = None):
     self.out: Dict[str, List[str]] = {k: [] for k in
                                       sweep_progress.DONE_KINDS}
     runs = [r for job in jobs for r in job.runs]
+    # ``parallel`` jobs at once, each training its runs together
+    per_job = max((len(job.runs) for job in jobs), default=1)
     self.progress = sweep_progress.Progress(
         {r.name: r.key for r in runs}, clock,
-        epochs={r.name: r.epochs for r in runs})
+        epochs={r.name: r.epochs for r in runs},
+        slots=parallel * per_job if parallel else None)
 
   def note(self, event: Event) -> None:
     if event.kind == "started":
@@ -401,7 +408,7 @@ def execute(jobs: Sequence[sweep_plan.Job], python: str, parallel: int = 1,
   if parallel > 1:
     # Several JAX processes on one accelerator must not each grab most of it.
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  tally = Tally(jobs)
+  tally = Tally(jobs, parallel=parallel)
   pending = remaining(jobs, tally, rerun_changed)
   running = {}  # Popen -> (claim, log file, start time)
   with catch_signals() as signals:

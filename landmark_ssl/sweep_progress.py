@@ -10,8 +10,8 @@ The ETA counts, for each run left, the mean wall time per epoch of the
 finished runs of its model and costs (or of all finished runs:
 :func:`estimate_seconds`) times its epochs, for each running run what
 remains of that (times the epochs it had left when it resumed:
-:func:`read_epochs_done`), and divides by the most runs seen running at
-once; the times are those of the kind of device this sweep's runs finish
+:func:`read_epochs_done`), and shares that work among the launcher's slots
+(:func:`eta_seconds`); the times are those of the kind of device this sweep's runs finish
 on (:class:`Progress`).
 ``sweep --dry_run`` estimates the compute left the same way, per device
 kind (:func:`read_epoch_timings`).
@@ -221,17 +221,26 @@ def eta_seconds(left: Sequence[tuple], running: Sequence[Tuple[tuple, float]],
   """Seconds until the runs ``left`` (their keys) and ``running`` (``(key,
   seconds since it started)``) are done, ``slots`` runs at a time; ``nan``
   without a finished run to estimate from. With lengths (e.g. epochs, and
-  ``timings`` per epoch), each run counts its key's mean times its length."""
+  ``timings`` per epoch), each run counts its key's mean times its length.
+
+  The work is shared by no more slots than there are runs to do, and the
+  sweep takes at least as long as its longest run: the last run running
+  alone, or one long run beside short ones, is not sped up by slots that
+  stand idle.
+  """
   if not left and not running:
     return 0.0
-  work, _ = estimate_seconds(left, timings, left_lengths)
-  if not left:
-    work = 0.0
+  if not any(timings.values()):
+    return math.nan
+  left_lengths = [1.0] * len(left) if left_lengths is None else left_lengths
   running_lengths = ([1.0] * len(running) if running_lengths is None
                      else running_lengths)
-  for (key, elapsed), n in zip(running, running_lengths, strict=True):
-    work += max(mean_seconds(key, timings) * n - elapsed, 0.0)
-  return work / max(slots, 1)
+  work = [mean_seconds(key, timings) * n
+          for key, n in zip(left, left_lengths, strict=True)]
+  work += [max(mean_seconds(key, timings) * n - elapsed, 0.0)
+           for (key, elapsed), n in zip(running, running_lengths, strict=True)]
+  shared = sum(work) / max(min(slots, len(work)), 1)
+  return max(shared, max(work))
 
 
 def format_eta(seconds: float) -> str:
@@ -256,11 +265,17 @@ class Progress:
       counts its wall time per epoch and a run left that mean times its
       own epochs (e.g. Blocks' 200-epoch columns beside 40-epoch ones).
       Without it every run counts as one unit.
+    slots: how many runs the launcher runs at once, if it knows (the local
+      launcher's ``--parallel``); the ETA divides the work by it, or by
+      the most runs seen running at once if that is more (a Ray cluster's
+      workers, which only show as runs start).
   """
 
   def __init__(self, runs: Mapping[str, tuple], clock,
-               epochs: Mapping[str, float] | None = None):
+               epochs: Mapping[str, float] | None = None,
+               slots: int | None = None):
     self._keys = dict(runs)
+    self._slots = int(slots or 0)
     self._epochs = dict(epochs or {})
     self._clock = clock
     self._running: Dict[str, float] = {}  # name -> start time
@@ -347,7 +362,7 @@ class Progress:
     return eta_seconds(
         [self._keys[n] for n in left],
         [(self._keys.get(n), now - start) for n, start in self._running.items()],
-        self.timings(), self._peak,
+        self.timings(), max(self._peak, self._slots),
         left_lengths=[self._length(n) for n in left],
         running_lengths=[self._left(n) for n in self._running])
 

@@ -33,6 +33,47 @@ def _on_cpu(key, seconds, epochs):
   return sweep_progress.Timing(key, [("cpu", seconds, epochs)], "cpu")
 
 
+def test_idle_slots_do_not_shorten_the_eta():
+  """The work is shared by at most as many slots as there are runs, and no
+  run finishes sooner than its own time: the last run running alone on a
+  --parallel=4 sweep has its whole remaining time left, not a quarter."""
+  rng = np.random.default_rng()
+  mean = float(rng.uniform(10, 1000))
+  elapsed = float(rng.uniform(0, mean))
+  timings = {A: [mean]}
+  slots = int(rng.integers(2, 9))
+  assert sweep_progress.eta_seconds([], [(A, elapsed)], timings, slots) == (
+      pytest.approx(mean - elapsed))
+  # Two runs on many slots: each on its own, the longer one decides.
+  lengths = sorted(rng.uniform(1, 50, 2))
+  assert sweep_progress.eta_seconds([A, A], [], timings, slots,
+                                    left_lengths=lengths) == pytest.approx(
+                                        mean * lengths[1])
+  # Many equal runs: shared among the slots.
+  n = slots * int(rng.integers(2, 5))
+  assert sweep_progress.eta_seconds([A] * n, [], timings, slots) == (
+      pytest.approx(mean * n / slots))
+
+
+def test_the_launchers_slots_count_before_any_run_starts():
+  """With the launcher's --parallel known, the first lines of a sweep that
+  resumes (finished runs skipped, nothing running yet) already share the
+  work among the slots; without it, they count the most runs seen running
+  at once (Ray's workers), which is one until runs start."""
+  rng = np.random.default_rng()
+  per_epoch = float(rng.uniform(1, 10))
+  slots = int(rng.integers(2, 6))
+  names = [f"r{i}" for i in range(3 * slots)]
+  for known, divisor in ((slots, slots), (None, 1)):
+    progress = sweep_progress.Progress(
+        dict.fromkeys(names, A), clock=lambda: 0.0,
+        epochs=dict.fromkeys(names, 40.0), slots=known)
+    progress.done(names[0], "skipped", _on_cpu(A, 40 * per_epoch, 40.0))
+    left = len(names) - 1
+    assert progress.eta() == pytest.approx(
+        max(left * 40 * per_epoch / min(divisor, left), 40 * per_epoch))
+
+
 def test_eta_counts_the_pace_of_the_device_the_sweep_runs_on():
   """Runs a GPU finished before (skipped) do not speed up the ETA of a CPU
   sweep once one of its runs has finished: only each run's CPU share
@@ -60,8 +101,12 @@ def test_eta_counts_the_pace_of_the_device_the_sweep_runs_on():
   # 'mixed' finishes here: from now on only CPU shares count, g2's too.
   progress.done("mixed", "finished", mixed)
   assert progress.timings() == {A: [pytest.approx(cpu)] * 2}
-  # 'left' at the CPU pace; 'c1' has run 10 of its 40 epochs; 2 at a time.
-  assert progress.eta() == pytest.approx((40 * cpu + 30 * cpu) / 2)
+  # 'left' at the CPU pace; 'c1' has run 10 of its 40 epochs; 2 at a time,
+  # but no sooner than 'left' alone takes.
+  assert progress.eta() == pytest.approx(max((40 * cpu + 30 * cpu) / 2,
+                                             40 * cpu))
+  now[0] = 35.0 * cpu  # 'c1' has 5 epochs left: (40 + 5) / 2 < 40
+  assert progress.eta() == pytest.approx(40 * cpu)
 
 
 def test_the_sweeps_device_is_where_a_run_finished():

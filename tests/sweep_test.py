@@ -521,10 +521,10 @@ def test_execute_logs_a_progress_line_per_event(fake_main, tmp_path,
   lines = [r.getMessage() for r in caplog.records
            if r.getMessage().startswith("[")]
   assert lines[:3] == [
-      "[1/4 done, 0 running, 3 left; ETA 0:30:00] run_s2: finished before, "
-      "skipped",  # 3 x 600 s, one at a time so far
+      "[1/4 done, 0 running, 3 left; ETA 0:15:00] run_s2: finished before, "
+      "skipped",  # 3 x 600 s, two at a time (--parallel) from the start
       lines[1], lines[2]]
-  assert re.fullmatch(r"\[1/4 done, 1 running, 2 left; ETA 0:(29|30):\d\d\] "
+  assert re.fullmatch(r"\[1/4 done, 1 running, 2 left; ETA 0:(14|15):\d\d\] "
                       r"run_s0: started \(pid \d+\)", lines[1])
   # Two at a time: (600 + 600 + what is left of run_s0's 600) / 2.
   assert re.fullmatch(r"\[1/4 done, 2 running, 1 left; ETA 0:(14|15):\d\d\] "
