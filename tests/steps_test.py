@@ -14,6 +14,11 @@ K = 3
 CLASSES = 4
 
 
+def _key(fresh_seed: int, stream: int) -> jax.Array:
+  """A fresh key (``fresh_seed``: the conftest fixture), one per stream."""
+  return jax.random.fold_in(jax.random.key(fresh_seed), stream)
+
+
 def _config(costs="L+T+C", elt_on="unlabeled", dropout=0.0):
   c = ml_collections.ConfigDict()
   c.costs = costs
@@ -64,14 +69,15 @@ def test_heatmap_model_with_elt_is_refused():
 
 
 @pytest.mark.parametrize("elt_on", ["unlabeled", "all"])
-def test_costs_match_separate_forward_passes(elt_on):
+def test_costs_match_separate_forward_passes(elt_on, fresh_seed):
   """The interleaved single pass equals two passes and the costs of losses.py."""
   config = _config("L+T+C", elt_on)
-  state, model = _state(config)
-  batch = _batch(np.random.default_rng(0))
-  a = geometry.random_affine(jax.random.key(5), 8, dict(config.loss.elt), (H, W))
+  state, model = _state(config, seed=fresh_seed)
+  batch = _batch(np.random.default_rng(fresh_seed))
+  a = geometry.random_affine(_key(fresh_seed, 5), 8, dict(config.loss.elt),
+                             (H, W))
   total, metrics = steps.compute_costs(state.params, state, batch, a,
-                                       jax.random.key(1))
+                                       _key(fresh_seed, 1))
   variables = {"params": state.params}
   out = model.apply(variables, batch["image"])
   out_w = model.apply(variables, geometry.warp_affine(batch["image"], a))
@@ -89,23 +95,24 @@ def test_costs_match_separate_forward_passes(elt_on):
   assert float(elt) > 0
 
 
-def test_elt_stop_gradient_drops_one_branch_of_the_gradient():
+def test_elt_stop_gradient_drops_one_branch_of_the_gradient(fresh_seed):
   """Gradients are linear in the cost: with both branches live, the ELT
   gradient is the sum of the two one-branch ones, so
   grad(none) + grad(gamma = 0) == grad(original) + grad(warped), and the
   cost's value does not depend on the mode."""
-  batch = _batch(np.random.default_rng(4))
+  batch = _batch(np.random.default_rng(fresh_seed))
   grads, values = {}, {}
   for stop, gamma in [("none", 0.3), ("original", 0.3), ("warped", 0.3),
                       ("none", 0.0)]:
     config = _config("L+T")
     config.loss.gamma = gamma
     config.loss.elt_stop_gradient = stop
-    state, _ = _state(config)
-    a = geometry.random_affine(jax.random.key(5), 8, dict(config.loss.elt), (H, W))
+    state, _ = _state(config, seed=fresh_seed)  # the same each time
+    a = geometry.random_affine(_key(fresh_seed, 5), 8, dict(config.loss.elt),
+                               (H, W))
     (values[stop, gamma], _), grads[stop, gamma] = jax.value_and_grad(
         steps.compute_costs, has_aux=True)(state.params, state, batch, a,
-                                           jax.random.key(1))
+                                           _key(fresh_seed, 1))
   np.testing.assert_allclose(values["original", 0.3], values["none", 0.3], rtol=1e-6)
   np.testing.assert_allclose(values["warped", 0.3], values["none", 0.3], rtol=1e-6)
   flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
@@ -122,43 +129,44 @@ def test_elt_stop_gradient_drops_one_branch_of_the_gradient():
     steps.StepSettings.from_config(config, "coordinates")
 
 
-def test_terms_follow_costs():
-  batch = _batch(np.random.default_rng(1))
+def test_terms_follow_costs(fresh_seed):
+  batch = _batch(np.random.default_rng(fresh_seed))
   for costs, expected in [("L", {"landmark"}), ("C", {"class", "class/label"}),
                           ("L+T", {"landmark", "elt"})]:
-    state, _ = _state(_config(costs))
-    new_state, metrics = jax.jit(steps.train_step)(state, batch, jax.random.key(0))
+    state, _ = _state(_config(costs), seed=fresh_seed)
+    new_state, metrics = jax.jit(steps.train_step)(state, batch,
+                                                   _key(fresh_seed, 0))
     assert set(metrics) == expected | {"loss", "weight_decay", "grad_norm"}
     assert int(new_state.step) == 1
 
 
-def test_train_step_learns_a_fixed_batch():
-  state, _ = _state(_config("L+C"), lr=3e-2)
-  batch = _batch(np.random.default_rng(2))
+def test_train_step_learns_a_fixed_batch(fresh_seed):
+  state, _ = _state(_config("L+C"), lr=3e-2, seed=fresh_seed)
+  batch = _batch(np.random.default_rng(fresh_seed))
   step = jax.jit(steps.train_step)
   first = None
   for i in range(25):
-    state, metrics = step(state, batch, jax.random.key(i))
+    state, metrics = step(state, batch, _key(fresh_seed, i))
     first = float(metrics["loss"]) if first is None else first
   assert float(metrics["loss"]) < 0.7 * first
 
 
-def test_eight_and_one_device_meshes_agree():
+def test_eight_and_one_device_meshes_agree(fresh_seed):
   """Same losses and predictions on a ('data',) mesh of 8 devices and of 1."""
   assert jax.device_count() == 8, "conftest.py should simulate 8 CPU devices"
   config = _config("L+T+C", dropout=0.25)
-  rng = np.random.default_rng(3)
+  rng = np.random.default_rng(fresh_seed)
   batches = [_batch(rng, 16) for _ in range(3)]
   results = []
   for devices in (jax.devices(), jax.devices()[:1]):
     mesh = steps.make_mesh(devices)
-    state, _ = _state(config)
+    state, _ = _state(config, seed=fresh_seed)  # the same on both meshes
     state = jax.device_put(state, steps.replicated(mesh))
     step = steps.jit_train_step(mesh)
     losses_seen = []
     for i, b in enumerate(batches):
       state, metrics = step(state, steps.global_batch(b, mesh),
-                            jax.random.fold_in(jax.random.key(0), i))
+                            _key(fresh_seed, i))
       losses_seen.append({k: float(v) for k, v in metrics.items()})
       assert len(state.params["landmark_net"]["conv0"]["kernel"].sharding
                  .device_set) == len(devices)
@@ -183,18 +191,18 @@ def test_batch_size_must_split_over_devices():
     steps.check_batch_size(12, mesh, "config.data.batch_size")
 
 
-def test_train_steps_are_independent_runs_and_mask_inactive_ones():
+def test_train_steps_are_independent_runs_and_mask_inactive_ones(fresh_seed):
   """vmap over 3 runs = 3 plain train_steps on the same 8-device mesh (to
   float rounding: vmap batches the convolutions differently); an inactive
   run's state comes back bit-identical."""
   config = _config("L+T+C", dropout=0.25)
-  state, model = _state(config)
-  params = [model.init(jax.random.key(10 + i), jnp.zeros((1, H, W, 1)))["params"]
-            for i in range(3)]
+  state, model = _state(config, seed=fresh_seed)
+  params = [model.init(_key(fresh_seed, 10 + i), jnp.zeros((1, H, W, 1)))
+            ["params"] for i in range(3)]
   states = [state.replace(params=p, opt_state=state.tx.init(p)) for p in params]
-  rng = np.random.default_rng(4)
+  rng = np.random.default_rng(fresh_seed)
   batches = [_batch(rng, 16) for _ in range(3)]
-  keys = [jax.random.key(20 + i) for i in range(3)]
+  keys = [_key(fresh_seed, 20 + i) for i in range(3)]
   mesh = steps.make_mesh()
   stack, take = steps.jit_stack_runs(mesh), steps.jit_take_run(mesh)
   batch = steps.global_batch(jax.tree.map(lambda *x: np.stack(x), *batches),
@@ -228,13 +236,13 @@ def test_train_steps_are_independent_runs_and_mask_inactive_ones():
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_landmark_cost_needs_only_the_labelled_rows(dropout):
+def test_landmark_cost_needs_only_the_labelled_rows(dropout, fresh_seed):
   """Costs L: the labelled rows alone (any order, plus masked padding) give
   the cost and gradients of the whole batch (what TrainLoader's
   ``labeled_only`` relies on)."""
   config = _config("L", dropout=dropout)
-  state, _ = _state(config, seed=int(np.random.default_rng().integers(100)))
-  rng = np.random.default_rng()
+  state, _ = _state(config, seed=fresh_seed)
+  rng = np.random.default_rng(fresh_seed)
   batch = _batch(rng, n=16)
   batch["has_landmarks"] = (rng.uniform(size=16) < 0.3).astype(np.float32)
   batch["has_landmarks"][rng.integers(16)] = 1.0
@@ -245,7 +253,7 @@ def test_landmark_cost_needs_only_the_labelled_rows(dropout):
   small["mask"] = (np.arange(len(rows)) < len(lab)).astype(np.float32)
   grad = jax.grad(steps.compute_costs, has_aux=True)
   (g_full, m_full), (g_small, m_small) = [
-      (grad(state.params, state, b, None, jax.random.key(3)))
+      (grad(state.params, state, b, None, _key(fresh_seed, 3)))
       for b in (batch, small)]
   np.testing.assert_allclose(m_small["landmark"], m_full["landmark"], rtol=1e-5)
   assert m_full["landmark"] > 0
@@ -262,21 +270,21 @@ def test_landmark_cost_needs_only_the_labelled_rows(dropout):
   other = dict(batch, image=np.where(batch["has_landmarks"][:, None, None, None]
                                      > 0, batch["image"], rng.uniform(
                                          size=batch["image"].shape)).astype(np.float32))
-  _, m_other = grad(state.params, state, other, None, jax.random.key(3))
+  _, m_other = grad(state.params, state, other, None, _key(fresh_seed, 3))
   np.testing.assert_allclose(m_other["landmark"], m_full["landmark"], rtol=1e-6)
   changed = dict(batch, image=batch["image"].copy())
   changed["image"][lab[0]] = rng.uniform(size=changed["image"].shape[1:])
-  _, m_changed = grad(state.params, state, changed, None, jax.random.key(3))
+  _, m_changed = grad(state.params, state, changed, None, _key(fresh_seed, 3))
   assert abs(float(m_changed["landmark"]) - float(m_full["landmark"])) > 1e-6
 
 
-def test_landmark_weight_scales_only_the_landmark_term():
+def test_landmark_weight_scales_only_the_landmark_term(fresh_seed):
   """The total and its gradient are linear in the landmark weight, with
   slope the landmark cost and its gradient; 'all' averaging scales the term by the
   labelled share of the batch."""
-  rng = np.random.default_rng()
+  rng = np.random.default_rng(fresh_seed)
   batch = _batch(rng)
-  a = geometry.random_affine(jax.random.key(int(rng.integers(99))), 8,
+  a = geometry.random_affine(_key(fresh_seed, 5), 8,
                              dict(rotation=20.0, scale=0.1, translation=0.1),
                              (H, W))
   weight = float(rng.uniform(0.001, 3.0))
@@ -285,10 +293,10 @@ def test_landmark_weight_scales_only_the_landmark_term():
     config = _config(costs)
     config.loss.landmark_weight = landmark_weight
     config.loss.landmark_mean = mean
-    state, _ = _state(config)
+    state, _ = _state(config, seed=fresh_seed)
     g, metrics = jax.grad(steps.compute_costs, has_aux=True)(
         state.params, state, batch, a if "T" in costs else None,
-        jax.random.key(1))
+        _key(fresh_seed, 1))
     return g, metrics
 
   g_w, m_w = grads(weight)
