@@ -10,8 +10,8 @@ def _faces(rng, n=5, k=68):
   return rng.uniform(0, 64, size=(n, k, 2))
 
 
-def test_auc_matches_numerical_integral_of_ced():
-  rng = np.random.default_rng(0)
+def test_auc_matches_numerical_integral_of_ced(fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   errors = rng.uniform(0, 0.15, size=37)
   t = 0.08
   # Riemann sum of the empirical CDF on a very fine grid.
@@ -26,8 +26,8 @@ def test_auc_of_known_list():
   assert evaluation.auc(np.array([0.0, 0.04, 0.2]), 0.08) == pytest.approx(0.5)
 
 
-def test_failure_rate_and_ced_agree():
-  rng = np.random.default_rng(1)
+def test_failure_rate_and_ced_agree(fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   errors = rng.uniform(0, 0.2, size=50)
   thresholds, fraction = evaluation.ced(errors, 0.2, 41)
   for t, f in zip(thresholds, fraction):
@@ -44,8 +44,8 @@ def test_per_image_error_by_hand():
   assert err[0] == pytest.approx((0 + 5) / 2 / 2)
 
 
-def test_normalizers_by_hand():
-  rng = np.random.default_rng(2)
+def test_normalizers_by_hand(fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   lm = _faces(rng)
   eye_l = (lm[:, 36] + lm[:, 39]) / 2
   eye_r = (lm[:, 42] + lm[:, 45]) / 2
@@ -71,8 +71,8 @@ def test_normalizer_errors_name_the_fix():
     evaluation.normalizers("eyes", np.zeros((2, 68, 2)))
 
 
-def test_summarize_ignores_padding_and_is_invariant_to_it():
-  rng = np.random.default_rng(3)
+def test_summarize_ignores_padding_and_is_invariant_to_it(fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   n, k = 12, 68
   lm = _faces(rng, n, k)
   pred = lm + rng.normal(0, 1.0, size=lm.shape)
@@ -111,8 +111,8 @@ def test_error_unit():
   assert evaluation.error_unit("wrist") == "fraction of wrist"
 
 
-def test_hit_rates_by_hand_and_in_summarize():
-  rng = np.random.default_rng(5)
+def test_hit_rates_by_hand_and_in_summarize(fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   n, k = 40, 2
   targets = rng.uniform(0, 60, (n, k, 2))
   radii = rng.uniform(3, 8, (n, k))

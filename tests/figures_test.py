@@ -58,8 +58,8 @@ def _events(rng, steps=40, every=10):
   return events
 
 
-def test_every_plot_function_writes_a_png_of_its_size(tmp_path):
-  rng = np.random.default_rng(0)
+def test_every_plot_function_writes_a_png_of_its_size(tmp_path, fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   n, k, size = 5, 4, 40
   images = rng.uniform(0, 1, (n, size, size, 1)).astype(np.float32)
   gt = rng.uniform(0, size - 1, (n, k, 2))
@@ -92,8 +92,8 @@ def test_every_plot_function_writes_a_png_of_its_size(tmp_path):
 
 
 @pytest.mark.parametrize("normalizer", ["pixels", "eye_centers"])
-def test_ced_plot_shows_the_file_curve(tmp_path, normalizer):
-  rng = np.random.default_rng(1)
+def test_ced_plot_shows_the_file_curve(tmp_path, normalizer, fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   n = 37
   outputs = {"pred_landmarks": rng.normal(size=(n, 68, 2)),
              "landmarks": rng.normal(size=(n, 68, 2)),
@@ -114,8 +114,8 @@ def test_ced_plot_shows_the_file_curve(tmp_path, normalizer):
   assert "36 images" in fig.axes[0].get_legend().get_texts()[0].get_text()
 
 
-def test_training_curves_show_the_events():
-  rng = np.random.default_rng(2)
+def test_training_curves_show_the_events(fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   events = _events(rng)
   fig = plots.training_curves(events, "t", "fraction of wrist")
   costs, error, accuracy = fig.axes
@@ -136,10 +136,10 @@ def test_training_curves_show_the_events():
   assert costs.get_yscale() == "log"
 
 
-def test_overlay_markers_sit_on_the_landmarks(tmp_path):
+def test_overlay_markers_sit_on_the_landmarks(tmp_path, fresh_seed):
   """GT_COLOR pixels at the ground truth, PRED_COLOR at the prediction, in
   the PNG."""
-  rng = np.random.default_rng(3)
+  rng = np.random.default_rng(fresh_seed)
   size, k = 48, 3
   image = np.zeros((1, size, size, 1), np.float32)
   gt = np.array([[[8.0, 10.0], [30.0, 12.0], [20.0, 38.0]]])
@@ -161,8 +161,8 @@ def test_overlay_markers_sit_on_the_landmarks(tmp_path):
       assert np.abs(got - want).max() < 40, ((x, y), got, want)
 
 
-def test_pooled_ced_is_the_mean_of_the_seeds_curves():
-  rng = np.random.default_rng(4)
+def test_pooled_ced_is_the_mean_of_the_seeds_curves(fresh_seed):
+  rng = np.random.default_rng(fresh_seed)
   seeds = [rng.gamma(2.0, 1.5, 150) for _ in range(3)]
   pooled = plots.pooled_ced(seeds, "row")
   top = pooled.thresholds[-1]
@@ -284,13 +284,13 @@ def test_sweep_figures_and_report_links(tiny_blocks_run, tmp_path):
 
 
 def test_sweep_figures_by_a_grid_key_split_the_rows(tiny_blocks_run, tmp_path,
-                                                    monkeypatch):
+                                                    monkeypatch, fresh_seed):
   """Two settings of loss.alpha: with --by each row and setting has its own
   CED curve (its seeds pooled) and grid row; without it one curve pools
   both, and a warning names the key."""
   alphas = (0.3, 3.0)
   _fake_sweep(tiny_blocks_run.workdir, tmp_path, alphas)
-  rng = np.random.default_rng(7)
+  rng = np.random.default_rng(fresh_seed)
   errors = {}  # (costs, alpha) -> the pooled errors of its two seeds
   for run in sorted(tmp_path.iterdir()):
     config = json.loads((run / "config.json").read_text())
