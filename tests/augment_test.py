@@ -136,7 +136,8 @@ def test_black_rectangles_only_blacken_pixels():
   assert black.max() <= 2 * 0.4 ** 2 + 0.05  # ...no larger than allowed
   # Each blackened region is a union of at most 2 axis-aligned boxes: the
   # black pixels of an image with one rectangle fill their bounding box.
-  rects = augment.draw_rectangles(jax.random.PRNGKey(3), n, (H, W), 1, 0.4)
+  rects = augment.draw_rectangles(jax.random.PRNGKey(int(rng.integers(2 ** 31))),
+                                  n, (H, W), 1, 0.4)
   painted = np.asarray(jax.jit(augment.paint_rectangles)(batch["image"], rects))
   for b in range(n):
     rows, cols = np.nonzero(painted[b, ..., 0] == 0)
