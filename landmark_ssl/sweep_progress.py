@@ -11,8 +11,8 @@ finished runs of its model and costs (or of all finished runs:
 :func:`estimate_seconds`) times its epochs, for each running run what
 remains of that (times the epochs it had left when it resumed:
 :func:`read_epochs_done`), and shares that work among the launcher's slots
-(:func:`eta_seconds`); the times are those of the kind of device this sweep's runs finish
-on (:class:`Progress`).
+(:func:`eta_seconds`); the times are those of the kind of device this
+sweep's runs finish on (:class:`Progress`).
 ``sweep --dry_run`` estimates the compute left the same way, per device
 kind (:func:`read_epoch_timings`).
 """
