@@ -81,6 +81,9 @@ def test_committed_runs_are_small_and_complete():
 LONG = ROOT / "results"
 FORTY = LONG / "blocks_40ep"  # those columns' runs at 40 epochs
 UNCLIPPED = LONG / "blocks_200ep"  # 200 epochs without the gradient clip
+# 200-epoch probes of the columns that keep 40 epochs (10%, 100%), with
+# the 20% and 50% columns' schedule; their 40-epoch twins are in RUNS
+PROBES = LONG / "blocks_200ep_probe"
 SCHEDULE_BEGIN = ("<!-- schedule:begin (generated: see "
                   "tests/results_doc_test.py) -->")
 SCHEDULE_END = "<!-- schedule:end -->"
@@ -88,6 +91,8 @@ SCHEDULE_END = "<!-- schedule:end -->"
 FORTY_DIFFERENCES = {"train.max_epochs=40.0", "train.eval_every_epochs=1.0",
                      "optim.grad_clip_norm=0.0"}
 UNCLIPPED_DIFFERENCES = {"optim.grad_clip_norm=0.0"}
+PROBE_DIFFERENCES = {"train.max_epochs=200.0", "train.eval_every_epochs=5.0",
+                     "optim.grad_clip_norm=200.0"}
 
 
 def _jumped_at(run: compare_runs.RunFiles) -> str:
@@ -105,16 +110,26 @@ def _jumped_at(run: compare_runs.RunFiles) -> str:
 
 def _long_runs() -> list:
   """``(run, clipped)`` of every committed 200-epoch run: the protocol's
-  (results/blocks, 20% and 50%) and the unclipped ones."""
+  (results/blocks, 20% and 50%), the unclipped ones and the probes of the
+  other columns."""
   at_protocol, _ = report.load_runs(str(RUNS))
   unclipped, _ = report.load_runs(str(UNCLIPPED))
+  probes, _ = (report.load_runs(str(PROBES)) if PROBES.is_dir()
+               else ([], []))
   return ([(r, True) for r in at_protocol if r.fraction in (0.2, 0.5)] +
-          [(r, False) for r in unclipped])
+          [(r, False) for r in unclipped] + [(r, True) for r in probes])
+
+
+def _forty_epoch_twin(run_dir: str) -> pathlib.Path:
+  """The 40-epoch run of a 200-epoch run: in results/blocks_40ep for the
+  20% and 50% columns, the protocol's own run for a probe of the others."""
+  run_dir = pathlib.Path(run_dir)
+  return (RUNS if run_dir.parent == PROBES else FORTY) / run_dir.name
 
 
 def generated_schedule_table() -> str:
-  """Per 40-epoch run of results/blocks_40ep that has a 200-epoch twin (same
-  name): both runs' (clipped, unclipped) best step, the step where
+  """Per 200-epoch run (:func:`_long_runs`), with its 40-epoch twin of the
+  same name where there is one: both runs' (clipped, unclipped) best step, the step where
   validation jumped (:func:`_jumped_at`), validation and test errors, and
   the paper's."""
   lines = ["| run | epochs | gradient clip | best step | validation jumped "
@@ -129,7 +144,7 @@ def generated_schedule_table() -> str:
                                 run.model, run.costs, run.fraction)
     label = (f"{paper_results.row_label(run.model, run.costs)}, "
              f"{run.fraction:.0%}, seed {run.seed}")
-    rows = [(FORTY / name, "–")] if name not in shown else []
+    rows = [(_forty_epoch_twin(run.run_dir), "–")] if name not in shown else []
     rows.append((pathlib.Path(run.run_dir), "200" if clipped else "–"))
     shown.add(name)
     for files, clip in rows:
@@ -163,15 +178,17 @@ def test_every_committed_table1_run_is_at_the_protocol():
 
 
 def test_schedule_runs_are_small_complete_and_differ_only_as_named():
-  for folder, differences in ((FORTY, FORTY_DIFFERENCES),
-                              (UNCLIPPED, UNCLIPPED_DIFFERENCES)):
+  for folder, differences, fractions in (
+      (FORTY, FORTY_DIFFERENCES, (0.2, 0.5)),
+      (UNCLIPPED, UNCLIPPED_DIFFERENCES, (0.2, 0.5)),
+      (PROBES, PROBE_DIFFERENCES, (0.1, 1.0))):
     runs, unfinished = report.load_runs(str(folder))  # a missing folder fails
     assert runs and not unfinished, folder
     for run in runs:
       files = {p.name for p in pathlib.Path(run.run_dir).iterdir()}
       assert files == {"config.json", "results.json", "metrics.jsonl"}
       assert set(run.protocol) == differences, (run.run_dir, run.protocol)
-      assert run.fraction in (0.2, 0.5), run.run_dir
+      assert run.fraction in fractions, run.run_dir
 
 
 # --------------------------------------------------------------------------
