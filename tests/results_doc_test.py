@@ -114,8 +114,7 @@ def _long_runs() -> list:
   other columns."""
   at_protocol, _ = report.load_runs(str(RUNS))
   unclipped, _ = report.load_runs(str(UNCLIPPED))
-  probes, _ = (report.load_runs(str(PROBES)) if PROBES.is_dir()
-               else ([], []))
+  probes, _ = report.load_runs(str(PROBES))
   return ([(r, True) for r in at_protocol if r.fraction in (0.2, 0.5)] +
           [(r, False) for r in unclipped] + [(r, True) for r in probes])
 
@@ -129,9 +128,9 @@ def _forty_epoch_twin(run_dir: str) -> pathlib.Path:
 
 def generated_schedule_table() -> str:
   """Per 200-epoch run (:func:`_long_runs`), with its 40-epoch twin of the
-  same name where there is one: both runs' (clipped, unclipped) best step, the step where
-  validation jumped (:func:`_jumped_at`), validation and test errors, and
-  the paper's."""
+  same name where there is one: both runs' (clipped, unclipped) best step,
+  the step where validation jumped (:func:`_jumped_at`), validation and
+  test errors, and the paper's."""
   lines = ["| run | epochs | gradient clip | best step | validation jumped "
            "at step | validation | test | paper |", "| --- " * 8 + "|"]
   long_runs = _long_runs()
