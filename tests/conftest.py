@@ -1,5 +1,5 @@
-"""Fixtures shared by test files: a fresh random seed per test, and a tiny
-trained run on real data (per session)."""
+"""Fixtures shared by test files: a fresh random seed (and keys from it)
+per test, and a tiny trained run on real data (per session)."""
 
 import dataclasses
 import pathlib
@@ -18,6 +18,15 @@ def fresh_seed() -> int:
   seed = secrets.randbelow(2**31)
   print(f"fresh_seed = {seed}")
   return seed
+
+
+@pytest.fixture
+def fresh_key(fresh_seed):
+  """``fresh_key(stream)``: a JAX key drawn from ``fresh_seed``, a distinct
+  one per stream (the same stream gives the same key within a test)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  root = jax.random.key(fresh_seed)
+  return lambda stream: jax.random.fold_in(root, stream)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,11 +27,6 @@ def _nhwc(x):
   return jnp.transpose(x, (0, 2, 3, 1))
 
 
-def _key(fresh_seed: int, stream: int) -> jax.Array:
-  """A fresh key (``fresh_seed``: the conftest fixture), one per stream."""
-  return jax.random.fold_in(jax.random.key(fresh_seed), stream)
-
-
 def _random(seed, n, h, w, c, o, k):
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.standard_normal((n, h, w, c)), jnp.float32)
@@ -121,13 +116,13 @@ def test_resolve_method():
 
 
 def test_landmark_net_is_the_same_function_with_the_same_parameters(
-    fresh_seed):
-  images = jax.random.uniform(_key(fresh_seed, 0), (5, 13, 11, 1))
+    fresh_key):
+  images = jax.random.uniform(fresh_key(0), (5, 13, 11, 1))
   nets = {m: layers.LandmarkConvNet((9, 5, 1, 1), 4, 3, m)
           for m in ("direct", "fft", "auto")}
-  params = nets["direct"].init(_key(fresh_seed, 1), images)
+  params = nets["direct"].init(fresh_key(1), images)
   for m, net in nets.items():
-    mine = net.init(_key(fresh_seed, 1), images)
+    mine = net.init(fresh_key(1), images)
     assert jax.tree.structure(mine) == jax.tree.structure(params), m
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(params)):
       np.testing.assert_array_equal(a, b)  # same names -> same initial values
@@ -144,29 +139,29 @@ def test_landmark_net_is_the_same_function_with_the_same_parameters(
       _close(got, want)
 
 
-def test_models_take_conv_method_from_the_config(fresh_seed):
+def test_models_take_conv_method_from_the_config(fresh_key):
   cfg = dict(name="seq_mt", kernel_sizes=(7, 1), features=3,
              classifier_hidden=(4,), conv_method="fft")
   model = models.create_model(cfg, 2, {"label": 3})
   assert model.conv_method == "fft"
-  images = jax.random.uniform(_key(fresh_seed, 0), (2, 10, 10, 1))
-  variables = model.init(_key(fresh_seed, 1), images)
+  images = jax.random.uniform(fresh_key(0), (2, 10, 10, 1))
+  variables = model.init(fresh_key(1), images)
   out = model.apply(variables, images)
   direct = models.create_model(dict(cfg, conv_method="direct"), 2, {"label": 3})
   _close(out["maps"], direct.apply(variables, images)["maps"])
   with pytest.raises(ValueError, match="conv_method"):
     bad = models.create_model(dict(cfg, conv_method="fast"), 2, {"label": 3})
-    bad.init(_key(fresh_seed, 1), images)
+    bad.init(fresh_key(1), images)
 
 
-def test_fft_net_on_the_data_mesh_equals_one_device(fresh_seed):
+def test_fft_net_on_the_data_mesh_equals_one_device(fresh_key):
   """The FFT formulation partitions over the batch like lax.conv does."""
   from landmark_ssl import steps
   mesh = steps.make_mesh()
   n = 2 * mesh.devices.size
-  images = jax.random.uniform(_key(fresh_seed, 0), (n, 12, 12, 1))
+  images = jax.random.uniform(fresh_key(0), (n, 12, 12, 1))
   net = layers.LandmarkConvNet((9, 1), 3, 2, "fft")
-  params = net.init(_key(fresh_seed, 1), images[:1])
+  params = net.init(fresh_key(1), images[:1])
 
   def loss(p, x):
     return jnp.sum(jnp.sin(net.apply(p, x)))
@@ -180,14 +175,14 @@ def test_fft_net_on_the_data_mesh_equals_one_device(fresh_seed):
     _close(got, want)
 
 
-def test_same_conv_has_nn_conv_parameters_and_values(fresh_seed):
+def test_same_conv_has_nn_conv_parameters_and_values(fresh_key):
   """Checkpoints written with flax's nn.Conv load into SameConv unchanged."""
   import flax.linen as nn
-  x = jax.random.uniform(_key(fresh_seed, 0), (2, 9, 8, 3))
+  x = jax.random.uniform(fresh_key(0), (2, 9, 8, 3))
   ours = layers.SameConv(5, 7, "fft", "NCHW")
   theirs = nn.Conv(5, (7, 7), padding="SAME", kernel_init=layers.conv_init)
-  p_ours = ours.init(_key(fresh_seed, 1), _nchw(x))
-  p_theirs = theirs.init(_key(fresh_seed, 1), x)
+  p_ours = ours.init(fresh_key(1), _nchw(x))
+  p_theirs = theirs.init(fresh_key(1), x)
   assert jax.tree.structure(p_ours) == jax.tree.structure(p_theirs)
   for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_theirs)):
     np.testing.assert_array_equal(a, b)
@@ -195,14 +190,14 @@ def test_same_conv_has_nn_conv_parameters_and_values(fresh_seed):
   _close(_nhwc(ours.apply(p, _nchw(x))), theirs.apply(p, x))
 
 
-def test_comm_mt_fft_equals_direct(fresh_seed):
+def test_comm_mt_fft_equals_direct(fresh_key):
   cfg = dict(name="comm_mt", kernel_size=7, features=3, convs_before_pool=2,
              convs_after_pool=1, hidden=(8,), conv_method="direct")
-  images = jax.random.uniform(_key(fresh_seed, 0), (3, 12, 16, 1))
+  images = jax.random.uniform(fresh_key(0), (3, 12, 16, 1))
   direct = models.create_model(cfg, 2, {"label": 3})
   fft = models.create_model(dict(cfg, conv_method="fft"), 2, {"label": 3})
-  variables = direct.init(_key(fresh_seed, 1), images)
-  assert (jax.tree.structure(fft.init(_key(fresh_seed, 1), images))
+  variables = direct.init(fresh_key(1), images)
+  assert (jax.tree.structure(fft.init(fresh_key(1), images))
           == jax.tree.structure(variables))
 
   def loss(v, model):

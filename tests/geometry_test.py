@@ -8,11 +8,6 @@ import pytest
 from landmark_ssl import geometry
 
 
-def _key(fresh_seed: int, stream: int) -> jax.Array:
-  """A fresh key (``fresh_seed``: the conftest fixture), one per stream."""
-  return jax.random.fold_in(jax.random.PRNGKey(fresh_seed), stream)
-
-
 def _random_affines(key, n, h, w, rot=30.0, scale=0.2, tr=0.1):
   return geometry.random_affine(key, n, dict(rotation=rot, scale=scale,
                                              translation=tr), (h, w))
@@ -36,8 +31,8 @@ def test_soft_argmax_of_one_hot_is_the_peak_in_xy(seed, fresh_seed):
                                 np.stack([cols, rows], -1))
 
 
-def test_soft_argmax_matches_explicit_expectation(fresh_seed):
-  key = _key(fresh_seed, 3)
+def test_soft_argmax_matches_explicit_expectation(fresh_key):
+  key = fresh_key(3)
   maps = jax.random.normal(key, (2, 9, 11, 3))
   beta = 0.7
   p = jax.nn.softmax(beta * maps.reshape(2, 99, 3), axis=1).reshape(2, 9, 11, 3)
@@ -49,8 +44,8 @@ def test_soft_argmax_matches_explicit_expectation(fresh_seed):
 
 
 def test_soft_argmax_is_stable_for_large_beta_and_has_finite_gradients(
-    fresh_seed):
-  maps = jax.random.normal(_key(fresh_seed, 0), (2, 13, 13, 5)) * 50.0
+    fresh_key):
+  maps = jax.random.normal(fresh_key(0), (2, 13, 13, 5)) * 50.0
   pts = geometry.soft_argmax(maps, beta=1e4)
   assert np.all(np.isfinite(pts))
   g = jax.grad(lambda m: jnp.sum(geometry.soft_argmax(m, 2.0) ** 2))(maps / 50.0)
@@ -59,8 +54,8 @@ def test_soft_argmax_is_stable_for_large_beta_and_has_finite_gradients(
   assert np.all(np.isfinite(g_big))
 
 
-def test_compose_and_invert(fresh_seed):
-  k1, k2, k3 = jax.random.split(_key(fresh_seed, 5), 3)
+def test_compose_and_invert(fresh_key):
+  k1, k2, k3 = jax.random.split(fresh_key(5), 3)
   a = _random_affines(k1, 4, 40, 50)
   b = _random_affines(k2, 4, 40, 50)
   pts = jax.random.uniform(k3, (4, 7, 2)) * 50
@@ -87,8 +82,8 @@ def test_affine_about_center_keeps_the_center_fixed_and_rotates_clockwise():
   np.testing.assert_allclose(moved[0] - c, [0.0, 1.7], atol=1e-4)
 
 
-def test_random_affine_respects_ranges(fresh_seed):
-  a = geometry.random_affine(_key(fresh_seed, 1), 500,
+def test_random_affine_respects_ranges(fresh_key):
+  a = geometry.random_affine(fresh_key(1), 500,
                              dict(rotation=20.0, scale=0.1, translation=0.1),
                              (60, 80))
   lin = a[:, :, :2]
@@ -102,19 +97,19 @@ def test_random_affine_respects_ranges(fresh_seed):
   assert float(jnp.abs(shift[:, 0]).max()) <= 8.0 + 1e-4
   assert float(jnp.abs(shift[:, 1]).max()) <= 6.0 + 1e-4
   with pytest.raises(ValueError, match="rotate"):
-    geometry.random_affine(_key(fresh_seed, 0), 2, dict(rotate=1.0), (8, 8))
+    geometry.random_affine(fresh_key(0), 2, dict(rotate=1.0), (8, 8))
 
 
-def test_warp_with_identity_is_identity(fresh_seed):
-  img = jax.random.uniform(_key(fresh_seed, 2), (3, 19, 23, 2))
+def test_warp_with_identity_is_identity(fresh_key):
+  img = jax.random.uniform(fresh_key(2), (3, 19, 23, 2))
   out = geometry.warp_affine(img, geometry.identity_affine((3,)))
   np.testing.assert_allclose(out, img, atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_warp_moves_a_bright_dot_to_transform_points(seed, fresh_seed):
+def test_warp_moves_a_bright_dot_to_transform_points(seed, fresh_key):
   h, w = 48, 56
-  key_a, key_q = jax.random.split(_key(fresh_seed, seed))
+  key_a, key_q = jax.random.split(fresh_key(seed))
   a = _random_affines(key_a, 6, h, w, rot=45.0, scale=0.2, tr=0.1)
   # Dots well inside so they stay in the image after the transform.
   q = jax.random.uniform(key_q, (6, 2), minval=18.0, maxval=30.0)
@@ -130,9 +125,9 @@ def test_warp_moves_a_bright_dot_to_transform_points(seed, fresh_seed):
   np.testing.assert_allclose(centroid, expected, atol=0.15)
 
 
-def test_warp_then_inverse_warp_recovers_the_interior(fresh_seed):
+def test_warp_then_inverse_warp_recovers_the_interior(fresh_key):
   h, w = 40, 40
-  key_i, key_a = jax.random.split(_key(fresh_seed, 7))
+  key_i, key_a = jax.random.split(fresh_key(7))
   # Smooth random image (bilinear resampling is exact on linear functions).
   coarse = jax.random.uniform(key_i, (2, 5, 5, 3))
   img = jax.image.resize(coarse, (2, h, w, 3), "cubic")
@@ -145,13 +140,13 @@ def test_warp_then_inverse_warp_recovers_the_interior(fresh_seed):
   assert float(jnp.abs(img[:, inner, inner] - img.mean()).max()) > 0.05
 
 
-def test_warp_is_differentiable_in_image_and_transform(fresh_seed):
+def test_warp_is_differentiable_in_image_and_transform(fresh_key):
   # A smooth image, zero at the border: bilinear sampling is only piecewise
   # linear, and a rough image would make the finite difference cross kinks.
   window = np.outer(np.hanning(16), np.hanning(16))[None, :, :, None]
-  img = jax.image.resize(jax.random.uniform(_key(fresh_seed, 0), (2, 4, 4, 1)),
+  img = jax.image.resize(jax.random.uniform(fresh_key(0), (2, 4, 4, 1)),
                          (2, 16, 16, 1), "cubic") * window
-  a = _random_affines(_key(fresh_seed, 1), 2, 16, 16)
+  a = _random_affines(fresh_key(1), 2, 16, 16)
 
   def f(img, a):
     return jnp.sum(geometry.warp_affine(img, a) * jnp.arange(16.0)[None, :, None, None])
@@ -161,15 +156,15 @@ def test_warp_is_differentiable_in_image_and_transform(fresh_seed):
   assert np.all(np.isfinite(ga)) and np.abs(ga).sum() > 0
   # The gradient w.r.t. A agrees with a finite difference along a random
   # direction (over 100 seeds: within 1.5% of the gradient's norm).
-  d = jax.random.normal(_key(fresh_seed, 2), a.shape)
+  d = jax.random.normal(fresh_key(2), a.shape)
   d = d / jnp.linalg.norm(d)
   eps = 1e-2
   fd = (f(img, a + eps * d) - f(img, a - eps * d)) / (2 * eps)
   assert abs(float(jnp.sum(ga * d) - fd)) < 0.05 * float(jnp.linalg.norm(ga))
 
 
-def test_warp_out_shape(fresh_seed):
-  img = jax.random.uniform(_key(fresh_seed, 0), (2, 10, 12, 3))
+def test_warp_out_shape(fresh_key):
+  img = jax.random.uniform(fresh_key(0), (2, 10, 12, 3))
   out = geometry.warp_affine(img, geometry.identity_affine(), out_shape=(5, 7))
   assert out.shape == (2, 5, 7, 3)
   np.testing.assert_allclose(out, img[:, :5, :7], atol=1e-6)

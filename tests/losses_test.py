@@ -11,11 +11,6 @@ import pytest
 from landmark_ssl import geometry, losses
 
 
-def _key(fresh_seed: int, stream: int) -> jax.Array:
-  """A fresh key (``fresh_seed``: the conftest fixture), one per stream."""
-  return jax.random.fold_in(jax.random.PRNGKey(fresh_seed), stream)
-
-
 def test_landmark_loss_known_answer_and_masking(fresh_seed):
   rng = np.random.default_rng([fresh_seed, 0])
   n, k = 5, 7
@@ -48,20 +43,20 @@ def test_landmark_loss_known_answer_and_masking(fresh_seed):
                              ((pred - target) ** 2).sum(-1).mean(), rtol=1e-5)
 
 
-def test_losses_are_zero_without_anything_to_average(fresh_seed):
-  pred = jax.random.normal(_key(fresh_seed, 0), (3, 4, 2))
+def test_losses_are_zero_without_anything_to_average(fresh_key):
+  pred = jax.random.normal(fresh_key(0), (3, 4, 2))
   zero = jnp.zeros((3,))
   assert float(losses.landmark_loss(pred, pred + 1, has_landmarks=zero)) == 0.0
   g = jax.grad(lambda p: losses.landmark_loss(p, p * 0 + 3, has_landmarks=zero))(pred)
   assert np.all(np.asarray(g) == 0)
   a = geometry.identity_affine((3,))
   assert float(losses.equivariance_loss(pred, pred + 1, a, mask=zero)) == 0.0
-  logits = jax.random.normal(_key(fresh_seed, 1), (3, 5))
+  logits = jax.random.normal(fresh_key(1), (3, 5))
   assert float(losses.classification_loss(logits, jnp.array([0, 1, 2]), zero)) == 0.0
 
 
-def test_classification_loss_matches_log_softmax_and_mask(fresh_seed):
-  logits = jax.random.normal(_key(fresh_seed, 0), (6, 4)) * 3
+def test_classification_loss_matches_log_softmax_and_mask(fresh_key):
+  logits = jax.random.normal(fresh_key(0), (6, 4)) * 3
   labels = jnp.array([0, 3, 1, 2, 2, 0])
   mask = jnp.array([1, 1, 0, 1, 0, 1.0])
   p = jax.nn.softmax(logits)
@@ -72,10 +67,10 @@ def test_classification_loss_matches_log_softmax_and_mask(fresh_seed):
                              (nll * mask).sum() / mask.sum(), rtol=1e-5)
 
 
-def test_heatmap_loss_is_pixel_nll_of_the_rounded_target(fresh_seed):
+def test_heatmap_loss_is_pixel_nll_of_the_rounded_target(fresh_key):
   n, h, w, k = 2, 9, 12, 3
-  maps = jax.random.normal(_key(fresh_seed, 0), (n, h, w, k))
-  target = jax.random.uniform(_key(fresh_seed, 1), (n, k, 2)) * jnp.array([w - 1, h - 1])
+  maps = jax.random.normal(fresh_key(0), (n, h, w, k))
+  target = jax.random.uniform(fresh_key(1), (n, k, 2)) * jnp.array([w - 1, h - 1])
   logp = jax.nn.log_softmax(maps.reshape(n, h * w, k), axis=1).reshape(n, h, w, k)
   r = np.round(np.asarray(target[..., 1])).astype(int)
   c = np.round(np.asarray(target[..., 0])).astype(int)
@@ -85,11 +80,11 @@ def test_heatmap_loss_is_pixel_nll_of_the_rounded_target(fresh_seed):
 
 
 def test_equivariance_loss_zero_for_equivariant_function_positive_otherwise(
-    fresh_seed):
+    fresh_key):
   """An exactly equivariant landmark function: the intensity-weighted
   centroid of each channel, computed on images and on their warps."""
   h = w = 48
-  key_a, key_q = jax.random.split(_key(fresh_seed, 11))
+  key_a, key_q = jax.random.split(fresh_key(11))
   q = jax.random.uniform(key_q, (4, 3, 2), minval=18.0, maxval=30.0)
   ii, jj = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij")
   imgs = jnp.exp(-((jj[None, ..., None] - q[:, None, None, :, 0]) ** 2 +
@@ -117,12 +112,12 @@ def test_equivariance_loss_zero_for_equivariant_function_positive_otherwise(
 
 @pytest.mark.parametrize("stop", ["none", "original", "warped"])
 def test_equivariance_loss_stop_gradient_keeps_the_value_and_drops_one_branch(
-    stop, fresh_seed):
+    stop, fresh_key):
   """Same cost in every mode; the stopped branch gets exactly zero gradient
   and the other the hand-derived one: d/dl1 = -2 (T l0 - l1) m / (K sum m),
   d/dl0 = T's linear part transposed applied to minus that."""
   n, k = 6, 4
-  k0, k1, ka, km = jax.random.split(_key(fresh_seed, 5), 4)
+  k0, k1, ka, km = jax.random.split(fresh_key(5), 4)
   l0 = jax.random.uniform(k0, (n, k, 2), minval=5.0, maxval=40.0)
   l1 = jax.random.uniform(k1, (n, k, 2), minval=5.0, maxval=40.0)
   a = geometry.random_affine(ka, n, dict(rotation=90.0, scale=0.2,

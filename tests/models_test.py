@@ -8,11 +8,6 @@ import pytest
 
 from landmark_ssl import losses, models
 
-def _key(fresh_seed: int, stream: int) -> jax.Array:
-  """A fresh key (``fresh_seed``: the conftest fixture), one per stream."""
-  return jax.random.fold_in(jax.random.key(fresh_seed), stream)
-
-
 SMALL = {
     "seq_mt": dict(name="seq_mt", kernel_sizes=(5, 5, 1), features=4, beta=1.0,
                    classifier_hidden=(16,), dropout=0.25),
@@ -26,14 +21,14 @@ SMALL = {
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_output_shapes(name, fresh_seed):
+def test_output_shapes(name, fresh_key):
   k = 5
   heads = {} if name == "rcn" else {"label": 7, "camera": 3}
   model = models.create_model(SMALL[name], num_landmarks=k, heads=heads)
-  images = jax.random.uniform(_key(fresh_seed, 0), (3, 24, 28, 1))
-  variables = model.init(_key(fresh_seed, 1), images)
+  images = jax.random.uniform(fresh_key(0), (3, 24, 28, 1))
+  variables = model.init(fresh_key(1), images)
   out = model.apply(variables, images, train=True,
-                    rngs={"dropout": _key(fresh_seed, 2)})
+                    rngs={"dropout": fresh_key(2)})
   assert set(out) == {"landmarks", "maps", "logits"}
   assert out["landmarks"].shape == (3, k, 2)
   if name == "comm_mt":
@@ -50,16 +45,16 @@ def test_output_shapes(name, fresh_seed):
     assert lm[..., 0].max() <= 27 + 1e-3 and lm[..., 1].max() <= 23 + 1e-3
 
 
-def test_rcn_plus_and_rcn_landmark_costs(fresh_seed):
+def test_rcn_plus_and_rcn_landmark_costs(fresh_key):
   cfg = dict(SMALL["rcn"])
   assert models.create_model(cfg, 3).landmark_cost == "coordinates"
   assert models.create_model(dict(cfg, soft_argmax=False), 3).landmark_cost == "heatmap"
   with pytest.raises(ValueError, match="divisible"):
     m = models.create_model(cfg, 3)
-    m.init(_key(fresh_seed, 0), jnp.ones((1, 10, 10, 1)))
+    m.init(fresh_key(0), jnp.ones((1, 10, 10, 1)))
 
 
-def test_rcn_rejects_inconsistent_settings(fresh_seed):
+def test_rcn_rejects_inconsistent_settings(fresh_key):
   cfg = dict(SMALL["rcn"])
   x = jnp.ones((1, 8, 8, 1))
   bad = [
@@ -74,7 +69,7 @@ def test_rcn_rejects_inconsistent_settings(fresh_seed):
   ]
   for change, match in bad:
     with pytest.raises(ValueError, match=match):
-      models.create_model(dict(cfg, **change), 3).init(_key(fresh_seed, 0), x)
+      models.create_model(dict(cfg, **change), 3).init(fresh_key(0), x)
 
 
 # The published 300W RCN (the300w_rcn.py's docstring), as (kernel, maps in,
@@ -92,14 +87,14 @@ def _published_rcn(**changes):
   return models.create_model(dict(name="rcn", **changes), num_landmarks=68)
 
 
-def test_default_rcn_is_the_published_300w_network(fresh_seed):
+def test_default_rcn_is_the_published_300w_network(fresh_key):
   """Five branches at 80, 40, 20, 10, 5 px, 64 maps, one 3x3 conv per branch
   down; up: 2, 1, 2, 2, 3 convs from 5 to 80 px (5x5 first, then 1x1), each
   finer branch's first conv on 128 = 64 + 64 concatenated maps; a 1x1 conv
   to 68 maps; no batch-norm state; 1,095,492 parameters."""
   model = _published_rcn()
   x = jax.ShapeDtypeStruct((1, 80, 80, 1), jnp.float32)
-  variables = jax.eval_shape(model.init, _key(fresh_seed, 0), x)
+  variables = jax.eval_shape(model.init, fresh_key(0), x)
   assert set(variables) == {"params"}
   params = variables["params"]
   _, state = jax.eval_shape(
@@ -135,12 +130,12 @@ def test_default_rcn_is_the_published_300w_network(fresh_seed):
   assert count == by_hand == 1_095_492
   # The released checkpoint's options: one 3x3 kernel per upsampling (4).
   learned = jax.eval_shape(_published_rcn(upsampling="learned").init,
-                           _key(fresh_seed, 0), x)
+                           fresh_key(0), x)
   assert sum(int(np.prod(a.shape))
              for a in jax.tree_util.tree_leaves(learned)) == count + 4 * 9
 
 
-def test_the300w_rcn_experiment_builds_the_published_network(fresh_seed):
+def test_the300w_rcn_experiment_builds_the_published_network(fresh_key):
   """experiments/the300w_rcn.py's model is the class default (published)
   network, for RCN+ and RCN; its quick variant is the same kind, smaller."""
   import os
@@ -152,7 +147,7 @@ def test_the300w_rcn_experiment_builds_the_published_network(fresh_seed):
 
   def count(model_config):
     model = models.create_model(model_config, 68)
-    shapes = jax.eval_shape(model.init, _key(fresh_seed, 0), x)
+    shapes = jax.eval_shape(model.init, fresh_key(0), x)
     return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(shapes))
 
   for arg in ("model=rcn_plus", "model=rcn,costs=L"):
@@ -164,17 +159,17 @@ def test_the300w_rcn_experiment_builds_the_published_network(fresh_seed):
   assert count(exp.get_config("quick").model.to_dict()) < 20_000
 
 
-def test_published_rcn_forward_rcn_plus_and_rcn(fresh_seed):
+def test_published_rcn_forward_rcn_plus_and_rcn(fresh_key):
   """One 80x80 image through the default net: RCN+ reads the soft-argmax of
   the maps, RCN (same parameters, same maps) their argmax; no train/eval
   difference (no batch norm, no dropout)."""
-  x = jax.random.uniform(_key(fresh_seed, 0), (1, 80, 80, 1))
+  x = jax.random.uniform(fresh_key(0), (1, 80, 80, 1))
   plus = _published_rcn(beta=0.5)
   plain = _published_rcn(soft_argmax=False)
 
   @jax.jit
   def both(x):
-    variables = plus.init(_key(fresh_seed, 1), x)
+    variables = plus.init(fresh_key(1), x)
     return plus.apply(variables, x), plain.apply(variables, x, train=True)
 
   out, out_plain = both(x)
@@ -191,7 +186,7 @@ def test_published_rcn_forward_rcn_plus_and_rcn(fresh_seed):
       out_plain["landmarks"], models.rcn.geometry.hard_argmax(out["maps"]))
 
 
-def test_rcn_published_options_window_max_and_learned_upsampling(fresh_seed):
+def test_rcn_published_options_window_max_and_learned_upsampling(fresh_key):
   rcn = models.rcn
   x = jnp.array([[1.0, 3.0, 0.0, 0.0],
                  [2.0, 3.0, 0.0, -1.0]])[None, :, :, None]
@@ -199,7 +194,7 @@ def test_rcn_published_options_window_max_and_learned_upsampling(fresh_seed):
       rcn.keep_window_max(x)[0, :, :, 0],
       [[0.0, 3.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]])  # ties all kept
   # The learned upsampling with kernel [[1,1,0],[1,1,0],[0,0,0]] repeats.
-  y = jax.random.normal(_key(fresh_seed, 0), (2, 3, 5, 4))
+  y = jax.random.normal(fresh_key(0), (2, 3, 5, 4))
   ones = jnp.array([1.0, 1.0, 0.0])
   repeat_kernel = jnp.outer(ones, ones)
   up = rcn.LearnedUpsampling().apply({"params": {"kernel": repeat_kernel}}, y)
@@ -208,9 +203,9 @@ def test_rcn_published_options_window_max_and_learned_upsampling(fresh_seed):
   # So the whole net with learned upsampling set to that kernel is the
   # repeat net.
   cfg = dict(SMALL["rcn"])
-  images = jax.random.uniform(_key(fresh_seed, 1), (2, 8, 12, 1))
+  images = jax.random.uniform(fresh_key(1), (2, 8, 12, 1))
   learned = models.create_model(dict(cfg, upsampling="learned"), 3)
-  variables = learned.init(_key(fresh_seed, 2), images)
+  variables = learned.init(fresh_key(2), images)
   params = dict(variables["params"])
   assert {k for k in params if k.startswith("upsample")} == {"upsample0",
                                                               "upsample1"}
@@ -229,7 +224,7 @@ def test_rcn_published_options_window_max_and_learned_upsampling(fresh_seed):
   assert not np.allclose(out_wm, out_all)
 
 
-def test_rcn_local_contrast_normalisation(fresh_seed):
+def test_rcn_local_contrast_normalisation(fresh_key):
   rcn = models.rcn
   # The published window: 1-based pixels 1..9, centre 9/2 + 0.5, sigma
   # 1.591/9 of the width, normalised to sum one.
@@ -238,7 +233,7 @@ def test_rcn_local_contrast_normalisation(fresh_seed):
   g = np.exp(-(d[None, :] ** 2 + d[:, None] ** 2) / 2)
   np.testing.assert_allclose(rcn._gaussian_window(9, 1.591), g / g.sum(),
                              rtol=1e-5)
-  x = jax.random.uniform(_key(fresh_seed, 0), (2, 20, 24, 1))
+  x = jax.random.uniform(fresh_key(0), (2, 20, 24, 1))
   out = rcn.local_contrast_normalize(x)
   assert out.shape == x.shape and np.all(np.isfinite(out))
   # Contrast (gain) invariant.
@@ -252,8 +247,8 @@ def test_rcn_local_contrast_normalisation(fresh_seed):
   np.testing.assert_allclose(rcn.local_contrast_normalize(constant), 0.5)
 
 
-def test_rcn_published_init(fresh_seed):
-  kernel = models.rcn.published_kernel_init(_key(fresh_seed, 0),
+def test_rcn_published_init(fresh_key):
+  kernel = models.rcn.published_kernel_init(fresh_key(0),
                                             (5, 5, 128, 64))
   bound = np.sqrt(6.0 / (25 * 128 + 25 * 64 / 4))
   a = np.abs(np.asarray(kernel))
@@ -270,30 +265,30 @@ def test_registry_rejects_unknown_names_and_settings():
     models.create_model(dict(name="seq_mt", num_landmarks=3), 5)
 
 
-def test_dropout_is_active_only_in_training(fresh_seed):
+def test_dropout_is_active_only_in_training(fresh_key):
   model = models.create_model(dict(SMALL["seq_mt"], dropout=0.5), 4, {"c": 3})
-  x = jax.random.uniform(_key(fresh_seed, 0), (2, 16, 16, 1))
-  v = model.init(_key(fresh_seed, 1), x)
+  x = jax.random.uniform(fresh_key(0), (2, 16, 16, 1))
+  v = model.init(fresh_key(1), x)
   # Evaluation: no dropout rng needed, and the same outputs as the model
   # without dropout (same variables: dropout has none).
   e1 = model.apply(v, x)
   e0 = models.create_model(dict(SMALL["seq_mt"], dropout=0.0), 4,
                            {"c": 3}).apply(v, x)
   jax.tree.map(np.testing.assert_array_equal, e1, e0)
-  t1 = model.apply(v, x, train=True, rngs={"dropout": _key(fresh_seed, 3)})
-  t2 = model.apply(v, x, train=True, rngs={"dropout": _key(fresh_seed, 4)})
+  t1 = model.apply(v, x, train=True, rngs={"dropout": fresh_key(3)})
+  t2 = model.apply(v, x, train=True, rngs={"dropout": fresh_key(4)})
   assert not np.allclose(t1["logits"]["c"], t2["logits"]["c"])
   np.testing.assert_array_equal(t1["landmarks"], t2["landmarks"])
 
 
-def test_class_gradient_reaches_first_conv_through_the_soft_argmax(fresh_seed):
+def test_class_gradient_reaches_first_conv_through_the_soft_argmax(fresh_key):
   """The class NLL's gradient on the first conv kernel is non-zero and equals
   the chain rule through the landmark coordinates alone: the classifier sees
   nothing of the image but the soft-argmax output."""
   model = models.create_model(SMALL["seq_mt"], num_landmarks=3, heads={"c": 4})
-  x = jax.random.uniform(_key(fresh_seed, 0), (4, 16, 16, 1))
+  x = jax.random.uniform(fresh_key(0), (4, 16, 16, 1))
   labels = jnp.array([0, 1, 2, 3])
-  params = model.init(_key(fresh_seed, 1), x)["params"]
+  params = model.init(fresh_key(1), x)["params"]
 
   def class_loss(p):
     return losses.classification_loss(model.apply({"params": p}, x)["logits"]["c"], labels)
@@ -318,7 +313,7 @@ def test_class_gradient_reaches_first_conv_through_the_soft_argmax(fresh_seed):
                              rtol=1e-4, atol=1e-7)
 
 
-def test_comm_mt_class_activations(fresh_seed):
+def test_comm_mt_class_activations(fresh_key):
   """The readings of footnote 7 on the same parameters: 'sigmoid_normalized'
   gives exactly sigmoid(z) / sum(sigmoid(z)) of the plain ('none') output z;
   with the head set to output a known z (zero kernel, bias b), 'sigmoid'
@@ -326,12 +321,12 @@ def test_comm_mt_class_activations(fresh_seed):
   reading does not."""
   classes = 6
   cfg = dict(SMALL["comm_mt"])
-  images = jax.random.uniform(_key(fresh_seed, 3), (5, 16, 16, 1))
+  images = jax.random.uniform(fresh_key(3), (5, 16, 16, 1))
   b = jnp.array([9.0, -9.0, -9.0, -8.0, -9.5, -9.0])
   def probs(activation, known_bias=False):
     model = models.create_model(dict(cfg, class_activation=activation), 3,
                                 heads={"label": classes})
-    variables = model.init(_key(fresh_seed, 4), images)
+    variables = model.init(fresh_key(4), images)
     if known_bias:
       head = variables["params"]["head_label"]
       variables = {"params": dict(variables["params"], head_label={

@@ -14,11 +14,6 @@ K = 3
 CLASSES = 4
 
 
-def _key(fresh_seed: int, stream: int) -> jax.Array:
-  """A fresh key (``fresh_seed``: the conftest fixture), one per stream."""
-  return jax.random.fold_in(jax.random.key(fresh_seed), stream)
-
-
 def _config(costs="L+T+C", elt_on="unlabeled", dropout=0.0):
   c = ml_collections.ConfigDict()
   c.costs = costs
@@ -69,15 +64,16 @@ def test_heatmap_model_with_elt_is_refused():
 
 
 @pytest.mark.parametrize("elt_on", ["unlabeled", "all"])
-def test_costs_match_separate_forward_passes(elt_on, fresh_seed):
+def test_costs_match_separate_forward_passes(
+    elt_on, fresh_seed, fresh_key):
   """The interleaved single pass equals two passes and the costs of losses.py."""
   config = _config("L+T+C", elt_on)
   state, model = _state(config, seed=fresh_seed)
   batch = _batch(np.random.default_rng(fresh_seed))
-  a = geometry.random_affine(_key(fresh_seed, 5), 8, dict(config.loss.elt),
+  a = geometry.random_affine(fresh_key(5), 8, dict(config.loss.elt),
                              (H, W))
   total, metrics = steps.compute_costs(state.params, state, batch, a,
-                                       _key(fresh_seed, 1))
+                                       fresh_key(1))
   variables = {"params": state.params}
   out = model.apply(variables, batch["image"])
   out_w = model.apply(variables, geometry.warp_affine(batch["image"], a))
@@ -95,7 +91,8 @@ def test_costs_match_separate_forward_passes(elt_on, fresh_seed):
   assert float(elt) > 0
 
 
-def test_elt_stop_gradient_drops_one_branch_of_the_gradient(fresh_seed):
+def test_elt_stop_gradient_drops_one_branch_of_the_gradient(
+    fresh_seed, fresh_key):
   """Gradients are linear in the cost: with both branches live, the ELT
   gradient is the sum of the two one-branch ones, so
   grad(none) + grad(gamma = 0) == grad(original) + grad(warped), and the
@@ -108,11 +105,11 @@ def test_elt_stop_gradient_drops_one_branch_of_the_gradient(fresh_seed):
     config.loss.gamma = gamma
     config.loss.elt_stop_gradient = stop
     state, _ = _state(config, seed=fresh_seed)  # the same each time
-    a = geometry.random_affine(_key(fresh_seed, 5), 8, dict(config.loss.elt),
+    a = geometry.random_affine(fresh_key(5), 8, dict(config.loss.elt),
                                (H, W))
     (values[stop, gamma], _), grads[stop, gamma] = jax.value_and_grad(
         steps.compute_costs, has_aux=True)(state.params, state, batch, a,
-                                           _key(fresh_seed, 1))
+                                           fresh_key(1))
   np.testing.assert_allclose(values["original", 0.3], values["none", 0.3], rtol=1e-6)
   np.testing.assert_allclose(values["warped", 0.3], values["none", 0.3], rtol=1e-6)
   flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
@@ -129,29 +126,29 @@ def test_elt_stop_gradient_drops_one_branch_of_the_gradient(fresh_seed):
     steps.StepSettings.from_config(config, "coordinates")
 
 
-def test_terms_follow_costs(fresh_seed):
+def test_terms_follow_costs(fresh_seed, fresh_key):
   batch = _batch(np.random.default_rng(fresh_seed))
   for costs, expected in [("L", {"landmark"}), ("C", {"class", "class/label"}),
                           ("L+T", {"landmark", "elt"})]:
     state, _ = _state(_config(costs), seed=fresh_seed)
     new_state, metrics = jax.jit(steps.train_step)(state, batch,
-                                                   _key(fresh_seed, 0))
+                                                   fresh_key(0))
     assert set(metrics) == expected | {"loss", "weight_decay", "grad_norm"}
     assert int(new_state.step) == 1
 
 
-def test_train_step_learns_a_fixed_batch(fresh_seed):
+def test_train_step_learns_a_fixed_batch(fresh_seed, fresh_key):
   state, _ = _state(_config("L+C"), lr=3e-2, seed=fresh_seed)
   batch = _batch(np.random.default_rng(fresh_seed))
   step = jax.jit(steps.train_step)
   first = None
   for i in range(25):
-    state, metrics = step(state, batch, _key(fresh_seed, i))
+    state, metrics = step(state, batch, fresh_key(i))
     first = float(metrics["loss"]) if first is None else first
   assert float(metrics["loss"]) < 0.7 * first
 
 
-def test_eight_and_one_device_meshes_agree(fresh_seed):
+def test_eight_and_one_device_meshes_agree(fresh_seed, fresh_key):
   """Same losses and predictions on a ('data',) mesh of 8 devices and of 1."""
   assert jax.device_count() == 8, "conftest.py should simulate 8 CPU devices"
   config = _config("L+T+C", dropout=0.25)
@@ -166,7 +163,7 @@ def test_eight_and_one_device_meshes_agree(fresh_seed):
     losses_seen = []
     for i, b in enumerate(batches):
       state, metrics = step(state, steps.global_batch(b, mesh),
-                            _key(fresh_seed, i))
+                            fresh_key(i))
       losses_seen.append({k: float(v) for k, v in metrics.items()})
       assert len(state.params["landmark_net"]["conv0"]["kernel"].sharding
                  .device_set) == len(devices)
@@ -191,18 +188,19 @@ def test_batch_size_must_split_over_devices():
     steps.check_batch_size(12, mesh, "config.data.batch_size")
 
 
-def test_train_steps_are_independent_runs_and_mask_inactive_ones(fresh_seed):
+def test_train_steps_are_independent_runs_and_mask_inactive_ones(
+    fresh_seed, fresh_key):
   """vmap over 3 runs = 3 plain train_steps on the same 8-device mesh (to
   float rounding: vmap batches the convolutions differently); an inactive
   run's state comes back bit-identical."""
   config = _config("L+T+C", dropout=0.25)
   state, model = _state(config, seed=fresh_seed)
-  params = [model.init(_key(fresh_seed, 10 + i), jnp.zeros((1, H, W, 1)))
+  params = [model.init(fresh_key(10 + i), jnp.zeros((1, H, W, 1)))
             ["params"] for i in range(3)]
   states = [state.replace(params=p, opt_state=state.tx.init(p)) for p in params]
   rng = np.random.default_rng(fresh_seed)
   batches = [_batch(rng, 16) for _ in range(3)]
-  keys = [_key(fresh_seed, 20 + i) for i in range(3)]
+  keys = [fresh_key(20 + i) for i in range(3)]
   mesh = steps.make_mesh()
   stack, take = steps.jit_stack_runs(mesh), steps.jit_take_run(mesh)
   batch = steps.global_batch(jax.tree.map(lambda *x: np.stack(x), *batches),
@@ -236,7 +234,8 @@ def test_train_steps_are_independent_runs_and_mask_inactive_ones(fresh_seed):
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_landmark_cost_needs_only_the_labelled_rows(dropout, fresh_seed):
+def test_landmark_cost_needs_only_the_labelled_rows(
+    dropout, fresh_seed, fresh_key):
   """Costs L: the labelled rows alone (any order, plus masked padding) give
   the cost and gradients of the whole batch (what TrainLoader's
   ``labeled_only`` relies on)."""
@@ -253,7 +252,7 @@ def test_landmark_cost_needs_only_the_labelled_rows(dropout, fresh_seed):
   small["mask"] = (np.arange(len(rows)) < len(lab)).astype(np.float32)
   grad = jax.grad(steps.compute_costs, has_aux=True)
   (g_full, m_full), (g_small, m_small) = [
-      (grad(state.params, state, b, None, _key(fresh_seed, 3)))
+      (grad(state.params, state, b, None, fresh_key(3)))
       for b in (batch, small)]
   np.testing.assert_allclose(m_small["landmark"], m_full["landmark"], rtol=1e-5)
   assert m_full["landmark"] > 0
@@ -270,21 +269,22 @@ def test_landmark_cost_needs_only_the_labelled_rows(dropout, fresh_seed):
   other = dict(batch, image=np.where(batch["has_landmarks"][:, None, None, None]
                                      > 0, batch["image"], rng.uniform(
                                          size=batch["image"].shape)).astype(np.float32))
-  _, m_other = grad(state.params, state, other, None, _key(fresh_seed, 3))
+  _, m_other = grad(state.params, state, other, None, fresh_key(3))
   np.testing.assert_allclose(m_other["landmark"], m_full["landmark"], rtol=1e-6)
   changed = dict(batch, image=batch["image"].copy())
   changed["image"][lab[0]] = rng.uniform(size=changed["image"].shape[1:])
-  _, m_changed = grad(state.params, state, changed, None, _key(fresh_seed, 3))
+  _, m_changed = grad(state.params, state, changed, None, fresh_key(3))
   assert abs(float(m_changed["landmark"]) - float(m_full["landmark"])) > 1e-6
 
 
-def test_landmark_weight_scales_only_the_landmark_term(fresh_seed):
+def test_landmark_weight_scales_only_the_landmark_term(
+    fresh_seed, fresh_key):
   """The total and its gradient are linear in the landmark weight, with
   slope the landmark cost and its gradient; 'all' averaging scales the term by the
   labelled share of the batch."""
   rng = np.random.default_rng(fresh_seed)
   batch = _batch(rng)
-  a = geometry.random_affine(_key(fresh_seed, 5), 8,
+  a = geometry.random_affine(fresh_key(5), 8,
                              dict(rotation=20.0, scale=0.1, translation=0.1),
                              (H, W))
   weight = float(rng.uniform(0.001, 3.0))
@@ -296,7 +296,7 @@ def test_landmark_weight_scales_only_the_landmark_term(fresh_seed):
     state, _ = _state(config, seed=fresh_seed)
     g, metrics = jax.grad(steps.compute_costs, has_aux=True)(
         state.params, state, batch, a if "T" in costs else None,
-        _key(fresh_seed, 1))
+        fresh_key(1))
     return g, metrics
 
   g_w, m_w = grads(weight)
