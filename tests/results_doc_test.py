@@ -1,14 +1,14 @@
-"""docs/RESULTS.md's Table 1 is the report of the runs committed in results/.
+"""The tables of docs/RESULTS.md and its notes are the committed run files.
 
-The block between the markers must equal, line for line, the sections
+RESULTS' Table 1 block must equal, line for line, the sections
 ``python -m landmark_ssl.report --workdir=results/blocks
 --config=experiments/blocks.py`` writes for the Blocks test error: the
-table and the paired effects of the costs. Commit new runs, rerun the
-report, paste those two sections, and this test passes again.
-
-The active-labelling section's table is generated the same way, from the
-round-1 runs and suggestion lists under results/active/ and the round-0 runs
-of Table 1 (``generated_active_round``).
+table and the paired effects of the costs. The other generated blocks (the
+schedule table of docs/notes/schedule_2026.md, the active round's table in
+RESULTS, the reproducibility table of docs/notes/reproducibility_2026.md)
+are computed here from their folders under results/. After committing new
+runs, ``python tests/results_doc_test.py`` rewrites every block, and these
+tests pass again; the prose around them is the author's to update.
 """
 
 import csv
@@ -24,6 +24,9 @@ from landmark_ssl import report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS_DOC = ROOT / "docs" / "RESULTS.md"
+NOTES = ROOT / "docs" / "notes"
+SCHEDULE_DOC = NOTES / "schedule_2026.md"
+REPRODUCIBILITY_DOC = NOTES / "reproducibility_2026.md"
 RUNS = ROOT / "results" / "blocks"
 BEGIN = "<!-- table1:begin (generated: see tests/results_doc_test.py) -->"
 END = "<!-- table1:end -->"
@@ -50,19 +53,20 @@ def generated_table1() -> str:
   return _sections(text, SECTIONS)
 
 
-def _assert_generated_block(begin: str, end: str, generated: str,
-                            what: str) -> None:
-  """RESULTS' text between ``begin`` and ``end`` is ``generated``."""
-  doc = RESULTS_DOC.read_text()
-  assert begin in doc and end in doc, f"{RESULTS_DOC} lacks {begin!r}"
+def _assert_generated_block(doc_path: pathlib.Path, begin: str, end: str,
+                            generated: str, what: str) -> None:
+  """``doc_path``'s text between ``begin`` and ``end`` is ``generated``."""
+  doc = doc_path.read_text()
+  assert begin in doc and end in doc, f"{doc_path} lacks {begin!r}"
   block = doc.split(begin, 1)[1].split(end, 1)[0].strip()
   assert block == generated, (
-      f"docs/RESULTS.md's {what} differs from the committed run files; "
-      "regenerate it:\n\n" + generated)
+      f"{doc_path.relative_to(ROOT)}'s {what} differs from the committed run "
+      "files; `python tests/results_doc_test.py` rewrites it as:\n\n" +
+      generated)
 
 
 def test_results_doc_table1_is_the_report_of_the_committed_runs():
-  _assert_generated_block(BEGIN, END, generated_table1(),
+  _assert_generated_block(RESULTS_DOC, BEGIN, END, generated_table1(),
                           "Table 1 (the report of results/blocks)")
 
 
@@ -160,7 +164,7 @@ def generated_schedule_table() -> str:
 
 
 def test_results_doc_schedule_table_is_the_committed_runs():
-  _assert_generated_block(SCHEDULE_BEGIN, SCHEDULE_END,
+  _assert_generated_block(SCHEDULE_DOC, SCHEDULE_BEGIN, SCHEDULE_END,
                           generated_schedule_table(),
                           "schedule table (results/blocks_40ep, _200ep)")
 
@@ -235,7 +239,8 @@ def generated_active_round() -> str:
 
 
 def test_results_doc_active_round_is_the_committed_runs():
-  _assert_generated_block(ACTIVE_BEGIN, ACTIVE_END, generated_active_round(),
+  _assert_generated_block(RESULTS_DOC, ACTIVE_BEGIN, ACTIVE_END,
+                          generated_active_round(),
                           "active-labelling table (results/active)")
 
 
@@ -308,12 +313,13 @@ def generated_isa_table() -> str:
 
 
 def test_results_doc_isa_table_is_the_committed_runs():
-  _assert_generated_block(ISA_BEGIN, ISA_END, generated_isa_table(),
+  _assert_generated_block(REPRODUCIBILITY_DOC, ISA_BEGIN, ISA_END,
+                          generated_isa_table(),
                           "reproducibility table (results/reproducibility)")
 
 
 def test_another_cpu_changes_a_run_and_xla_isa_does_not_undo_it():
-  """RESULTS' claims on results/reproducibility/machines: the 2-epoch run of
+  """The reproducibility note's claims on results/reproducibility/machines: the 2-epoch run of
   results/reproducibility/threads/quick_default, again on another machine
   (a CPU with AVX-512): with the same code, packages and data it parts from
   step 5; so does the current code, and limiting XLA to AVX2 there changes
@@ -348,7 +354,7 @@ def test_another_cpu_changes_a_run_and_xla_isa_does_not_undo_it():
 
 
 def test_the_table1_run_on_the_avx512_machine_is_the_reported_one():
-  """RESULTS' claim: seq_mt_L_f0.05_s0 trained again on the AVX-512 machine
+  """The reproducibility note's claim: seq_mt_L_f0.05_s0 trained again on the AVX-512 machine
   ends where a new user's run on another machine did (test 3.03 px,
   validation 3.01, best step 1850), apart from the committed run (2.00) from
   its first logged step, with the same config and data."""
@@ -370,7 +376,7 @@ def test_the_table1_run_on_the_avx512_machine_is_the_reported_one():
 
 
 def test_threads_do_not_change_a_run_and_rounding_does():
-  """RESULTS' claims on the 2-epoch runs in results/reproducibility/threads:
+  """The reproducibility note's claims on the 2-epoch runs in results/reproducibility/threads:
   again and on one thread every logged value equals the first run's; with
   XLA limited to SSE4.2 the first logged step already differs."""
   threads = ROOT / "results" / "reproducibility" / "threads"
@@ -385,3 +391,36 @@ def test_threads_do_not_change_a_run_and_rounding_does():
   loss = [[e["loss"] for e in run.events if e["event"] == "train"][0]
           for run in (base, sse)]
   assert 1e-6 < abs(loss[0] - loss[1]) / loss[0] < 1e-4  # "about 1e-5"
+
+
+# --------------------------------------------------------------------------
+# Rewriting the generated blocks after new runs are committed.
+
+def _blocks():
+  """``(doc, begin, end, generator)`` of every generated block."""
+  return ((RESULTS_DOC, BEGIN, END, generated_table1),
+          (SCHEDULE_DOC, SCHEDULE_BEGIN, SCHEDULE_END,
+           generated_schedule_table),
+          (RESULTS_DOC, ACTIVE_BEGIN, ACTIVE_END, generated_active_round),
+          (REPRODUCIBILITY_DOC, ISA_BEGIN, ISA_END, generated_isa_table))
+
+
+def rewrite_generated_blocks() -> list:
+  """Rewrites each generated block from the committed runs; returns the
+  documents that changed."""
+  changed = []
+  for doc_path, begin, end, generate in _blocks():
+    doc = doc_path.read_text()
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{begin}\n\n{generate()}\n\n{end}{tail}"
+    if new != doc:
+      doc_path.write_text(new)
+      changed.append(doc_path.relative_to(ROOT))
+  return sorted(set(changed))
+
+
+if __name__ == "__main__":
+  changed = rewrite_generated_blocks()
+  print("\n".join(f"rewrote {path}" for path in changed) or
+        "every generated block is current")
