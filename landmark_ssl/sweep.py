@@ -260,24 +260,35 @@ def select_runs(runs: Sequence[Mapping], only: str | None = None,
 ORDERS = ("table", "seed")
 
 
-def order_runs(runs: Sequence[Mapping], order: str = "table") -> List[Mapping]:
+def seed_order(runs: Sequence[Mapping]) -> List[int]:
+  """The seeds of ``runs``, in the order they first appear."""
+  seeds = []
+  for r in runs:
+    seed = r["overrides"].get("seed")
+    if seed is not None and seed not in seeds:
+      seeds.append(seed)
+  return seeds
+
+
+def order_runs(runs: Sequence[Mapping], order: str = "table",
+               seeds: Sequence[int] | None = None) -> List[Mapping]:
   """The runs in the order they are trained.
 
   ``'table'``: as ``sweep()`` lists them (the paper's rows, each cell's seeds
   together). ``'seed'``: every run of the first seed, then of the next, each
   seed's runs in table order; an interrupted sweep then leaves whole seeds
   of every cell (rows compared paired by seed) rather than whole cells.
-  Runs without a ``seed`` override come first, in table order.
+  ``seeds`` gives the seeds' order (default :func:`seed_order` of ``runs``);
+  the sweep passes its whole table's, before ``--only``, so that a filter
+  that leaves out a first cell's early seeds does not move later seeds
+  ahead. Runs without a ``seed`` override come first, in table order.
   """
   if order not in ORDERS:
     raise ValueError(f"--order={order!r} is not one of {list(ORDERS)}.")
   if order == "table":
     return list(runs)
-  seeds = []
-  for r in runs:
-    seed = r["overrides"].get("seed")
-    if seed is not None and seed not in seeds:
-      seeds.append(seed)
+  seeds = list(seeds) if seeds is not None else seed_order(runs)
+  seeds += [s for s in seed_order(runs) if s not in seeds]
   rank = {seed: i for i, seed in enumerate(seeds)}
   return sorted(runs, key=lambda r: rank.get(r["overrides"].get("seed"), -1))
 
@@ -477,6 +488,7 @@ def main(argv):
     experiment = configs.load_experiment(FLAGS.config)
     seeds = parse_seeds(FLAGS.seeds)
     runs = experiment.sweep() if seeds is None else experiment.sweep(seeds=seeds)
+    table_seeds = seed_order(runs)  # --order=seed's order, whatever --only keeps
     runs = select_runs(runs, FLAGS.only, FLAGS.quick)
     if not runs:
       raise ValueError(f"No run of {FLAGS.config} matches --only="
@@ -501,7 +513,7 @@ def main(argv):
     if FLAGS.vectorize_seeds and FLAGS.order != "table":
       raise ValueError("--vectorize_seeds trains each cell's seeds together; "
                        "it needs --order=table (the default).")
-    runs = order_runs(runs, FLAGS.order)
+    runs = order_runs(runs, FLAGS.order, table_seeds)
     specs = sweep_plan.make_specs(
         runs, FLAGS.config, FLAGS.workdir, overrides,
         fixed={"data.labeled_fraction", sweep_plan.SEED_KEY} |

@@ -122,6 +122,13 @@ def test_order_runs_by_seed_keeps_the_table_order_within_a_seed():
       f"seq_mt_{c}_f0.05_s{s}" for s in (3, 1, 4) for c in ("L", "L+T")]
   extra = {"name": "no_seed", "config_arg": "", "overrides": {}}
   assert names(sweep.order_runs(runs + [extra], "seed"))[0] == "no_seed"
+  # A filter that leaves only the later seeds of the first cell: the seeds
+  # keep the order given, not the order the filtered runs meet them in.
+  some = [r for r in runs if r["name"] != "seq_mt_L_f0.05_s3"]
+  assert names(sweep.order_runs(some, "seed", seeds=(3, 1, 4))) == [
+      "seq_mt_L+T_f0.05_s3", "seq_mt_L_f0.05_s1", "seq_mt_L+T_f0.05_s1",
+      "seq_mt_L_f0.05_s4", "seq_mt_L+T_f0.05_s4"]
+  assert names(sweep.order_runs(some, "seed"))[0] == "seq_mt_L_f0.05_s1"
   with pytest.raises(ValueError, match="--order"):
     sweep.order_runs(runs, "random")
 
@@ -137,6 +144,15 @@ def test_dry_run_in_seed_order_and_its_conflict_with_vectorize(tmp_path):
          for line in out.stdout.strip().splitlines()]
   assert got == ["seq_mt_L_f0.2_s0", "seq_mt_L+C_f0.2_s0",
                  "seq_mt_L_f0.2_s1", "seq_mt_L+C_f0.2_s1"]
+  # --only that keeps the first cell's seed 1 and the second's seed 0:
+  # still seed 0 first (the table's seed order, not the filtered runs').
+  skew = [a for a in argv if not a.startswith("--only")] + [
+      r"--only=^seq_mt_(L_f0\.2_s1|L\+C_f0\.2_s0)$"]
+  out = subprocess.run(skew, cwd=ROOT, env=ENV, capture_output=True,
+                       text=True, check=True)
+  got = [os.path.basename(_parse_main_command(shlex.split(line))[1])
+         for line in out.stdout.strip().splitlines()]
+  assert got == ["seq_mt_L+C_f0.2_s0", "seq_mt_L_f0.2_s1"]
   bad = subprocess.run(argv + ["--vectorize_seeds"], cwd=ROOT, env=ENV,
                        capture_output=True, text=True)
   assert bad.returncode != 0 and "--order=table" in bad.stderr
