@@ -313,6 +313,10 @@ class Tally:
   """A sweep's runs by how they ended, with a progress line logged per
   event (``sweep_progress.Progress``).
 
+  The ETA counts from the first line what the unfinished runs trained
+  before, and the pace of every finished run in the sweep's directories,
+  the sweep's or not (``--only`` and ``--seeds`` leave some out).
+
   Args:
     jobs: every job of the sweep.
     clock: seconds, monotonic.
@@ -330,7 +334,12 @@ class Tally:
     self.progress = sweep_progress.Progress(
         {r.name: r.key for r in runs}, clock,
         epochs={r.name: r.epochs for r in runs},
-        slots=parallel * per_job if parallel else None)
+        slots=parallel * per_job if parallel else None,
+        epochs_done={r.name: sweep_progress.read_epochs_done(r.run_dir)
+                     for r in runs if run_status(r.run_dir) != "finished"},
+        history=sweep_progress.read_history(
+            {os.path.dirname(os.path.abspath(r.run_dir)) for r in runs},
+            exclude=[r.run_dir for r in runs]))
 
   def note(self, event: Event) -> None:
     if event.kind == "started":

@@ -61,13 +61,17 @@ validation result. Values are split at commas outside brackets, so
 ``--grid=model.kernel_sizes=(9,9),(7,7)`` gives two tuples.
 
 ``--order=seed`` trains every cell of the first seed before the next seed
-(default ``table``: cell by cell, as ``sweep()`` lists them), so a sweep cut
+(the seeds in the table's order, whatever ``--only`` keeps; default
+``table``: cell by cell, as ``sweep()`` lists them), so a sweep cut
 short leaves paired seeds of every row. Two sweeps over the same runs at once
 (e.g. one per core) share the work through the locks.
 
 ``--dry_run`` prints one command per job that is not finished yet, for a
 cluster scheduler (one line per job; with ``--vectorize_seeds``, one line
-per cell with its unfinished seeds). ``--quick`` trains the experiment's
+per cell with its unfinished seeds), as the sweep would train them: a run
+whose directory holds another config is left out (``--rerun_changed``:
+printed with ``--overwrite``), and the estimate counts the epochs each run
+has left. ``--quick`` trains the experiment's
 small variant; its runs are named ``<name>_quick`` so they never mix with
 full runs.
 
@@ -298,10 +302,18 @@ def parse_seeds(text: str | None):
   if not text:
     return None
   try:
-    return tuple(int(s) for s in text.split(","))
+    seeds = tuple(int(s) for s in text.split(","))
   except ValueError:
     raise ValueError(f"--seeds={text!r}: give comma-separated integers, "
                      "e.g. --seeds=0,1,2.") from None
+  twice = sorted({s for s in seeds if seeds.count(s) > 1})
+  if twice:
+    raise ValueError(f"--seeds={text!r} names seed {twice[0]} twice; give "
+                     "each seed once.")
+  if min(seeds) < 0:
+    raise ValueError(f"--seeds={text!r}: a seed is a non-negative integer "
+                     "(it seeds numpy's generators), e.g. --seeds=0,1,2.")
+  return seeds
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -421,18 +433,34 @@ def log_summary(out: Mapping[str, Sequence[str]]) -> int:
 
 
 def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
-             timings_from: str, parallel: int) -> None:
-  """Prints the command of each job's unfinished runs, and logs the
-  estimated compute they need."""
-  left = []
+             timings_from: str, parallel: int,
+             rerun_changed: bool = False) -> None:
+  """Prints the command of each job's runs that the sweep would train (as
+  its launcher triages them: not finished, and not holding another config
+  unless ``rerun_changed``), and logs the estimated compute they need: the
+  epochs each has left (:func:`sweep_progress.read_epochs_done`)."""
+  left, replaced, changed, finished = [], set(), [], 0
   for job in jobs:
-    todo = [r for r in job.runs if launcher.run_status(r.run_dir) != "finished"]
-    if todo:
-      print(shlex.join(sweep_plan.command(todo, python)))
-      left.extend(todo)
+    found = launcher.triage(job, rerun_changed)
+    finished += sum(e.kind == "skipped" for e in found.events)
+    changed += [e.run for e in found.events if e.kind == "changed"]
+    if found.runs:
+      print(shlex.join(sweep_plan.command(found.runs, python,
+                                          overwrite=bool(found.replaced))))
+      left.extend(found.runs)
+      replaced.update(found.replaced)
   num_runs = sum(len(j.runs) for j in jobs)
   logging.info("%d runs, %d finished already (not printed).", num_runs,
-               num_runs - len(left))
+               finished)
+  if changed:
+    logging.warning(
+        "%d runs hold a run of another config than requested and are not "
+        "printed (--rerun_changed replaces them): %s", len(changed),
+        ", ".join(changed))
+  if replaced:
+    logging.info("%d runs replace a run of another config (printed with "
+                 "--overwrite; they train from the start): %s",
+                 len(replaced), ", ".join(sorted(replaced)))
   if not left:
     return
   by_kind = sweep_progress.read_epoch_timings(timings_from)
@@ -441,17 +469,19 @@ def _dry_run(jobs: Sequence[sweep_plan.Job], python: str,
                  "compute from (--timings_from=DIR of finished runs, e.g. "
                  "results/blocks).", timings_from)
     return
-  epochs = [r.epochs for r in left]
-  if any(e is None for e in epochs):
+  if any(r.epochs is None for r in left):
     logging.info("No estimate of the remaining compute: the epochs of some "
                  "runs are unknown (their experiment's get_config failed).")
     return
+  epochs = [max(r.epochs - (0.0 if r.name in replaced else
+                            sweep_progress.read_epochs_done(r.run_dir)), 0.0)
+            for r in left]
   for kind, timings in sorted(by_kind.items()):
     seconds, own = sweep_progress.estimate_seconds(
         [r.key for r in left], timings, epochs)
     logging.info(
-        "Estimated compute of the %d unfinished runs (%.0f epochs) on %s: "
-        "%.1f h of one process (%.1f h at --parallel=%d), from the time "
+        "Estimated compute of the %d unfinished runs (%.0f epochs left) on "
+        "%s: %.1f h of one process (%.1f h at --parallel=%d), from the time "
         "per epoch of %d finished runs on %s under %s (%d runs by their "
         "own model and costs, the others by the mean of all; runs that "
         "shared a device or a vectorised process count their whole wall "
@@ -529,7 +559,7 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   if FLAGS.dry_run:
     _dry_run(jobs, FLAGS.python, FLAGS.timings_from or FLAGS.workdir,
-             FLAGS.parallel)
+             FLAGS.parallel, FLAGS.rerun_changed)
     return 0
   num_runs = sum(len(j.runs) for j in jobs)
   try:

@@ -12,7 +12,8 @@ finished runs of its model and costs (or of all finished runs:
 remains of that (times the epochs it had left when it resumed:
 :func:`read_epochs_done`), and shares that work among the launcher's slots
 (:func:`eta_seconds`); the times are those of the kind of device this
-sweep's runs finish on (:class:`Progress`).
+sweep's runs finish on (:class:`Progress`), from every finished run of the
+sweep's directories (:func:`read_history`), not only the runs it trains.
 ``sweep --dry_run`` estimates the compute left the same way, per device
 kind (:func:`read_epoch_timings`).
 """
@@ -22,7 +23,8 @@ from __future__ import annotations
 import collections
 import datetime
 import math
-from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
+import os
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Sequence, Tuple
 
 from landmark_ssl import configs
 from landmark_ssl import rundir
@@ -110,6 +112,25 @@ def read_timing(run_dir: str) -> Timing | None:
   except (OSError, rundir.CorruptFileError):
     return None
   return None if results is None else run_timing(results)
+
+
+def read_history(roots: Iterable[str], exclude: Iterable[str] = ()
+                 ) -> List[Tuple[Timing, float]]:
+  """``[(timing, planned epochs), ...]`` of the finished runs under
+  ``roots`` but the run directories in ``exclude`` (:class:`Progress`'s
+  ``history``); a run whose config does not say its epochs counts those it
+  trained."""
+  excluded = {os.path.realpath(d) for d in exclude}
+  out = []
+  for root in sorted(set(roots)):
+    for run_dir, results, _ in rundir.find_results(root):
+      if results is None or os.path.realpath(run_dir) in excluded:
+        continue
+      timing = run_timing(results)
+      if timing is not None:
+        out.append((timing, planned_epochs(results) or
+                    sum(epochs for _, _, epochs in timing.segments)))
+  return out
 
 
 def read_epochs_done(run_dir: str) -> float:
@@ -269,17 +290,28 @@ class Progress:
       launcher's ``--parallel``); the ETA divides the work by it, or by
       the most runs seen running at once if that is more (a Ray cluster's
       workers, which only show as runs start).
+    epochs_done: ``{run name: epochs}`` the runs not finished trained
+      before this sweep (:func:`read_epochs_done`); a run left counts only
+      the epochs it has still to train.
+    history: ``[(timing, planned epochs), ...]`` of finished runs that are
+      not the sweep's (other runs of its workdir, when ``--only`` or
+      ``--seeds`` keeps some): their pace counts as that of the sweep's
+      finished runs, from the first line. Used only with ``epochs``.
   """
 
   def __init__(self, runs: Mapping[str, tuple], clock,
                epochs: Mapping[str, float] | None = None,
-               slots: int | None = None):
+               slots: int | None = None,
+               epochs_done: Mapping[str, float] | None = None,
+               history: Sequence[Tuple[Timing, float]] = ()):
     self._keys = dict(runs)
     self._slots = int(slots or 0)
     self._epochs = dict(epochs or {})
     self._clock = clock
     self._running: Dict[str, float] = {}  # name -> start time
-    self._resumed_at: Dict[str, float] = {}  # name -> epochs done before
+    # name -> epochs done before it (re)started, or before the sweep
+    self._resumed_at: Dict[str, float] = {
+        name: float(done) for name, done in (epochs_done or {}).items()}
     self._done: Dict[str, str] = {}  # name -> kind
     # {device kind: {(model, costs): [seconds per planned epoch, ...]}}, each
     # run's share on that kind (per run where its length is unknown); and
@@ -289,6 +321,9 @@ class Progress:
     self._pooled: Dict[tuple, List[float]] = collections.defaultdict(list)
     self._device: str | None = None  # where this sweep's runs finish
     self._peak = 0
+    if self._epochs:
+      for timing, planned in history:
+        self._record(timing, planned)
 
   @property
   def total(self) -> int:
@@ -326,13 +361,16 @@ class Progress:
       return
     # Per planned epoch (:func:`pace`); a run whose length the sweep does
     # not know counts whole, as the runs left of unknown length do.
-    length = self._length(name)
+    self._record(timing, self._length(name))
+    if kind == "finished":
+      self._device = timing.device
+
+  def _record(self, timing: Timing, length: float) -> None:
+    """Counts a finished run's pace, per device kind and pooled."""
     for device, seconds in pace(timing, length).items():
       self._timings[device][timing.key].append(seconds)
     self._pooled[timing.key].append(
         sum(seconds for _, seconds, _ in timing.segments) / length)
-    if kind == "finished":
-      self._device = timing.device
 
   def _length(self, name: str, default: float | None = 1.0) -> float | None:
     """The epochs run ``name`` trains; ``default`` if unknown."""
@@ -340,8 +378,9 @@ class Progress:
     return float(length) if length and math.isfinite(length) else default
 
   def _left(self, name: str) -> float:
-    """What a running run has left to train at its start: its epochs less
-    those done before it resumed (one unit if its length is unknown)."""
+    """What a run has left to train when it (re)starts, or now if it has
+    not: its epochs less those done before (one unit if its length is
+    unknown)."""
     length = self._length(name, None)
     if length is None:
       return 1.0
@@ -363,7 +402,7 @@ class Progress:
         [self._keys[n] for n in left],
         [(self._keys.get(n), now - start) for n, start in self._running.items()],
         self.timings(), max(self._peak, self._slots),
-        left_lengths=[self._length(n) for n in left],
+        left_lengths=[self._left(n) for n in left],
         running_lengths=[self._left(n) for n in self._running])
 
   def line(self, name: str, text: str) -> str:

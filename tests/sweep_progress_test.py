@@ -269,3 +269,45 @@ def test_a_run_resumed_on_another_device_counts_each_share_there():
   assert sweep_progress.epoch_seconds(results) == [
       ("cpu", ("seq_mt", "L+T+C"), pytest.approx(results["wall_time_s"] / epochs))]
   assert sweep_progress.epoch_seconds({**results, "status": "preempted"}) == []
+
+
+def test_runs_left_count_what_they_trained_and_other_runs_pace():
+  """From the first line: a run not started yet that trained before counts
+  only the epochs it has left, and finished runs that are not the sweep's
+  (``history``: others of its workdir) give the pace."""
+  rng = np.random.default_rng()
+  per_epoch = float(rng.uniform(1, 10))
+  done_before = float(rng.integers(1, 200))
+  runs = {"partly": A, "fresh": B}
+  epochs = {"partly": 200.0, "fresh": 40.0}
+  history = [(_on_cpu(A, 40 * per_epoch, 40.0), 40.0)]
+  progress = sweep_progress.Progress(
+      runs, lambda: 0.0, epochs=epochs, slots=1,
+      epochs_done={"partly": done_before}, history=history)
+  # B has no run of its own: the mean of all (A's pace).
+  assert progress.eta() == pytest.approx((200 - done_before + 40) * per_epoch)
+  assert math.isnan(sweep_progress.Progress(runs, lambda: 0.0,
+                                            epochs=epochs).eta())
+  # Without the runs' lengths the history (per epoch) is not mixed in.
+  assert math.isnan(sweep_progress.Progress(runs, lambda: 0.0,
+                                            history=history).eta())
+
+
+def test_history_is_the_finished_runs_outside_the_sweep(tmp_path):
+  rng = np.random.default_rng()
+  walls = rng.uniform(10, 100, 3)
+  for i, wall in enumerate(walls):
+    run_dir = tmp_path / f"r{i}"
+    run_dir.mkdir()
+    (run_dir / rundir.RESULTS).write_text(json.dumps({
+        "status": "finished", "wall_time_s": float(wall), "epochs": 40.0,
+        "device_kind": "cpu",
+        "config": {"model": {"name": "seq_mt"}, "costs": "L",
+                   "train": {"max_epochs": 50}}}))
+  (tmp_path / "unfinished").mkdir()
+  (tmp_path / "unfinished" / rundir.RESULTS).write_text(
+      json.dumps({"status": "preempted"}))
+  history = sweep_progress.read_history([str(tmp_path)],
+                                        exclude=[str(tmp_path / "r1")])
+  assert [(t.key, t.segments[0][1], planned) for t, planned in history] == [
+      (A, pytest.approx(walls[0]), 50.0), (A, pytest.approx(walls[2]), 50.0)]

@@ -2,6 +2,7 @@
 finished runs, counts failures, logs, runs N at a time, respects the lock of
 a run still in progress, and stops and resumes cleanly."""
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -203,6 +204,10 @@ def test_overrides_may_not_clash_with_the_sweep(tmp_path):
   assert sweep.parse_seeds("3,1") == (3, 1) and sweep.parse_seeds("") is None
   with pytest.raises(ValueError, match="integers"):
     sweep.parse_seeds("a")
+  with pytest.raises(ValueError, match="names seed 1 twice"):
+    sweep.parse_seeds("1,2,1")
+  with pytest.raises(ValueError, match="non-negative"):
+    sweep.parse_seeds("0,-1")
 
 
 def test_blocks_long_columns_get_their_schedule_unless_overridden(tmp_path):
@@ -875,8 +880,87 @@ def test_estimate_per_epoch_and_device_kind(tmp_path):
   for kind, values in per_epoch.items():
     hours = values.mean() * (40 + 200) / 3600
     (line,) = [l for l in out.stderr.splitlines()
-               if f"(240 epochs) on {kind}:" in l]
+               if f"(240 epochs left) on {kind}:" in l]
     assert f"{hours:.1f} h of one process ({hours / 2:.1f} h at " in line
+
+
+def test_the_eta_counts_other_runs_of_the_workdir_and_what_runs_trained(
+    tmp_path):
+  """The launcher's first progress line under --only: the pace of the
+  workdir's finished runs that the filter leaves out, and for a run left
+  only the epochs it has still to train."""
+  rng = np.random.default_rng()
+  per_epoch = float(rng.uniform(1, 10))
+  trained = float(rng.integers(1, 199))
+  other = tmp_path / "seq_mt_L_f0.1_s0"  # finished, not in this sweep
+  other.mkdir()
+  (other / rundir.RESULTS).write_text(json.dumps({
+      "status": "finished", "wall_time_s": 40 * per_epoch, "epochs": 40.0,
+      "device_kind": "cpu", "config": {"model": {"name": "seq_mt"},
+                                      "costs": "L",
+                                      "train": {"max_epochs": 40}}}))
+  runs = [{"name": name, "config_arg": "model=seq_mt,costs=L",
+           "overrides": {"seed": seed}}
+          for seed, name in enumerate(("partly", "fresh"))]
+  specs = [dataclasses.replace(spec, epochs=200.0) for spec in
+           sweep_plan.make_specs(runs, "experiments/blocks.py", str(tmp_path))]
+  (tmp_path / "partly").mkdir()
+  (tmp_path / "partly" / rundir.METRICS).write_text(json.dumps(
+      {"event": "eval", "split": "validation", "step": 1, "epoch": trained}))
+  tally = launcher.Tally([sweep_plan.Job((spec,)) for spec in specs],
+                         clock=lambda: 0.0, parallel=1)
+  assert tally.progress.eta() == pytest.approx(
+      (200 - trained + 200) * per_epoch)
+
+
+def test_dry_run_counts_what_the_sweep_would_train(tmp_path):
+  """The dry run triages as the sweep does: a run trained partly counts the
+  epochs it has left; one holding another config is not printed, or, with
+  --rerun_changed, printed with --overwrite and counted whole."""
+  rng = np.random.default_rng()
+  per_epoch = float(rng.uniform(20, 60))
+  done = tmp_path / "done" / "r0"
+  done.mkdir(parents=True)
+  (done / rundir.RESULTS).write_text(json.dumps({
+      "status": "finished", "wall_time_s": per_epoch * 40, "epochs": 40.0,
+      "device_kind": "cpu",
+      "config": {"model": {"name": "seq_mt"}, "costs": "L"}}))
+  work = tmp_path / "new"
+  argv = [sys.executable, "-m", "landmark_ssl.sweep",
+          "--config=experiments/blocks.py", f"--workdir={work}", "--dry_run",
+          r"--only=^seq_mt_L_f0\.(1|2|5)_", "--seeds=0",
+          f"--timings_from={done.parent}"]
+  def dry_run(*extra):
+    out = subprocess.run(argv + list(extra), cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines(), out.stderr
+  commands, _ = dry_run()
+  by_run = {os.path.basename(_parse_main_command(shlex.split(c))[1]): c
+            for c in commands}
+  assert sorted(by_run) == [f"seq_mt_L_f{f}_s0" for f in ("0.1", "0.2", "0.5")]
+  # 0.2 (200 epochs) trained some; 0.5 holds a 40-epoch run's config.
+  trained = float(rng.integers(1, 199))
+  for name, epoch in (("seq_mt_L_f0.2_s0", trained), ("seq_mt_L_f0.5_s0", 30)):
+    (work / name).mkdir(parents=True)
+    (work / name / rundir.METRICS).write_text(json.dumps(
+        {"event": "eval", "split": "validation", "step": 1, "epoch": epoch}))
+  config, _ = _parse_main_command(shlex.split(by_run["seq_mt_L_f0.5_s0"]))
+  stored = json.loads(config.to_json())
+  stored["train"]["max_epochs"] = 40
+  (work / "seq_mt_L_f0.5_s0" / rundir.CONFIG).write_text(json.dumps(stored))
+  for extra, printed, epochs in (
+      ((), ["seq_mt_L_f0.1_s0", "seq_mt_L_f0.2_s0"], 40 + 200 - trained),
+      (("--rerun_changed",), list(by_run), 40 + 200 - trained + 200)):
+    commands, log = dry_run(*extra)
+    assert [os.path.basename(_parse_main_command(
+        [a for a in shlex.split(c) if a != "--overwrite"])[1])
+            for c in commands] == printed
+    assert [c.endswith(" --overwrite") for c in commands] == [
+        n == "seq_mt_L_f0.5_s0" for n in printed]
+    hours = per_epoch * epochs / 3600
+    assert (f"({epochs:.0f} epochs left) on cpu: {hours:.1f} h of one "
+            "process") in log
+    assert ("1 runs hold a run of another config" in log) == (not extra)
 
 
 def test_slurm_array_template_runs_the_line_of_its_task(tmp_path):
