@@ -170,14 +170,16 @@ def selections(runs: Iterable[Run]) -> Dict[Tuple[str, str, str, float],
 
 
 def expected_runs(experiment_files: Sequence[str], seeds=None,
-                  quick: bool = False) -> List[Tuple[Dict, Tuple]]:
+                  quick: bool = False, only: str | None = None
+                  ) -> List[Tuple[Dict, Tuple]]:
   """``[(run, (experiment, model, costs, fraction, seed)), ...]`` of the
-  experiment files' sweeps."""
+  experiment files' sweeps, as ``sweep --seeds --quick --only`` selects
+  them."""
   out = []
   for path in experiment_files:
     module = configs.load_experiment(path)
     runs = module.sweep() if seeds is None else module.sweep(seeds=seeds)
-    for run in sweep_lib.select_runs(runs, quick=quick):
+    for run in sweep_lib.select_runs(runs, only=only, quick=quick):
       config = module.get_config(run["config_arg"])
       config.update_from_flattened_dict(run["overrides"])
       out.append((run, (experiment_of(config.data.name),
@@ -486,11 +488,12 @@ def csv_rows(stats: Mapping[CellKey, Stats], outside: str = "") -> List[Dict]:
 def write_report(workdir: str, experiment_files: Sequence[str] = (),
                  seeds=None, quick: bool = False, figures: bool = False,
                  figure_options: Mapping | None = None,
-                 by: Sequence[str] = ()) -> str:
+                 by: Sequence[str] = (), only: str | None = None) -> str:
   """Writes ``report.md`` and ``report.csv`` in ``workdir``; returns the
   markdown. ``figures``: first draw the sweep's figures
   (``figures.sweep_figures(workdir, **figure_options)``); ``by``: config
-  keys that split rows (and give the selection on validation)."""
+  keys that split rows (and give the selection on validation); ``seeds``,
+  ``quick``, ``only``: the sweep's, which select the runs expected."""
   everything, unfinished = load_runs(workdir, by,
                                      list(experiment_files) or None)
   if not (everything or unfinished or experiment_files or
@@ -505,7 +508,7 @@ def write_report(workdir: str, experiment_files: Sequence[str] = (),
   missing = None
   if experiment_files:
     missing = missing_runs(
-        expected_runs(experiment_files, seeds, quick),
+        expected_runs(experiment_files, seeds, quick, only),
         everything if quick else runs, workdir,
         outside=() if quick else [r for group in outside.values()
                                   for r in group])
@@ -538,6 +541,9 @@ def define_flags(flag_values=flags.FLAGS):
                       "if not its own.", flag_values=flag_values)
   flags.DEFINE_bool("quick", False, "The sweep ran with --quick.",
                     flag_values=flag_values)
+  flags.DEFINE_string("only", None, "The sweep ran with --only=REGEX: only "
+                      "its runs are listed as missing (the tables show every "
+                      "finished run).", flag_values=flag_values)
   flags.DEFINE_bool("figures", False, "Draw the sweep's figures (CED curves, "
                     "overlay grids; python -m landmark_ssl.figures) before "
                     "writing the report, which links them.",
@@ -556,7 +562,7 @@ def main(argv):
   try:
     text = write_report(FLAGS.workdir, FLAGS.config,
                         sweep_lib.parse_seeds(FLAGS.seeds), FLAGS.quick,
-                        FLAGS.figures, by=FLAGS.by)
+                        FLAGS.figures, by=FLAGS.by, only=FLAGS.only)
   except (ValueError, FileNotFoundError) as e:  # a wrong path or file: named
     logging.error("%s", e)
     sys.exit(2)

@@ -94,6 +94,13 @@ def test_blocks_mean_and_sample_std_by_hand(tmp_path):
           if l.startswith("- blocks, Seq-MT (L+T+C), 5%: ")]
   assert line == ["- blocks, Seq-MT (L+T+C), 5%: seq_mt_L+T+C_f0.05_s3 "
                   "(not started), seq_mt_L+T+C_f0.05_s4 (not started)"]
+  # As the sweep's --only: the Seq-MT runs (110) less the 3 finished; the
+  # tables still show every finished run (Comm-MT's too).
+  only = report.write_report(str(tmp_path), [f"{ROOT}/experiments/blocks.py"],
+                             only="^seq_mt_")
+  missing = only.split("## Missing runs (")[1]
+  assert missing.startswith("107)") and "comm_mt" not in missing
+  assert "3.50 (n=1) · paper 3.41" in only
   # Rows in Table 1's order.
   table = text.split("## blocks, test: landmark_error")[1].split("##")[0]
   labels = [line.split("|")[1].strip() for line in table.splitlines()
