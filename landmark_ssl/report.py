@@ -77,6 +77,19 @@ REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 CSV_FIELDS = ("experiment", "split", "metric", "unit", "model", "costs",
               "settings", "fraction", "n", "mean", "std", "paper", "seeds")
+def seed_ranges(seeds: Iterable[int]) -> str:
+  """``[0, 1, 2, 4]`` -> ``'seeds 0-2, 4'``; one seed -> ``'seed 3'``."""
+  seeds = sorted(set(seeds))
+  spans = []
+  for seed in seeds:
+    if spans and seed == spans[-1][1] + 1:
+      spans[-1][1] = seed
+    else:
+      spans.append([seed, seed])
+  text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+  return f"seed {text}" if len(seeds) == 1 else f"seeds {text}"
+
+
 def render_effects(effects: Sequence[Effect]) -> str:
   """The markdown section of :func:`paired_effects` ('' if none)."""
   if not effects:
@@ -85,7 +98,8 @@ def render_effects(effects: Sequence[Effect]) -> str:
   w = out.write
   w("\n## Paired effects of the costs\n\n"
     "Per column, the test landmark error of the row without a cost minus "
-    "the row with it, seed by seed (positive: the cost helps), their mean, "
+    "the row with it, seed by seed (the seeds both rows have; positive: "
+    "the cost helps), their mean, "
     "a two-sided sign test and paired t-test over those seeds, and the "
     "paper's difference.\n")
   groups = collections.defaultdict(list)
@@ -102,7 +116,8 @@ def render_effects(effects: Sequence[Effect]) -> str:
       p = lambda x: "–" if math.isnan(x) else f"{x:.2g}"
       paper = "–" if e.paper is None else f"{e.paper:+.2f}"
       w(f"| {_fraction_label(e.fraction)} | {e.term}: {e.base} − {e.added} "
-        f"| {per} (n={len(e.differences)}) | {e.mean:+.2f} | {p(e.p_sign)} "
+        f"| {per} ({seed_ranges(s for s, _ in e.differences)}) "
+        f"| {e.mean:+.2f} | {p(e.p_sign)} "
         f"| {p(e.p_t)} | {paper} |\n")
   return out.getvalue()
 

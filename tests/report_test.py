@@ -422,6 +422,12 @@ def test_paired_effects_by_hand(tmp_path):
                                 effects=report.paired_effects(runs))
   assert "## Paired effects of the costs" in text
   assert f"| 5% | C: L − L+C | " in text and f"{c.mean:+.2f}" in text
+  # Each line names the seeds it pairs: L+T lacks seed 4.
+  (t_line,) = [l for l in text.splitlines() if "| T: L − L+T |" in l]
+  per_seed = " ".join(f"{v:+.2f}" for v in errors["L"][:4] - errors["L+T"][:4])
+  assert f"| {per_seed} (seeds 0-3) |" in t_line
+  assert report.seed_ranges([6, 0, 1, 3, 4]) == "seeds 0-1, 3-4, 6"
+  assert report.seed_ranges([2]) == "seed 2"
 
 
 def test_quick_runs_are_never_beside_the_paper(tmp_path):
