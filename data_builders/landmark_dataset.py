@@ -105,6 +105,17 @@ def load_grey(path: epath.Path) -> np.ndarray:
   return np.asarray(img.convert("L"), np.uint8)
 
 
+def image_size(path: epath.Path) -> tuple[int, int]:
+  """``(width, height)`` of an image file, from its header."""
+  try:
+    with path.open("rb") as f, Image.open(f) as img:
+      return img.size
+  except (OSError, ValueError) as e:
+    raise manual_data.ManualDataError(
+        f"{path}: cannot read the image ({e}). Re-extract it from the "
+        "original archive.") from None
+
+
 def make_example(image_path: epath.Path, landmarks: np.ndarray,
                  visible: np.ndarray, config: LandmarkCropConfig,
                  normalizer: Callable[[np.ndarray], float], example_id: str,

@@ -19,7 +19,7 @@ Hyper-parameters: Sec. 4.4 lists (0.001, 0.3, 1e-5, 2), read as
 | lambda (weight decay) | 1e-5 | Sec. 4.4 |
 | gamma (ELT weight) | 2.0 | Sec. 4.4 |
 | Seq-MT landmark net | as HGR1: 6 conv 9x9, 64 maps, the last gives 68 | Sec. 4.4 |
-| classifier | two branches (emotion, camera), FC 256, 256, n, dropout 0.25 | Sec. 4.4 |
+| classifier | two branches (emotion, camera), FC 256, 256, n, dropout 0.25; n = 6 emotions and 5 cameras (the paper's "#of classes": the five cameras it uses of the database's 15) | Sec. 4.4 |
 | Comm-MT | Fig. 6 layout; kernel 9, 64 maps | Fig. 6; sizes ours (as Seq-MT) |
 | Heatmap-MT | Seq-MT's landmark net; 2x (pool, conv 3x3 16 maps), FC 256, 256 | Fig. 8; sizes ours |
 | augmentation | rotation 20 deg, scale 0.1, translation 0.1 | Sec. 4.4 ("as for Hands") |

@@ -60,7 +60,6 @@ from typing import Iterable, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from PIL import Image
 
 from data_builders import landmark_dataset
 from data_builders import manual_data
@@ -230,7 +229,8 @@ def to_slots(points: FeaturePoints, numbering: list[PointId],
     numbering: from :func:`landmark_numbering`.
     coordinate_base: subtracted from the coordinates (0: 0-based).
     image_size: ``(width, height)`` of the image; when it differs from the
-      file's ``WIDTH``/``HEIGHT`` the points are rescaled to it.
+      file's ``WIDTH``/``HEIGHT`` the points are rescaled to it (pixel
+      centres at integers: the frames' edges, -0.5 and size - 0.5, match).
 
   Returns:
     ``landmarks (25, 2)`` float64 0-based ``(x, y)`` (0 where absent) and
@@ -244,7 +244,7 @@ def to_slots(points: FeaturePoints, numbering: list[PointId],
   for slot, pid in enumerate(numbering):
     if pid in points.points:
       xy = np.asarray(points.points[pid], np.float64) - coordinate_base
-      landmarks[slot] = xy * scale
+      landmarks[slot] = (xy + 0.5) * scale - 0.5
       visible[slot] = 1.0
   return landmarks, visible
 
@@ -358,8 +358,7 @@ class Hgr1(landmark_dataset.ManualLandmarkBuilder):
         skips.skip(annotations[s], NO_WRIST)
         continue
       size = parsed[s].size
-      with Image.open(images[s]) as img:
-        image_size = img.size
+      image_size = landmark_dataset.image_size(images[s])
       if size is not None and tuple(size) != tuple(image_size):
         rescaled.append(str(annotations[s]))
       items[s] = (s, images[s], *to_slots(parsed[s], numbering, base,

@@ -205,9 +205,38 @@ def test_natural_order_of_the_other_points():
 
 
 def test_rescaled_when_the_file_size_differs_from_the_image():
-  points = lib.FeaturePoints({("Wrist", "a"): (10.0, 20.0)}, (100, 50))
-  landmarks, _ = lib.to_slots(points, [("Wrist", "a")], 0.0, (200, 100))
-  np.testing.assert_allclose(landmarks[0], [20.0, 40.0])
+  """Pixel centres at integers: the file's frame edges (-0.5 and its size
+  - 0.5) land on the image's, and a pixel's centre on the centre of the
+  pixels it covers."""
+  rng = np.random.default_rng()
+  file_size = rng.integers(20, 200, 2)
+  image_size = rng.integers(20, 200, 2)
+  ids = [("Wrist", "a"), ("Wrist", "b"), ("Finger", "c")]
+  inside = rng.uniform(0, file_size - 1)
+  points = lib.FeaturePoints(dict(zip(ids, [(-0.5, -0.5),
+                                            tuple(file_size - 0.5),
+                                            tuple(inside)])),
+                             tuple(file_size))
+  landmarks, _ = lib.to_slots(points, ids, 0.0, tuple(image_size))
+  np.testing.assert_allclose(landmarks[0], [-0.5, -0.5])
+  np.testing.assert_allclose(landmarks[1], image_size - 0.5)
+  # Twice the size: pixel 0's centre is between image pixels 0 and 1.
+  points = lib.FeaturePoints({ids[0]: (0.0, 0.0)}, (100, 50))
+  landmarks, _ = lib.to_slots(points, ids[:1], 0.0, (200, 100))
+  np.testing.assert_allclose(landmarks[0], [0.5, 0.5])
+  # The map is affine: the random point keeps its place between the edges.
+  points = lib.FeaturePoints({ids[2]: tuple(inside)}, tuple(file_size))
+  landmarks, _ = lib.to_slots(points, ids[2:], 0.0, tuple(image_size))
+  np.testing.assert_allclose((landmarks[0] + 0.5) / image_size,
+                             (inside + 0.5) / file_size)
+
+
+def test_unreadable_image_is_one_error_naming_it(tmp_path):
+  manual = _copy_dummy(tmp_path)
+  image = sorted((manual / IMAGE_DIR).iterdir())[0]
+  image.write_bytes(b"")
+  _expect_error(tmp_path, manual, manual_data.ManualDataError, str(image),
+                "cannot read the image")
 
 
 def test_not_25_identities_lists_them_with_counts_and_files(tmp_path):

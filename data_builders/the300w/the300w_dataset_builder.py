@@ -75,7 +75,12 @@ def parse_pts(path: epath.Path, num_points: int = NUM_LANDMARKS) -> np.ndarray:
   Raises:
     AnnotationFormatError: naming the file, the line and what was expected.
   """
-  lines = path.read_text().splitlines()
+  try:
+    lines = path.read_text().splitlines()
+  except UnicodeDecodeError as e:
+    raise manual_data.format_error(
+        path, f"byte {e.start}", "ASCII text", repr(e.object[e.start:e.end])
+    ) from None
   stripped = [ln.strip() for ln in lines]
   while stripped and not stripped[-1]:
     stripped.pop()

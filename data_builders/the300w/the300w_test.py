@@ -216,3 +216,16 @@ def test_parse_pts_reads_what_was_written(tmp_path):
   rows = "\n".join(f"{float(x)!r} {float(y)!r}" for x, y in points)
   path.write_text(f"version: 1\nn_points:  68\n{{\n{rows}\n}}\n\n")
   np.testing.assert_array_equal(lib.parse_pts(path), points)
+
+
+def test_pts_that_is_not_text_names_the_file_and_byte(tmp_path):
+  rng = np.random.default_rng()
+  rows = "\n".join(f"{x:.3f} {y:.3f}" for x, y in rng.uniform(0, 500, (68, 2)))
+  text = f"version: 1\nn_points:  68\n{{\n{rows}\n}}\n".encode()
+  at = int(rng.integers(20, len(text)))
+  path = tmp_path / "x.pts"
+  path.write_bytes(text[:at] + b"\xb0" + text[at:])
+  with pytest.raises(manual_data.AnnotationFormatError) as info:
+    lib.parse_pts(pathlib.Path(path))
+  assert str(path) in str(info.value)
+  assert f"byte {at}: expected ASCII text" in str(info.value)
