@@ -23,6 +23,7 @@ in one ``--data_dir``. Its options: ``--classes`` (class table CSV),
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from typing import Sequence
 
@@ -246,6 +247,12 @@ def main(argv: Sequence[str]) -> None:
   f = flags.FLAGS
   from data_builders.manual_data import ManualDataError  # pylint: disable=g-import-not-at-top
   try:
+    for flag in ("data_dir", "manual_dir"):
+      given = getattr(f, flag, None)
+      if (given and "://" not in given and
+          os.path.isfile(os.path.expanduser(given))):
+        raise ValueError(f"--{flag}={given} is a file, not a directory; give "
+                         "a directory.")
     if (split_name(f.dataset)[0] == USER
         and f.dataset.partition("/")[0] != USER):  # a bare name: a typo?
       raise _unknown(f.dataset, (

@@ -90,6 +90,7 @@ import difflib
 import functools
 import itertools
 import math
+import os
 import re
 import shlex
 import sys
@@ -264,6 +265,25 @@ def select_runs(runs: Sequence[Mapping], only: str | None = None,
 ORDERS = ("table", "seed")
 
 
+def no_match_message(config: str, only: str | None, seeds: str | None,
+                     names: Sequence[str]) -> str:
+  """Why no run was selected, with what would match: ``--only`` is a
+  regular expression, so a ``+`` in a run name must be escaped."""
+  text = f"No run of {config} matches --only={only!r} / --seeds={seeds!r}."
+  if only and re.search(r"(?<!\\)\+", only):
+    escaped = re.sub(r"(?<!\\)\+", r"\\+", only)
+    try:
+      if any(re.search(escaped, n) for n in names):
+        text += (f" --only is a regular expression, where + repeats: "
+                 f"escape it, --only='{escaped}'.")
+    except re.error:
+      pass
+  if names:
+    sample = dict.fromkeys([names[0], names[len(names) // 2], names[-1]])
+    text += f" Its runs are named like {', '.join(sample)}."
+  return text
+
+
 def seed_order(runs: Sequence[Mapping]) -> List[int]:
   """The seeds of ``runs``, in the order they first appear."""
   seeds = []
@@ -400,6 +420,21 @@ def check_launcher_flags(launcher_name: str, present: Sequence[str]) -> None:
                        "or leave them out for the local launcher.")
 
 
+def check_workdir_is_a_directory(workdir: str) -> None:
+  """Raises ``ValueError`` if ``workdir`` (or a folder above it) is a file:
+  the runs' directories go under it."""
+  if "://" in workdir:
+    return
+  path = os.path.abspath(os.path.expanduser(workdir))
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise ValueError(
+        f"--workdir={workdir}: {path} is a file, not a directory; the sweep "
+        "puts one directory per run under --workdir. Give a directory (new "
+        "or a sweep's).")
+
+
 def check_workdir_launchable(workdir: str) -> None:
   """Raises ``ValueError`` if runs cannot be launched in ``workdir``: the
   per-run locks need a filesystem."""
@@ -519,10 +554,10 @@ def main(argv):
     seeds = parse_seeds(FLAGS.seeds)
     runs = experiment.sweep() if seeds is None else experiment.sweep(seeds=seeds)
     table_seeds = seed_order(runs)  # --order=seed's order, whatever --only keeps
-    runs = select_runs(runs, FLAGS.only, FLAGS.quick)
+    everything, runs = runs, select_runs(runs, FLAGS.only, FLAGS.quick)
     if not runs:
-      raise ValueError(f"No run of {FLAGS.config} matches --only="
-                       f"{FLAGS.only!r} / --seeds={FLAGS.seeds!r}.")
+      raise ValueError(no_match_message(FLAGS.config, FLAGS.only, FLAGS.seeds,
+                                        [r["name"] for r in everything]))
     grid = parse_grid(FLAGS.grid)
     overrides = parse_overrides(FLAGS.override)
     for arg in sorted({r["config_arg"] for r in runs} if grid or overrides
@@ -553,6 +588,7 @@ def main(argv):
             sweep_plan.single_jobs(specs))
     check_launcher_flags(FLAGS.launcher,
                          [name for name in FLAGS if FLAGS[name].present])
+    check_workdir_is_a_directory(FLAGS.workdir)
     if not FLAGS.dry_run:
       check_workdir_launchable(FLAGS.workdir)
   except (ValueError, FileNotFoundError, re.error) as e:

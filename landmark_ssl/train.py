@@ -72,9 +72,11 @@ class NonFiniteCostError(FloatingPointError):
 
   def __init__(self, step: int, term: str, value: float, last_checkpoint):
     self.step, self.term, self.value = step, term, value
+    saved = ("no checkpoint was saved yet" if last_checkpoint is None else
+             f"the last good checkpoint is step {last_checkpoint}")
     super().__init__(
         f"Non-finite cost at step {step}: {term} = {value}. Training stopped; "
-        f"the last good checkpoint is step {last_checkpoint}. Lower "
+        f"{saved}. Lower "
         "config.optim.learning_rate or set config.optim.grad_clip_norm, then "
         "start again in a new --workdir (or with --overwrite).")
 
@@ -136,6 +138,22 @@ def config_errors(config) -> list[str]:
        "must be a tuple of split names, e.g. \"('test',)\"")
   need("eval.normalizer", lambda v: v in evaluation.NORMALIZERS,
        f"must be one of {list(evaluation.NORMALIZERS)}")
+  for key in ("loss.landmark_weight", "loss.alpha", "loss.gamma",
+              "loss.weight_decay"):
+    need(key, lambda v: v is None or (float(v) >= 0 and math.isfinite(v)),
+         "must be a finite weight >= 0 (a negative one trains its cost "
+         "upwards)")
+  need("model.beta", lambda v: v is None or (float(v) > 0 and
+                                             math.isfinite(v)),
+       "must be a finite number > 0 (the soft-argmax's inverse temperature; "
+       "0 makes every map uniform)")
+  for key in ("data.test_splits", "data.class_heads"):
+    names = config.data.get(key.split(".")[1]) or ()
+    for name in [n for n in names if isinstance(n, str) and "," in n]:
+      parts = ",".join(repr(part.strip()) for part in name.split(","))
+      errors.append(
+          f"config.{key} names {name!r}, one name with commas; several "
+          f"names are a tuple: --config.{key}=\"({parts})\"")
   for key in ("data.data_dir", "data.manual_dir"):
     need(key, lambda v: v is None or "://" in str(v) or not os.path.exists(
         os.path.expanduser(str(v))) or os.path.isdir(os.path.expanduser(

@@ -451,6 +451,11 @@ def test_quick_runs_are_never_beside_the_paper(tmp_path):
   assert 'data.name="blocks/small"' in outside
   group = outside.split("### Differs in:")[1].split("## Figures")[0]
   assert "7.33 (n=1) |" in group and "paper" not in group
+  # With another table's experiment file given, the Blocks runs are still
+  # held to Blocks' protocol (the repository's file), not taken as at it.
+  other = report.write_report(str(tmp_path), [f"{ROOT}/experiments/hgr1.py"])
+  main = other.split("## Runs outside the tables' protocol")[0]
+  assert "7.33" not in main and "2.00 (n=1) · paper 3.95" in main
   rows = list(csv.DictReader(open(tmp_path / "report.csv")))
   quick_rows = [r for r in rows if r["mean"] and float(r["mean"]) == 7.33]
   assert quick_rows and all(r["paper"] == "" and "outside the protocol"

@@ -500,6 +500,22 @@ def test_dry_run_rejects_bad_flags(tmp_path):
        "--only=nothing_matches"], cwd=ROOT, env=ENV, capture_output=True,
       text=True)
   assert out.returncode == sweep.EXIT_USAGE and "No run of" in out.stderr
+  assert "Its runs are named like seq_mt_L_f0.01_s0, " in out.stderr
+  # A + unescaped: the message gives the escaped expression, which matches.
+  message = sweep.no_match_message("x.py", "L+T_f0", None,
+                                   ["seq_mt_L+T_f0.05_s0"])
+  assert r"escape it, --only='L\+T_f0'." in message
+  assert "escape" not in sweep.no_match_message("x.py", "Q+", None, ["a"])
+  # A --workdir that is a file (or under one): a usage error, dry run too.
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  for workdir in (afile, afile / "sub"):
+    out = subprocess.run(
+        [sys.executable, "-m", "landmark_ssl.sweep",
+         "--config=experiments/blocks.py", f"--workdir={workdir}",
+         "--dry_run"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert out.returncode == sweep.EXIT_USAGE
+    assert f"{afile} is a file, not a directory" in out.stderr
 
 
 def test_execute_skips_finished_counts_failures_and_logs(fake_main, tmp_path,

@@ -612,6 +612,9 @@ def test_nan_cost_stops_with_step_and_term(fake, tmp_path):
   assert err.step == fake_pipeline.NAN_BATCH + 1 and err.term == "landmark"
   assert "step 8: landmark = nan" in str(err)
   assert "last good checkpoint is step 6" in str(err)
+  # Before any checkpoint: says so, not "step None".
+  early = str(train.NonFiniteCostError(3, "class", float("nan"), None))
+  assert "no checkpoint was saved yet" in early and "None" not in early
   mngr = checkpointing.manager(rundir.RunDir(tmp_path).checkpoint_dir, "min",
                                 read_only=True)
   assert max(mngr.all_steps()) == 6
@@ -771,6 +774,10 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
   config.seed = -1
   config.data.cache_mib = -1
   config.data.data_dir = str(data_file)
+  config.loss.alpha = -1.0
+  config.loss.weight_decay = float("nan")
+  config.model.beta = 0.0
+  config.data.test_splits = ("test,validation",)
   with pytest.raises(ValueError) as info:
     train.train_and_evaluate(config, tmp_path / "a")
   message = str(info.value)
@@ -784,7 +791,13 @@ def test_everything_a_run_needs_is_checked_before_it_starts(fake, tmp_path):
       "config.seed=-1 must be an integer >= 0",
       "config.data.cache_mib=-1 must be a number of MiB >= 0 (0 = read "
       "batches from the files); set --config.data.cache_mib=...",
-      f"config.data.data_dir={str(data_file)!r} is a file, not a directory"):
+      f"config.data.data_dir={str(data_file)!r} is a file, not a directory",
+      "config.loss.alpha=-1.0 must be a finite weight >= 0",
+      "config.loss.weight_decay=nan must be a finite weight >= 0",
+      "config.model.beta=0.0 must be a finite number > 0",
+      "config.data.test_splits names 'test,validation', one name with "
+      "commas; several names are a tuple: --config.data.test_splits="
+      "\"('test','validation')\""):
     assert line in message, line
   assert not (tmp_path / "a").exists()
   # A split the dataset lacks: named with the dataset's splits, before the

@@ -608,3 +608,15 @@ def test_build_data_takes_a_bare_unknown_name_as_a_typo(tmp_path):
           in out.stderr)
   assert "Traceback" not in out.stderr
   assert not list(tmp_path.iterdir())
+
+
+def test_build_data_refuses_a_data_dir_that_is_a_file(tmp_path):
+  afile = tmp_path / "afile"
+  afile.write_text("mine")
+  out = subprocess.run(
+      [sys.executable, "-m", "landmark_ssl.build_data", "--dataset=blocks",
+       f"--data_dir={afile}"], capture_output=True, text=True, timeout=300,
+      cwd=pathlib.Path(__file__).resolve().parents[2])
+  assert out.returncode != 0 and "Traceback" not in out.stderr
+  assert f"--data_dir={afile} is a file, not a directory" in out.stderr
+  assert afile.read_text() == "mine"

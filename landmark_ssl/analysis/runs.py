@@ -144,13 +144,15 @@ EXPERIMENTS_DIR = os.path.join(
 
 
 def experiment_modules(paths: Sequence[str] | None = None) -> list:
-  """The experiment files that define the tables' protocol, loaded: ``paths``,
-  or every ``experiments/*.py`` of the repository (none outside one)."""
-  if paths is not None:
-    return [configs.load_experiment(p) for p in paths]
+  """The experiment files that define the tables' protocol, loaded:
+  ``paths`` first, then every ``experiments/*.py`` of the repository (none
+  outside one), so that a run of a dataset no given file covers (a Blocks
+  run beside ``--config=experiments/hgr1.py``) is still held to its own
+  table's protocol, not taken as at it."""
+  given = [configs.load_experiment(p) for p in paths or ()]
   if not os.path.isdir(EXPERIMENTS_DIR):
-    return []
-  modules = []
+    return given
+  modules = given
   for name in sorted(os.listdir(EXPERIMENTS_DIR)):
     if name.endswith(".py"):
       try:
