@@ -548,6 +548,10 @@ def write_figures(workdir: str, num_images: int = 8,
     raise FileNotFoundError(f"--workdir={workdir!r} is not a directory; pass "
                             "a run's or a sweep's --workdir.")
   if rundir.RunDir(workdir).is_run():
+    if by:
+      raise ValueError(
+          f"--by={','.join(by)} splits a sweep's rows, but --workdir="
+          f"{workdir} is one run: pass the sweep's directory, or drop --by.")
     return run_figures(workdir, num_images, maps, data_dir, output)
   out = sweep_figures(workdir, num_images, fraction, grid_models, data_dir, by,
                       output)

@@ -191,6 +191,8 @@ def test_run_figures(tiny_blocks_run, tmp_path):
   out = figures.write_figures(run, num_images=5)
   names = sorted(os.path.basename(p) for p in out.figures)
   assert names == ["ced_test.png", "overlays_test.png", "training.png"]
+  with pytest.raises(ValueError, match="splits a sweep's rows"):
+    figures.write_figures(run, num_images=5, by=["model.bta"])
   assert not out.skipped
   with Image.open(os.path.join(run, "figures", "overlays_test.png")) as img:
     # One row of 5 panels.
