@@ -77,6 +77,8 @@ REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 CSV_FIELDS = ("experiment", "split", "metric", "unit", "model", "costs",
               "settings", "fraction", "n", "mean", "std", "paper", "seeds")
+
+
 def seed_ranges(seeds: Iterable[int]) -> str:
   """``[0, 1, 2, 4]`` -> ``'seeds 0-2, 4'``; one seed -> ``'seed 3'``."""
   seeds = sorted(set(seeds))
