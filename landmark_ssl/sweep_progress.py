@@ -128,8 +128,7 @@ def read_history(roots: Iterable[str], exclude: Iterable[str] = ()
         continue
       timing = run_timing(results)
       if timing is not None:
-        out.append((timing, planned_epochs(results) or
-                    sum(epochs for _, _, epochs in timing.segments)))
+        out.append((timing, _planned_or_trained(results, timing)))
   return out
 
 
@@ -189,9 +188,14 @@ def epoch_seconds(results: Mapping) -> List[Tuple[str, tuple, float]]:
   timing = run_timing(results)
   if timing is None:
     return []
-  planned = planned_epochs(results) or sum(e for _, _, e in timing.segments)
-  return [(kind, timing.key, seconds)
-          for kind, seconds in pace(timing, planned).items()]
+  return [(kind, timing.key, seconds) for kind, seconds in
+          pace(timing, _planned_or_trained(results, timing)).items()]
+
+
+def _planned_or_trained(results: Mapping, timing: Timing) -> float:
+  """:func:`planned_epochs`, or the epochs the run trained if its config
+  does not say."""
+  return planned_epochs(results) or sum(e for _, _, e in timing.segments)
 
 
 def read_epoch_timings(workdir: str

@@ -16,6 +16,7 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 
 from landmark_ssl import compare_runs
 from landmark_ssl import configs
@@ -51,23 +52,6 @@ def generated_table1() -> str:
   text = report.render_markdown(report.aggregate(runs),
                                 effects=report.paired_effects(runs))
   return _sections(text, SECTIONS)
-
-
-def _assert_generated_block(doc_path: pathlib.Path, begin: str, end: str,
-                            generated: str, what: str) -> None:
-  """``doc_path``'s text between ``begin`` and ``end`` is ``generated``."""
-  doc = doc_path.read_text()
-  assert begin in doc and end in doc, f"{doc_path} lacks {begin!r}"
-  block = doc.split(begin, 1)[1].split(end, 1)[0].strip()
-  assert block == generated, (
-      f"{doc_path.relative_to(ROOT)}'s {what} differs from the committed run "
-      "files; `python tests/results_doc_test.py` rewrites it as:\n\n" +
-      generated)
-
-
-def test_results_doc_table1_is_the_report_of_the_committed_runs():
-  _assert_generated_block(RESULTS_DOC, BEGIN, END, generated_table1(),
-                          "Table 1 (the report of results/blocks)")
 
 
 def test_committed_runs_are_small_and_complete():
@@ -163,12 +147,6 @@ def generated_schedule_table() -> str:
   return "\n".join(lines)
 
 
-def test_results_doc_schedule_table_is_the_committed_runs():
-  _assert_generated_block(SCHEDULE_DOC, SCHEDULE_BEGIN, SCHEDULE_END,
-                          generated_schedule_table(),
-                          "schedule table (results/blocks_40ep, _200ep)")
-
-
 def test_every_committed_table1_run_is_at_the_protocol():
   runs, unfinished = report.load_runs(str(RUNS))
   assert runs and not unfinished
@@ -238,12 +216,6 @@ def generated_active_round() -> str:
   return "\n".join(lines)
 
 
-def test_results_doc_active_round_is_the_committed_runs():
-  _assert_generated_block(RESULTS_DOC, ACTIVE_BEGIN, ACTIVE_END,
-                          generated_active_round(),
-                          "active-labelling table (results/active)")
-
-
 def test_the_round_one_runs_add_their_suggestions_to_round_zero():
   """Each round-1 run trained on round 0's labelled images plus the 50
   images of its suggestion list, with round 0's config and seed."""
@@ -310,12 +282,6 @@ def generated_isa_table() -> str:
     row(f"`--xla_cpu_max_isa={isa}`" if isa != "default" else "again, as is",
         ISA_NAMES[isa], run, equal)
   return "\n".join(lines)
-
-
-def test_results_doc_isa_table_is_the_committed_runs():
-  _assert_generated_block(REPRODUCIBILITY_DOC, ISA_BEGIN, ISA_END,
-                          generated_isa_table(),
-                          "reproducibility table (results/reproducibility)")
 
 
 def test_another_cpu_changes_a_run_and_xla_isa_does_not_undo_it():
@@ -394,7 +360,8 @@ def test_threads_do_not_change_a_run_and_rounding_does():
 
 
 # --------------------------------------------------------------------------
-# Rewriting the generated blocks after new runs are committed.
+# Every generated block is its generator's output; the main rewrites them
+# after new runs are committed.
 
 def _blocks():
   """``(doc, begin, end, generator)`` of every generated block."""
@@ -403,6 +370,22 @@ def _blocks():
            generated_schedule_table),
           (RESULTS_DOC, ACTIVE_BEGIN, ACTIVE_END, generated_active_round),
           (REPRODUCIBILITY_DOC, ISA_BEGIN, ISA_END, generated_isa_table))
+
+
+@pytest.mark.parametrize("doc_path,begin,end,generate", _blocks(),
+                         ids=[block[-1].__name__ for block in _blocks()])
+def test_generated_block_is_the_committed_runs(doc_path, begin, end,
+                                               generate):
+  """The text between the markers is what ``generate`` makes of the
+  committed run files (Table 1 is the report of results/blocks)."""
+  doc = doc_path.read_text()
+  assert begin in doc and end in doc, f"{doc_path} lacks {begin!r}"
+  block = doc.split(begin, 1)[1].split(end, 1)[0].strip()
+  generated = generate()
+  assert block == generated, (
+      f"{doc_path.relative_to(ROOT)}'s block {begin} differs from the "
+      "committed run files; `python tests/results_doc_test.py` rewrites it "
+      "as:\n\n" + generated)
 
 
 def rewrite_generated_blocks() -> list:

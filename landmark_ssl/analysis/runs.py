@@ -153,8 +153,10 @@ def experiment_modules(paths: Sequence[str] | None = None) -> list:
   if not os.path.isdir(EXPERIMENTS_DIR):
     return given
   modules = given
+  loaded = {os.path.realpath(p) for p in paths or ()}
   for name in sorted(os.listdir(EXPERIMENTS_DIR)):
-    if name.endswith(".py"):
+    if (name.endswith(".py") and os.path.realpath(
+        os.path.join(EXPERIMENTS_DIR, name)) not in loaded):
       try:
         modules.append(configs.load_experiment(
             os.path.join(EXPERIMENTS_DIR, name)))
