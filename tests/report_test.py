@@ -262,7 +262,7 @@ def test_a_directory_without_runs_is_refused_unless_runs_are_expected(
   one with a run in progress, or with --config, is a report."""
   (tmp_path / "notes").mkdir()
   with pytest.raises(ValueError, match=r"holds no runs \(no directory under "
-                     "it has a config.json\); pass the --workdir"):
+                     r"it has a config.json\); pass the --workdir"):
     report.write_report(str(tmp_path))
   assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
   out = subprocess.run(
