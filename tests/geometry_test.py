@@ -136,7 +136,9 @@ def test_warp_then_inverse_warp_recovers_the_interior(fresh_key):
                               geometry.invert_affine(a))
   inner = slice(12, 28)
   err = jnp.abs(back - img)[:, inner, inner]
-  assert float(err.mean()) < 0.005 and float(err.max()) < 0.03
+  # Two resamplings' error, over 50,000 seeds: mean up to 0.0053, max up to
+  # 0.037; a half-pixel error in the inverse gives a mean of 0.0104 or more.
+  assert float(err.mean()) < 0.0075 and float(err.max()) < 0.05
   assert float(jnp.abs(img[:, inner, inner] - img.mean()).max()) > 0.05
 
 
@@ -155,10 +157,11 @@ def test_warp_is_differentiable_in_image_and_transform(fresh_key):
   assert np.all(np.isfinite(gi)) and np.abs(gi).sum() > 0
   assert np.all(np.isfinite(ga)) and np.abs(ga).sum() > 0
   # The gradient w.r.t. A agrees with a finite difference along a random
-  # direction (over 100 seeds: within 1.5% of the gradient's norm).
+  # direction (over 50,000 seeds: within 2% of the gradient's norm; a step
+  # of 1e-2 moved samples across bilinear kinks, 5% off once in 17,000).
   d = jax.random.normal(fresh_key(2), a.shape)
   d = d / jnp.linalg.norm(d)
-  eps = 1e-2
+  eps = 1e-3
   fd = (f(img, a + eps * d) - f(img, a - eps * d)) / (2 * eps)
   assert abs(float(jnp.sum(ga * d) - fd)) < 0.05 * float(jnp.linalg.norm(ga))
 

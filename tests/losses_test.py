@@ -100,9 +100,15 @@ def test_equivariance_loss_zero_for_equivariant_function_positive_otherwise(
   l0 = centroid(imgs)
   l1 = centroid(geometry.warp_affine(imgs, a))
   assert float(losses.equivariance_loss(l0, l1, a)) < 0.02
-  # A non-equivariant function (ignores the image) gives a clear positive cost.
-  const = jnp.broadcast_to(jnp.array([24.0, 24.0]), l0.shape)
-  assert float(losses.equivariance_loss(const, const, a)) > 1.0
+  # A non-equivariant function (ignores the image) pays the squared distance
+  # each point should have moved: 3**2 + 2**2 under a shift of (3, -2). (Under
+  # the random transforms, a point near the centre moved too little to test.)
+  const = jnp.broadcast_to(jax.random.uniform(key_q, (2,), maxval=48.0),
+                           l0.shape)
+  shift = geometry.identity_affine((4,)).at[
+      :, :, 2].set(jnp.array([3.0, -2.0]))
+  np.testing.assert_allclose(losses.equivariance_loss(const, const, shift),
+                             13.0, rtol=1e-5)
   # Hand computation of the formula.
   moved = geometry.transform_points(l0, a)
   np.testing.assert_allclose(losses.equivariance_loss(l0, l1 + 1.0, a),

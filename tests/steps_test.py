@@ -142,7 +142,8 @@ def test_train_step_learns_a_fixed_batch(fresh_seed, fresh_key):
   batch = _batch(np.random.default_rng(fresh_seed))
   step = jax.jit(steps.train_step)
   first = None
-  for i in range(25):
+  # 80 steps: at 25, about 1% of seeds were still above 0.7 of the start.
+  for i in range(80):
     state, metrics = step(state, batch, fresh_key(i))
     first = float(metrics["loss"]) if first is None else first
   assert float(metrics["loss"]) < 0.7 * first
@@ -244,7 +245,11 @@ def test_landmark_cost_needs_only_the_labelled_rows(
   rng = np.random.default_rng(fresh_seed)
   batch = _batch(rng, n=16)
   batch["has_landmarks"] = (rng.uniform(size=16) < 0.3).astype(np.float32)
-  batch["has_landmarks"][rng.integers(16)] = 1.0
+  # One labelled row with every landmark visible: the row changed at the end
+  # (a row with none visible would rightly leave the cost as it is).
+  row = rng.integers(16)
+  batch["has_landmarks"][row] = 1.0
+  batch["visible"][row] = 1.0
   lab = np.flatnonzero(batch["has_landmarks"])
   rows = np.concatenate([rng.permutation(lab), lab[:1], lab[:1]])  # 2 pads
   small = {k: v[rows] for k, v in batch.items() if k != "labels"}
@@ -272,7 +277,7 @@ def test_landmark_cost_needs_only_the_labelled_rows(
   _, m_other = grad(state.params, state, other, None, fresh_key(3))
   np.testing.assert_allclose(m_other["landmark"], m_full["landmark"], rtol=1e-6)
   changed = dict(batch, image=batch["image"].copy())
-  changed["image"][lab[0]] = rng.uniform(size=changed["image"].shape[1:])
+  changed["image"][row] = rng.uniform(size=changed["image"].shape[1:])
   _, m_changed = grad(state.params, state, changed, None, fresh_key(3))
   assert abs(float(m_changed["landmark"]) - float(m_full["landmark"])) > 1e-6
 
