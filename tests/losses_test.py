@@ -103,8 +103,8 @@ def test_equivariance_loss_zero_for_equivariant_function_positive_otherwise(
   # A non-equivariant function (ignores the image) pays the squared distance
   # each point should have moved: 3**2 + 2**2 under a shift of (3, -2). (Under
   # the random transforms, a point near the centre moved too little to test.)
-  const = jnp.broadcast_to(jax.random.uniform(key_q, (2,), maxval=48.0),
-                           l0.shape)
+  point = jax.random.uniform(fresh_key(12), (2,), maxval=48.0)
+  const = jnp.broadcast_to(point, l0.shape)
   shift = geometry.identity_affine((4,)).at[
       :, :, 2].set(jnp.array([3.0, -2.0]))
   np.testing.assert_allclose(losses.equivariance_loss(const, const, shift),
