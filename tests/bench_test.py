@@ -19,6 +19,20 @@ def test_bench_costs_are_L_and_the_experiments_default():
     train_step.experiment_module("blokcs")
 
 
+def test_bench_costs_of_another_model_are_those_it_may_be_trained_with():
+  exp = train_step.experiment_module("blocks")
+  # Heatmap-MT's argmax has no gradient: no ELT, so its fullest costs are L+C.
+  assert train_step.bench_costs(exp, "heatmap_mt") == ["L", "L+C"]
+  assert train_step.bench_costs(exp, "comm_mt") == ["L", "L+T+C"]
+  for model, allowed in exp.MODELS.items():
+    assert set(train_step.bench_costs(exp, model)) <= set(allowed)
+  with pytest.raises(ValueError, match="heatmap_mt"):
+    train_step.bench_model(exp, "hourglass")
+  with pytest.raises(ValueError, match="--model"):
+    train_step.compile_step(exp, "L", 8, "fft", None,
+                            config_arg="quick,model=comm_mt")
+
+
 def test_synthetic_batch_has_the_dataset_shapes_and_the_labelled_mix():
   exp = train_step.experiment_module("hgr1")
   config = exp.get_config("model=seq_mt,costs=L+T+C")
@@ -57,7 +71,20 @@ def test_measure_experiment_reports_consistent_numbers():
   table = train_step.format_table({"blocks": res, "hgr1": {"error": "no data"}},
                                   2048)
   assert "blocks     L+T+C" in table and "hgr1       skipped: no data" in table
+  assert res["model"] == "seq_mt" and "model seq_mt" in table
   assert np.isfinite(full["fraction_of_matmul"])
+
+
+def test_measure_experiment_times_the_model_it_is_given():
+  res = train_step.measure_experiment(
+      "blocks", batch_size=8, repeats=1, matmul=lambda: 1e9,
+      conv_method="fft", config_arg="quick", log=lambda s: None,
+      model="heatmap_mt")
+  assert res["model"] == "heatmap_mt"
+  assert set(res["steps"]) == {"L", "L+C"}
+  # The class head adds little to a heatmap net's step: same order of FLOPs.
+  ratio = res["steps"]["L+C"]["model_flops"] / res["steps"]["L"]["model_flops"]
+  assert 1.0 <= ratio < 1.5
 
 
 def test_op_scope_names_the_pass_and_the_module():

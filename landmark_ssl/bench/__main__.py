@@ -1,11 +1,13 @@
 r"""All benchmarks: the train step of each experiment's model against the
 machine's matrix-product speed, and the input pipeline.
 
-  python -m landmark_ssl.bench [--models=blocks,hgr1] [--batch_size=64] \
-      [--repeats=3] [--out=bench.json] [--data_dir=DIR] [--steps=60]
+  python -m landmark_ssl.bench [--models=blocks,hgr1] [--model=heatmap_mt] \
+      [--batch_size=64] [--repeats=3] [--out=bench.json] [--data_dir=DIR] \
+      [--steps=60]
 
 For each experiment of ``--models`` (``experiments/<name>.py``, its default
-model; ``--models=all`` for every experiment file), see
+model or ``--model``, one of the experiment's ``MODELS`` such as a baseline;
+``--models=all`` for every experiment file), see
 ``landmark_ssl.bench.train_step``: the train step's images/s with costs
 ``L`` and the experiment's default costs (``L+T+C`` for Blocks and HGR1),
 counted and model FLOPs per step, model FLOP/s and their fraction of the
@@ -46,6 +48,12 @@ _MODELS = flags.DEFINE_list(
     "models", ["blocks", "hgr1"],
     "Experiments (names of experiments/*.py) whose default model is timed; "
     "'all' for every experiment file.")
+_MODEL = flags.DEFINE_string(
+    "model", None,
+    "Model to time instead of each experiment's default: a key of the "
+    "experiment's MODELS (e.g. comm_mt, heatmap_mt). Timed with costs L and "
+    "the experiment's default costs, or the model's fullest costs where it "
+    "may not be trained with those (Heatmap-MT: L+C).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed steps per cost setting.")
 _OUT = flags.DEFINE_string("out", "bench.json", "Where to write the JSON.")
 _MATMUL = flags.DEFINE_integer("matmul_size", 2048,
@@ -104,7 +112,7 @@ def main(argv: Sequence[str]) -> None:
         res = train_step.measure_experiment(
             name, FLAGS.batch_size, _REPEATS.value, matmul, _CONV.value,
             _EXPERIMENTS_DIR.value, _CONFIG_ARG.value,
-            log=lambda s: print(s, flush=True))
+            log=lambda s: print(s, flush=True), model=_MODEL.value)
       except Exception as e:  # pylint: disable=broad-except
         # One experiment that cannot run (bad config, missing file) must not
         # hide the others; the table and the JSON say why.

@@ -1,7 +1,7 @@
 """Speed of the train step of each experiment's model, against the machine.
 
 What is measured, for one experiment (``experiments/<name>.py``, its default
-model) and one cost setting:
+model or another of its ``MODELS``) and one cost setting:
 
 * the train step that training runs: ``steps.jit_train_step`` on a
   ``('data',)`` mesh over all devices, with the experiment's config (costs,
@@ -70,10 +70,25 @@ def experiment_module(name: str, experiments_dir: str = EXPERIMENTS_DIR):
   return configs.load_experiment(path)
 
 
-def bench_costs(exp) -> list[str]:
-  """Costs to time: ``'L'`` and the experiment's default costs, if allowed."""
-  allowed = exp.MODELS[exp.DEFAULT.model]
-  out = [c for c in ("L", exp.DEFAULT.costs) if c in allowed]
+def bench_model(exp, model: str | None = None) -> str:
+  """``model``, or the experiment's default; a name the experiment does not
+  offer raises ``ValueError`` naming those it does."""
+  if not model:
+    return exp.DEFAULT.model
+  if model not in exp.MODELS:
+    raise ValueError(
+        f"--model={model!r} is not a model of this experiment; its models: "
+        f"{list(exp.MODELS)}.")
+  return model
+
+
+def bench_costs(exp, model: str | None = None) -> list[str]:
+  """Costs to time: ``'L'`` and the experiment's default costs, both if the
+  model may be trained with them; for a model that may not be trained with
+  the default costs (Heatmap-MT has no ELT), its last (fullest) costs."""
+  allowed = exp.MODELS[bench_model(exp, model)]
+  full = exp.DEFAULT.costs if exp.DEFAULT.costs in allowed else allowed[-1]
+  out = [c for c in ("L", full) if c in allowed]
   return list(dict.fromkeys(out))
 
 
@@ -136,9 +151,16 @@ def _memory_bytes(compiled) -> int:
 
 
 def compile_step(exp, costs: str, batch_size: int, conv_method: str,
-                 mesh, config_arg: str = "") -> CompiledStep:
-  """Builds and compiles the train step of ``exp``'s default model."""
-  arg = f"model={exp.DEFAULT.model},costs={costs}"
+                 mesh, config_arg: str = "",
+                 model: str | None = None) -> CompiledStep:
+  """Builds and compiles the train step of ``model`` (default: ``exp``'s)."""
+  for item in config_arg.split(","):
+    if item.partition("=")[0].strip() in ("model", "costs"):
+      raise ValueError(
+          f"--config_arg={config_arg!r} sets {item.strip()!r}: the bench picks "
+          "the costs itself (L and the fullest the model allows); choose the "
+          "model with --model.")
+  arg = f"model={bench_model(exp, model)},costs={costs}"
   config = exp.get_config(arg + ("," + config_arg if config_arg else ""))
   steps.check_batch_size(batch_size, mesh, "batch_size")
   info = types.SimpleNamespace(name=config.data.name, classes=exp.CLASSES)
@@ -230,8 +252,10 @@ def measure_experiment(name: str, batch_size: int, repeats: int,
                        matmul: Callable[[], float], conv_method: str = "auto",
                        experiments_dir: str = EXPERIMENTS_DIR,
                        config_arg: str = "",
-                       log: Callable[[str], None] = print) -> dict:
-  """Times the train steps (costs of :func:`bench_costs`) of one experiment.
+                       log: Callable[[str], None] = print,
+                       model: str | None = None) -> dict:
+  """Times the train steps (costs of :func:`bench_costs`) of one experiment's
+  ``model`` (default: the experiment's).
 
   Each repetition runs the matrix product once and then each step once
   (after one untimed warm-up step each), so load changes on a shared
@@ -250,9 +274,11 @@ def measure_experiment(name: str, batch_size: int, repeats: int,
   exp = experiment_module(name, experiments_dir)
   mesh = steps.make_mesh()
   runs = []
-  for costs in bench_costs(exp):
-    log(f"  {name} {costs}: compiling")
-    run = compile_step(exp, costs, batch_size, conv_method, mesh, config_arg)
+  model = bench_model(exp, model)
+  for costs in bench_costs(exp, model):
+    log(f"  {name} {model} {costs}: compiling")
+    run = compile_step(exp, costs, batch_size, conv_method, mesh, config_arg,
+                       model)
     run.run(0)  # warm-up
     runs.append(run)
   ref = []
@@ -263,7 +289,7 @@ def measure_experiment(name: str, batch_size: int, repeats: int,
   ref.append(matmul())
   reference = max(ref)
   result = {
-      "model": exp.DEFAULT.model,
+      "model": model,
       "image_shape": list(exp.IMAGE_SHAPE),
       "batch_size": batch_size,
       "conv_method": conv_method,
@@ -312,6 +338,8 @@ def format_table(results: dict, matmul_size: int) -> str:
              f"{res['matmul_flop_per_s'] / 1e9:.1f} GFLOP/s (run's best "
              f"{res['reference_flop_per_s'] / 1e9:.1f})",
              f"peak RSS {res['max_rss_bytes'] / 2**20:.0f} MiB"]
+    if res.get("model"):
+      extra.insert(0, f"model {res['model']}")
     if "full_to_L_time" in res:
       extra.insert(0, f"{list(res['steps'])[-1]}/L step time "
                    f"{res['full_to_L_time']:.2f}")
