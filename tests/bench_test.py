@@ -82,9 +82,9 @@ def test_measure_experiment_times_the_model_it_is_given():
       model="heatmap_mt")
   assert res["model"] == "heatmap_mt"
   assert set(res["steps"]) == {"L", "L+C"}
-  # The class head adds little to a heatmap net's step: same order of FLOPs.
+  # L+C adds the class head's FLOPs to the heatmap net's, which dominate.
   ratio = res["steps"]["L+C"]["model_flops"] / res["steps"]["L"]["model_flops"]
-  assert 1.0 <= ratio < 1.5
+  assert 1.0 < ratio < 1.5
 
 
 def test_op_scope_names_the_pass_and_the_module():
